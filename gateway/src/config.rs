@@ -1,0 +1,171 @@
+//! The server's optional TOML configuration (`--config FILE`): the tier table and the limits.
+//! Every key is optional and defaults to the contract's value; unknown keys are an error, so a
+//! typo never silently leaves a default in place.
+//!
+//! ```toml
+//! [tiers.urgent]
+//! multiplier_percent = 150
+//! delivery_hours = 2
+//! bidding_minutes = 10
+//!
+//! [limits]
+//! commands_per_minute = 100
+//! command_burst = 20
+//! ```
+
+use std::path::Path;
+
+use gavel_engine::TierTable;
+use serde::Deserialize;
+
+/// Everything the TOML file may set.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub tiers: TierTable,
+    pub limits: Limits,
+}
+
+/// Per-connection and per-user limits (contract §1, §2, §7).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Sustained commands per user per minute (subscriptions and pings are not counted).
+    pub commands_per_minute: u32,
+    /// Commands a user may send at once before the per-minute rate applies.
+    pub command_burst: u32,
+    /// Largest client frame, in bytes; larger closes the connection with 1009.
+    pub max_frame_bytes: usize,
+    /// Bad frames tolerated per `bad_frame_window_secs` before closing with 1008.
+    pub bad_frames: u32,
+    pub bad_frame_window_secs: u64,
+    /// Seconds between server pings.
+    pub ping_interval_secs: u64,
+    /// Seconds of silence after which a connection is closed.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            commands_per_minute: 100,
+            command_burst: 20,
+            max_frame_bytes: gavel_protocol::MAX_FRAME_BYTES,
+            bad_frames: 20,
+            bad_frame_window_secs: 10,
+            ping_interval_secs: 20,
+            idle_timeout_secs: 60,
+        }
+    }
+}
+
+/// Why the configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl ServerConfig {
+    /// Loads and checks `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let display = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: display.clone(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { source, .. } => ConfigError::Parse {
+                path: display,
+                source,
+            },
+            ConfigError::Invalid { message, .. } => ConfigError::Invalid {
+                path: display,
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and checks TOML text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: ServerConfig = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: String::new(),
+            source,
+        })?;
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: String::new(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        self.tiers.validate()?;
+        let l = &self.limits;
+        if l.commands_per_minute == 0 || l.command_burst == 0 {
+            return Err("limits: commands_per_minute and command_burst must be at least 1".into());
+        }
+        if l.max_frame_bytes < 1024 {
+            return Err("limits: max_frame_bytes must be at least 1024".into());
+        }
+        if l.ping_interval_secs == 0 || l.idle_timeout_secs <= l.ping_interval_secs {
+            return Err("limits: idle_timeout_secs must exceed ping_interval_secs (> 0)".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_means_the_contracts_defaults() {
+        let c = ServerConfig::parse("").unwrap();
+        assert_eq!(c, ServerConfig::default());
+        assert_eq!(c.limits.commands_per_minute, 100);
+        assert_eq!(c.limits.command_burst, 20);
+        assert_eq!(c.limits.max_frame_bytes, 65536);
+    }
+
+    #[test]
+    fn tiers_and_limits_can_be_overridden() {
+        let c = ServerConfig::parse(
+            "[tiers.urgent]\nmultiplier_percent = 200\ndelivery_hours = 1\nbidding_minutes = 5\n\
+             [limits]\ncommands_per_minute = 600\n",
+        )
+        .unwrap();
+        assert_eq!(c.tiers.urgent.multiplier_percent, 200);
+        assert_eq!(c.limits.commands_per_minute, 600);
+        assert_eq!(c.limits.command_burst, 20);
+    }
+
+    #[test]
+    fn typos_and_nonsense_are_refused() {
+        assert!(matches!(
+            ServerConfig::parse("[limits]\ncomands_per_minute = 5\n"),
+            Err(ConfigError::Parse { .. })
+        ));
+        assert!(matches!(
+            ServerConfig::parse("[limits]\ncommand_burst = 0\n"),
+            Err(ConfigError::Invalid { .. })
+        ));
+        assert!(matches!(
+            ServerConfig::parse(
+                "[tiers.flexible]\nmultiplier_percent = 0\ndelivery_hours = 1\nbidding_minutes = 1\n"
+            ),
+            Err(ConfigError::Invalid { .. })
+        ));
+    }
+}

@@ -1,0 +1,92 @@
+//! The `gavel` binary: `gavel serve` runs the server, `gavel token` mints a token.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::Parser;
+use gavel_gateway::auth::JwtKeys;
+use gavel_gateway::cli::{Cli, CliCommand, ServeArgs, TokenArgs};
+use gavel_gateway::config::ServerConfig;
+use gavel_gateway::secret::{self, SecretSource};
+use gavel_gateway::{logging, server};
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        CliCommand::Serve(args) => serve(args),
+        CliCommand::Token(args) => token(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    logging::init(args.log_format);
+    let config = match &args.config {
+        Some(path) => ServerConfig::load(path)?,
+        None => ServerConfig::default(),
+    };
+    let (secret, source) =
+        secret::resolve(args.secret.jwt_secret.as_deref(), &args.secret.data_dir).with_context(
+            || {
+                format!(
+                    "resolving the JWT secret in {}",
+                    args.secret.data_dir.display()
+                )
+            },
+        )?;
+    match &source {
+        SecretSource::Configured => {
+            tracing::info!("JWT secret: from --jwt-secret / GAVEL_JWT_SECRET")
+        }
+        SecretSource::Stored(path) => {
+            tracing::info!(path = %path.display(), "JWT secret: read from the data directory")
+        }
+        SecretSource::Generated(path) => tracing::warn!(
+            path = %path.display(),
+            "no JWT secret configured: generated a random one and saved it; mint tokens on this machine with `gavel token`"
+        ),
+    }
+    let _keys = JwtKeys::new(&secret);
+    if args.database_url.is_some() || args.redis_url.is_some() {
+        tracing::warn!(
+            "--database-url / --redis-url are accepted but not used yet: storage and fan-out arrive with their issues"
+        );
+    }
+    tracing::info!(
+        time_scale = args.time_scale,
+        urgent = ?config.tiers.urgent,
+        standard = ?config.tiers.standard,
+        flexible = ?config.tiers.flexible,
+        limits = ?config.limits,
+        "configuration"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
+        tracing::info!(addr = %listener.local_addr()?, "listening");
+        server::run(listener, server::shutdown_signal()).await?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+fn token(args: TokenArgs) -> anyhow::Result<()> {
+    let (secret, _) = secret::resolve(args.secret.jwt_secret.as_deref(), &args.secret.data_dir)
+        .with_context(|| {
+            format!(
+                "resolving the JWT secret in {}",
+                args.secret.data_dir.display()
+            )
+        })?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let token = JwtKeys::new(&secret).mint(&args.sub, args.role, args.ttl, now);
+    // The token is the command's whole output, for `$(gavel token …)`.
+    #[allow(clippy::print_stdout)]
+    {
+        println!("{token}");
+    }
+    Ok(())
+}

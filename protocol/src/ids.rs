@@ -1,0 +1,198 @@
+//! Validated identifiers.
+//!
+//! User, task and bid ids share one rule (contract §1): 1–64 characters of `[A-Za-z0-9_.:-]`.
+//! Request ids (`id` on a client frame) are looser — any 1–64 characters — because clients
+//! generate them however they like; they are only compared, never parsed or put in a path.
+//! Each id is its own type so a `BidId` can never be passed where a `TaskId` is expected.
+
+use std::fmt;
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Maximum length of any identifier, in characters.
+pub const MAX_ID_CHARS: usize = 64;
+
+/// Why a string is not a valid identifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdError {
+    /// Zero characters.
+    Empty,
+    /// More than [`MAX_ID_CHARS`] characters.
+    TooLong,
+    /// A character outside `[A-Za-z0-9_.:-]`.
+    BadChar,
+}
+
+impl fmt::Display for IdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IdError::Empty => "must not be empty",
+            IdError::TooLong => "must be at most 64 characters",
+            IdError::BadChar => "may only contain A-Z a-z 0-9 _ . : -",
+        })
+    }
+}
+
+impl std::error::Error for IdError {}
+
+/// Checks the shared id rule: 1–64 characters of `[A-Za-z0-9_.:-]`.
+pub fn check_id(s: &str) -> Result<(), IdError> {
+    if s.is_empty() {
+        return Err(IdError::Empty);
+    }
+    // All allowed characters are ASCII, so the byte length is the character count.
+    if s.len() > MAX_ID_CHARS {
+        return Err(IdError::TooLong);
+    }
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+    {
+        return Err(IdError::BadChar);
+    }
+    Ok(())
+}
+
+/// Checks a request id: 1–64 characters, any of them.
+pub fn check_request_id(s: &str) -> Result<(), IdError> {
+    match s.chars().count() {
+        0 => Err(IdError::Empty),
+        n if n > MAX_ID_CHARS => Err(IdError::TooLong),
+        _ => Ok(()),
+    }
+}
+
+/// Defines a validated, cheaply clonable string id type.
+///
+/// Ids are cloned into many events and views, so they hold an `Arc<str>`: a clone is a
+/// reference-count bump, not an allocation.
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $check:path) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(Arc<str>);
+
+        impl $name {
+            /// Validates and wraps `s`.
+            pub fn new(s: &str) -> Result<Self, IdError> {
+                $check(s)?;
+                Ok(Self(Arc::from(s)))
+            }
+
+            /// The id as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&*self.0, f)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                Self::new(s)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                Self::new(&s).map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                if stringify!($name) == "RequestId" {
+                    schemars::json_schema!({"type": "string", "minLength": 1, "maxLength": 64})
+                } else {
+                    schemars::json_schema!({
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 64,
+                        "pattern": "^[A-Za-z0-9_.:-]+$"
+                    })
+                }
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A user: a seeker, a coach or an admin (the token's `sub`).
+    UserId, check_id
+);
+id_type!(
+    /// A task (`t_…` when the server picks it; clients may choose their own on `post_task`).
+    TaskId, check_id
+);
+id_type!(
+    /// A bid (`b_…`, chosen by the server).
+    BidId, check_id
+);
+id_type!(
+    /// The `id` of a client frame: echoed in the reply and the idempotency key of commands.
+    RequestId, check_request_id
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_accept_the_documented_alphabet() {
+        assert!(UserId::new("alice_01.x:y-z").is_ok());
+        assert_eq!(UserId::new(""), Err(IdError::Empty));
+        assert_eq!(UserId::new(&"a".repeat(65)), Err(IdError::TooLong));
+        assert!(UserId::new(&"a".repeat(64)).is_ok());
+        assert_eq!(TaskId::new("t 1"), Err(IdError::BadChar));
+        assert_eq!(TaskId::new("tâsk"), Err(IdError::BadChar));
+    }
+
+    #[test]
+    fn request_ids_count_characters_not_bytes() {
+        assert!(RequestId::new(&"é".repeat(64)).is_ok());
+        assert_eq!(RequestId::new(&"é".repeat(65)), Err(IdError::TooLong));
+        assert!(RequestId::new("any thing / goes").is_ok());
+    }
+
+    #[test]
+    fn ids_deserialize_with_validation() {
+        let ok: TaskId = serde_json::from_str("\"t_1\"").unwrap();
+        assert_eq!(ok.as_str(), "t_1");
+        assert!(serde_json::from_str::<TaskId>("\"bad id\"").is_err());
+    }
+}

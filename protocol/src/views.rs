@@ -1,0 +1,227 @@
+//! What the server shows (contract §8): views of tasks, bids, the feed, a coach and the
+//! marketplace, plus the typed `result` of every command's `ok` reply.
+//!
+//! Field names are part of the contract; views may carry more fields than the contract lists,
+//! never fewer. `Option` fields the contract shows as `null` serialize as `null` (not omitted).
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{BidId, TaskId, UserId};
+use crate::model::{Award, BidStatus, TaskStatus, Urgency};
+use crate::topic::Topic;
+use crate::{Cents, Millis, Seq};
+
+/// A ranking score in basis points (0–10,000; contract §5).
+pub type Score = u32;
+
+/// One bid as its coach, the task's owner and admins see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct BidView {
+    pub bid_id: BidId,
+    pub task_id: TaskId,
+    pub coach_id: UserId,
+    pub amount: Cents,
+    pub eta_hours: u32,
+    /// The ranking score; higher ranks first.
+    pub score: Score,
+    pub status: BidStatus,
+    pub created_at: Millis,
+}
+
+/// Who holds a task and on what terms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AssignedView {
+    pub coach_id: UserId,
+    /// The accepted bid; `null` when the task went to an on-call coach.
+    pub bid_id: Option<BidId>,
+    pub amount: Cents,
+    /// Delivery deadline.
+    pub deadline: Millis,
+    pub on_call: bool,
+}
+
+/// The escrow ledger of one task, in cents. Money is conserved: everything ever held is
+/// released, refunded or still held.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct EscrowView {
+    pub held: Cents,
+    pub released: Cents,
+    pub refunded: Cents,
+}
+
+/// A task as its owner and admins see it (and, with only its own bid, its assigned coach).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TaskView {
+    pub task_id: TaskId,
+    pub owner: UserId,
+    pub resume_id: String,
+    pub task_type: String,
+    pub urgency: Urgency,
+    pub award: Award,
+    pub status: TaskStatus,
+    pub suggested_price: Cents,
+    /// `[min, max]` a bid's amount must fall in.
+    pub price_range: [Cents; 2],
+    pub created_at: Millis,
+    pub bidding_closes_at: Millis,
+    /// Pending bids.
+    pub bid_count: u32,
+    /// Pending bids, best first (the coach's view: only its own).
+    pub bids: Vec<BidView>,
+    /// The first three `bid_id`s of `bids` (empty in the coach's view).
+    pub top3: Vec<BidId>,
+    pub assigned: Option<AssignedView>,
+    pub escrow: EscrowView,
+    /// Change requests so far (the third disputes the task).
+    pub revisions: u32,
+}
+
+/// An open task as a coach sees it on `feed`: no owner, no other coaches' bids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FeedTask {
+    pub task_id: TaskId,
+    pub task_type: String,
+    pub urgency: Urgency,
+    pub suggested_price: Cents,
+    pub price_range: [Cents; 2],
+    pub bid_count: u32,
+    pub bidding_closes_at: Millis,
+    pub created_at: Millis,
+    /// The subscriber's own bid (only in snapshots; live changes arrive on `coach:<id>`).
+    pub my_bid: Option<BidView>,
+}
+
+/// Snapshot of `feed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FeedSnapshot {
+    pub tasks: Vec<FeedTask>,
+}
+
+/// Snapshot of `coach:<id>`: its live bids and the tasks it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CoachSnapshot {
+    pub coach_id: UserId,
+    pub bids: Vec<BidView>,
+    pub assignments: Vec<TaskView>,
+}
+
+/// Open tasks counted by urgency.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct UrgencyCounts {
+    pub urgent: u64,
+    pub standard: u64,
+    pub flexible: u64,
+}
+
+impl UrgencyCounts {
+    /// The sum over all urgencies.
+    pub fn total(&self) -> u64 {
+        self.urgent + self.standard + self.flexible
+    }
+}
+
+/// Snapshot of `admin`: marketplace counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AdminSnapshot {
+    /// Tasks in `open`, all urgencies together.
+    pub open_tasks: u64,
+    /// Tasks in `open`, by urgency.
+    pub open_tasks_by_urgency: UrgencyCounts,
+    /// Every task, by status (statuses with no task are omitted).
+    pub tasks_by_status: BTreeMap<TaskStatus, u64>,
+    /// WebSocket connections on this node.
+    pub connections: u64,
+}
+
+/// The snapshot a `subscribe` result carries; its shape follows the topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Snapshot {
+    Task(Box<TaskView>),
+    Coach(CoachSnapshot),
+    Admin(AdminSnapshot),
+    Feed(FeedSnapshot),
+}
+
+/// Result of `subscribe`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SubscribeResult {
+    pub topic: Topic,
+    /// The journal's identity; a resume with another epoch gets a reset.
+    pub epoch: String,
+    /// The snapshot's position: live events follow from after it.
+    pub seq: Seq,
+    /// Absent when the resume replays events instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<Snapshot>,
+    /// `true` when `since` could not be honoured and a fresh snapshot was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset: Option<bool>,
+}
+
+/// Result of `post_task` (and `POST /v1/tasks`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PostTaskResult {
+    pub task_id: TaskId,
+    pub suggested_price: Cents,
+    pub price_range: [Cents; 2],
+    pub bidding_closes_at: Millis,
+}
+
+/// Result of `place_bid`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PlaceBidResult {
+    pub bid_id: BidId,
+}
+
+/// Result of `accept_bid`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AcceptBidResult {
+    pub task_id: TaskId,
+    pub coach_id: UserId,
+    pub amount: Cents,
+    pub deadline: Millis,
+}
+
+/// Result of `accept_verification`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AcceptVerificationResult {
+    pub coach_amount: Cents,
+    pub platform_fee: Cents,
+}
+
+/// Result of `request_changes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RequestChangesResult {
+    pub revisions: u32,
+}
+
+/// Result of `cancel_task`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CancelTaskResult {
+    /// Cents returned to the owner (0 when nothing was held).
+    pub refunded: Cents,
+}
+
+/// Result of commands that return nothing (`{}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Empty {}
+
+/// A registered coach, as the HTTP API and admins see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CoachView {
+    pub coach_id: UserId,
+    pub display_name: String,
+    /// Rating in hundredths (0–500; 0 = unrated).
+    pub rating_centi: u16,
+    pub verified: bool,
+    pub on_call: bool,
+    pub capacity: u32,
+    pub suspended: bool,
+    pub strikes: u32,
+    /// Tasks currently assigned, in progress, submitted or disputed.
+    pub active: u32,
+}
