@@ -3,9 +3,44 @@
 //! argument, so tests drive days of deadlines in microseconds.
 //!
 //! # Layout
-//! - [`tiers`] — the urgency tier table (price multiplier, delivery and bidding windows) and
-//!   the prices derived from it.
+//! - [`tiers`] — the urgency tier table and the prices derived from it.
+//! - [`command`] — what the engine is asked: a [`Command`] from an [`Actor`] in a [`Request`].
+//! - [`event`] — what it journals: domain [`Event`]s, richer than the wire's.
+//! - [`reply`] / [`rejection`] — what a command answers: a [`Reply`] or a [`Rejection`].
+//! - [`state`] — the [`State`] and `evolve`, the only code that changes it.
+//! - [`decide`] — commands → events (validation and authorization); [`deadlines`] — the same
+//!   for deadlines passing; [`ranking`] — the score formula and best-first order.
+//! - [`timers`] — the deadline index; [`idempotency`] — replies remembered for retries.
+//! - [`engine`] — [`Engine`]: fire due deadlines → answer retries → decide → evolve.
+//! - [`views`] — who may subscribe to what, and each topic's snapshot.
+//! - [`wire`] — which topics and audiences each event reaches, in its wire form.
+//! - [`invariants`] — `check_invariants`, called by tests after every step.
+//!
+//! One command flows: `Engine::execute(request, now)` → `fire(now)` (deadline events) →
+//! idempotency lookup → `decide` → `evolve` each event (assigning `seq`) → `Outcome`. The
+//! caller journals the events, then replies and publishes [`wire::deliveries`].
 
+pub mod command;
+pub mod deadlines;
+pub mod decide;
+pub mod engine;
+pub mod event;
+pub mod idempotency;
+pub mod ids;
+pub mod invariants;
+pub mod ranking;
+pub mod rejection;
+pub mod reply;
+pub mod state;
 pub mod tiers;
+pub mod timers;
+pub mod views;
+pub mod wire;
 
+pub use command::{Actor, Command, Request};
+pub use engine::{Decision, Engine, EngineConfig, Outcome, SNAPSHOT_VERSION, Snapshot};
+pub use event::{Event, EventKind, Origin, TaskSpec};
+pub use rejection::Rejection;
+pub use reply::Reply;
+pub use state::State;
 pub use tiers::{Tier, TierTable};

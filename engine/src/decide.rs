@@ -1,0 +1,660 @@
+//! `decide`: validates, authorizes and turns one command into events, or refuses it. Reads
+//! the state, never changes it.
+//!
+//! Who may act on a task follows contract §3/§4; a task that does not exist is `NOT_FOUND`
+//! to an admin and `FORBIDDEN` to everyone else, so task ids cannot be probed.
+
+use gavel_protocol::command as wire;
+use gavel_protocol::http::CoachUpsert;
+use gavel_protocol::views::{
+    AcceptBidResult, AcceptVerificationResult, BidView, CancelTaskResult, CoachView, Empty,
+    PlaceBidResult, PostTaskResult, RequestChangesResult,
+};
+use gavel_protocol::{
+    Award, BidStatus, Cents, DisputeOutcome, Millis, Role, TaskId, TaskStatus, UserId,
+};
+
+use crate::command::{Actor, Command, Request};
+use crate::engine::{Decision, Engine};
+use crate::event::{EventKind, TaskSpec};
+use crate::ids;
+use crate::ranking::score;
+use crate::rejection::Rejection;
+use crate::reply::Reply;
+use crate::state::{Bid, Task};
+use crate::tiers::DEFAULT_BASE_PRICE;
+
+/// The task type of a task posted without one.
+pub const DEFAULT_TASK_TYPE: &str = "resume_review_full";
+/// Change requests after which a task is disputed.
+pub const REVISIONS_TO_DISPUTE: u32 = 3;
+/// The coach's share of a released escrow, in percent.
+pub const COACH_SHARE_PERCENT: Cents = 85;
+
+/// `coach_amount = amount × 85 / 100` (integer division), `platform_fee = amount - coach_amount`.
+pub fn split_payment(amount: Cents) -> (Cents, Cents) {
+    let coach = amount * COACH_SHARE_PERCENT / 100;
+    (coach, amount - coach)
+}
+
+fn decided(events: Vec<EventKind>, reply: Reply) -> Result<Decision, Rejection> {
+    Ok(Decision { events, reply })
+}
+
+fn empty() -> Reply {
+    Reply::Empty(Empty {})
+}
+
+impl Engine {
+    /// Decides `request` at `now` (deadlines due at `now` must already have fired).
+    pub fn decide(&self, request: &Request, now: Millis) -> Result<Decision, Rejection> {
+        let actor = &request.actor;
+        match &request.command {
+            Command::PostTask(c) => self.post_task(c, actor, now),
+            Command::PlaceBid(c) => self.place_bid(c, actor, now),
+            Command::WithdrawBid(c) => self.withdraw_bid(c, actor),
+            Command::AcceptBid(c) => self.accept_bid(c, actor, now),
+            Command::StartWork(c) => {
+                let task = self.assigned_coach_task(&c.task_id, actor)?;
+                require_status(
+                    task,
+                    &[TaskStatus::Assigned],
+                    "start_work needs an assigned task",
+                )?;
+                decided(
+                    vec![EventKind::TaskStarted {
+                        task_id: c.task_id.clone(),
+                        coach_id: actor.user.clone(),
+                    }],
+                    empty(),
+                )
+            }
+            Command::SubmitVerification(c) => {
+                let task = self.assigned_coach_task(&c.task_id, actor)?;
+                require_status(
+                    task,
+                    &[TaskStatus::InProgress],
+                    "submit after start_work, while in progress",
+                )?;
+                let kind = EventKind::TaskSubmitted {
+                    task_id: c.task_id.clone(),
+                    coach_id: actor.user.clone(),
+                    notes: c.notes.clone(),
+                };
+                decided(vec![kind], empty())
+            }
+            Command::AcceptVerification(c) => self.accept_verification(c, actor),
+            Command::RequestChanges(c) => self.request_changes(c, actor),
+            Command::CancelTask(c) => self.cancel_task(c, actor),
+            Command::ResolveDispute(c) => self.resolve_dispute(c, actor),
+            Command::SendMessage(c) => self.send_message(c, actor),
+            Command::UpsertCoach { coach_id, profile } => {
+                self.upsert_coach(coach_id, profile, actor)
+            }
+            Command::PaymentFailed { task_id } => self.payment_failed(task_id, actor, now),
+        }
+    }
+
+    /// The task, if the actor may know it exists (admins always; others only as owner or
+    /// assigned coach — and coaches for open tasks, which the feed shows anyway).
+    fn visible_task(&self, id: &TaskId, actor: &Actor) -> Result<&Task, Rejection> {
+        match self.state.tasks.get(id) {
+            Some(task) => Ok(task),
+            None if actor.is_admin() => {
+                Err(Rejection::not_found(format!("task {id} does not exist")))
+            }
+            None => Err(Rejection::forbidden(format!("no access to task {id}"))),
+        }
+    }
+
+    fn owned_task(&self, id: &TaskId, actor: &Actor) -> Result<&Task, Rejection> {
+        let task = self.visible_task(id, actor)?;
+        if task.spec.owner != actor.user || actor.role != Role::Seeker {
+            return Err(Rejection::forbidden(format!(
+                "only the owner of task {id} may do this"
+            )));
+        }
+        Ok(task)
+    }
+
+    fn assigned_coach_task(&self, id: &TaskId, actor: &Actor) -> Result<&Task, Rejection> {
+        let task = self.visible_task(id, actor)?;
+        if actor.role != Role::Coach || task.coach() != Some(&actor.user) {
+            return Err(Rejection::forbidden(format!(
+                "only the coach assigned to task {id} may do this"
+            )));
+        }
+        Ok(task)
+    }
+
+    fn post_task(
+        &self,
+        c: &wire::PostTask,
+        actor: &Actor,
+        now: Millis,
+    ) -> Result<Decision, Rejection> {
+        let owner = match actor.role {
+            Role::Coach => return Err(Rejection::forbidden("coaches cannot post tasks")),
+            Role::Seeker => match &c.owner {
+                Some(owner) if *owner != actor.user => {
+                    return Err(Rejection::forbidden("a seeker posts tasks only for itself"));
+                }
+                _ => actor.user.clone(),
+            },
+            Role::Admin => c.owner.clone().ok_or_else(|| {
+                Rejection::invalid("owner", "owner is required when an admin posts a task")
+            })?,
+        };
+        let task_id = match &c.task_id {
+            Some(id) if self.state.tasks.contains_key(id) => {
+                return Err(Rejection::conflict(format!("task {id} already exists")));
+            }
+            Some(id) => id.clone(),
+            None => (self.state.next_task_no..)
+                .map(ids::task_id)
+                .find(|id| !self.state.tasks.contains_key(id))
+                .expect("some task number is free"),
+        };
+        let tier = self.config.tiers.get(c.urgency);
+        let base_price = c.base_price.unwrap_or(DEFAULT_BASE_PRICE);
+        let spec = TaskSpec {
+            task_id: task_id.clone(),
+            owner,
+            resume_id: c.resume_id.clone(),
+            task_type: c
+                .task_type
+                .clone()
+                .unwrap_or_else(|| DEFAULT_TASK_TYPE.to_owned()),
+            urgency: c.urgency,
+            award: c.award.unwrap_or(Award::Manual),
+            base_price,
+            suggested_price: tier.suggested_price(base_price),
+            price_range: tier.price_range(base_price),
+            created_at: now,
+        };
+        let bidding_closes_at = now + tier.bidding_ms();
+        let reply = Reply::PostTask(PostTaskResult {
+            task_id,
+            suggested_price: spec.suggested_price,
+            price_range: spec.price_range,
+            bidding_closes_at,
+        });
+        let opened = EventKind::TaskOpened {
+            task: Box::new(spec),
+            bidding_closes_at,
+            bid_count: 0,
+            reopened: false,
+        };
+        decided(vec![opened], reply)
+    }
+
+    fn place_bid(
+        &self,
+        c: &wire::PlaceBid,
+        actor: &Actor,
+        now: Millis,
+    ) -> Result<Decision, Rejection> {
+        if actor.role != Role::Coach {
+            return Err(Rejection::forbidden("only coaches bid"));
+        }
+        let coach = self
+            .state
+            .coaches
+            .get(&actor.user)
+            .ok_or_else(|| Rejection::forbidden("this coach is not registered"))?;
+        if !coach.profile.verified {
+            return Err(Rejection::forbidden("this coach is not verified"));
+        }
+        if coach.profile.suspended {
+            return Err(Rejection::forbidden("this coach is suspended"));
+        }
+        let task = self.visible_task(&c.task_id, actor)?;
+        if task.spec.owner == actor.user {
+            return Err(Rejection::forbidden("a coach cannot bid on its own task"));
+        }
+        if task.status != TaskStatus::Open {
+            return Err(Rejection::conflict(format!(
+                "task {} is {}, not open",
+                c.task_id, task.status
+            )));
+        }
+        if task.awaiting_owner || now >= task.bidding_closes_at {
+            return Err(Rejection::conflict(format!(
+                "the bidding window of task {} has closed",
+                c.task_id
+            )));
+        }
+        let [min, max] = task.spec.price_range;
+        if !(min..=max).contains(&c.amount) {
+            return Err(Rejection::invalid(
+                "amount",
+                format!("amount must be within {min}..{max}"),
+            ));
+        }
+        let window_h = self.config.tiers.get(task.spec.urgency).delivery_hours;
+        if !(1..=window_h).contains(&c.eta_hours) {
+            return Err(Rejection::invalid(
+                "eta_hours",
+                format!("eta_hours must be within 1..{window_h}"),
+            ));
+        }
+        let score = score(
+            c.amount,
+            task.spec.price_range,
+            coach.profile.rating_centi,
+            c.eta_hours,
+            window_h,
+        );
+        if let Some(bid_id) = task.coach_bids.get(&actor.user) {
+            let old = &task.bids[bid_id].view;
+            let bid = BidView {
+                amount: c.amount,
+                eta_hours: c.eta_hours,
+                score,
+                ..old.clone()
+            };
+            let reply = Reply::PlaceBid(PlaceBidResult {
+                bid_id: bid_id.clone(),
+            });
+            return decided(vec![EventKind::BidUpdated { bid }], reply);
+        }
+        let bid_id = ids::bid_id(self.state.next_bid_no);
+        let bid = BidView {
+            bid_id: bid_id.clone(),
+            task_id: c.task_id.clone(),
+            coach_id: actor.user.clone(),
+            amount: c.amount,
+            eta_hours: c.eta_hours,
+            score,
+            status: BidStatus::Pending,
+            created_at: now,
+        };
+        let count = EventKind::BidCount {
+            task_id: c.task_id.clone(),
+            bid_count: task.bid_count() + 1,
+        };
+        decided(
+            vec![EventKind::BidPlaced { bid }, count],
+            Reply::PlaceBid(PlaceBidResult { bid_id }),
+        )
+    }
+
+    fn withdraw_bid(&self, c: &wire::WithdrawBid, actor: &Actor) -> Result<Decision, Rejection> {
+        let not_found = || Rejection::not_found(format!("bid {} does not exist", c.bid_id));
+        let task_id = self.state.bid_tasks.get(&c.bid_id).ok_or_else(not_found)?;
+        let task = &self.state.tasks[task_id];
+        let bid = &task.bids[&c.bid_id].view;
+        if bid.coach_id != actor.user || actor.role != Role::Coach {
+            return Err(Rejection::forbidden("only the bid's coach may withdraw it"));
+        }
+        if bid.status != BidStatus::Pending {
+            return Err(Rejection::conflict(format!(
+                "bid {} is {}, not pending",
+                c.bid_id, bid.status
+            )));
+        }
+        let events = vec![
+            EventKind::BidWithdrawn {
+                task_id: task_id.clone(),
+                bid_id: c.bid_id.clone(),
+                coach_id: actor.user.clone(),
+            },
+            EventKind::BidCount {
+                task_id: task_id.clone(),
+                bid_count: task.bid_count() - 1,
+            },
+        ];
+        decided(events, empty())
+    }
+
+    fn accept_bid(
+        &self,
+        c: &wire::AcceptBid,
+        actor: &Actor,
+        now: Millis,
+    ) -> Result<Decision, Rejection> {
+        let task = self.owned_task(&c.task_id, actor)?;
+        require_status(task, &[TaskStatus::Open], "only an open task accepts a bid")?;
+        let bid = task.bids.get(&c.bid_id).ok_or_else(|| {
+            Rejection::not_found(format!("task {} has no bid {}", c.task_id, c.bid_id))
+        })?;
+        if bid.view.status != BidStatus::Pending {
+            return Err(Rejection::conflict(format!(
+                "bid {} is {}, not pending",
+                c.bid_id, bid.view.status
+            )));
+        }
+        let coach = self.state.coaches.get(&bid.view.coach_id);
+        if !coach.is_some_and(|c| c.in_good_standing()) {
+            return Err(Rejection::conflict(format!(
+                "coach {} can no longer take tasks",
+                bid.view.coach_id
+            )));
+        }
+        let (events, result) = award(task, bid, now);
+        decided(events, Reply::AcceptBid(result))
+    }
+
+    fn accept_verification(
+        &self,
+        c: &wire::AcceptVerification,
+        actor: &Actor,
+    ) -> Result<Decision, Rejection> {
+        let task = self.owned_task(&c.task_id, actor)?;
+        require_status(
+            task,
+            &[TaskStatus::Submitted],
+            "only a submitted verification can be accepted",
+        )?;
+        let a = task
+            .assigned
+            .as_ref()
+            .expect("a submitted task is assigned");
+        let (coach_amount, platform_fee) = split_payment(task.held_now());
+        let events = vec![
+            EventKind::PaymentReleased {
+                task_id: c.task_id.clone(),
+                coach_id: a.coach_id.clone(),
+                coach_amount,
+                platform_fee,
+            },
+            EventKind::TaskCompleted {
+                task_id: c.task_id.clone(),
+                coach_id: a.coach_id.clone(),
+                coach_amount,
+                platform_fee,
+                rating: Some(c.rating),
+            },
+        ];
+        decided(
+            events,
+            Reply::AcceptVerification(AcceptVerificationResult {
+                coach_amount,
+                platform_fee,
+            }),
+        )
+    }
+
+    fn request_changes(
+        &self,
+        c: &wire::RequestChanges,
+        actor: &Actor,
+    ) -> Result<Decision, Rejection> {
+        let task = self.owned_task(&c.task_id, actor)?;
+        require_status(
+            task,
+            &[TaskStatus::Submitted],
+            "changes can be requested only on a submission",
+        )?;
+        let revisions = task.revisions + 1;
+        let coach_id = task.coach().expect("a submitted task is assigned").clone();
+        let mut events = vec![EventKind::ChangesRequested {
+            task_id: c.task_id.clone(),
+            coach_id,
+            reason: c.reason.clone(),
+            revisions,
+        }];
+        if revisions >= REVISIONS_TO_DISPUTE {
+            events.push(EventKind::TaskDisputed {
+                task_id: c.task_id.clone(),
+            });
+        }
+        decided(
+            events,
+            Reply::RequestChanges(RequestChangesResult { revisions }),
+        )
+    }
+
+    fn cancel_task(&self, c: &wire::CancelTask, actor: &Actor) -> Result<Decision, Rejection> {
+        let task = if actor.is_admin() {
+            let task = self.visible_task(&c.task_id, actor)?;
+            if task.status.is_final() {
+                return Err(Rejection::conflict(format!(
+                    "task {} is already {}",
+                    c.task_id, task.status
+                )));
+            }
+            task
+        } else {
+            let task = self.owned_task(&c.task_id, actor)?;
+            require_status(
+                task,
+                &[TaskStatus::Open, TaskStatus::Assigned],
+                "the owner may cancel only while open or assigned",
+            )?;
+            task
+        };
+        let mut events = reject_pending(task);
+        events.push(EventKind::TaskCanceled {
+            task_id: c.task_id.clone(),
+            coach_id: task.coach().cloned(),
+            reason: c.reason.clone(),
+        });
+        let refunded = task.held_now();
+        if refunded > 0 {
+            events.push(EventKind::PaymentRefunded {
+                task_id: c.task_id.clone(),
+                amount: refunded,
+            });
+        }
+        if task.status == TaskStatus::Open {
+            events.push(EventKind::TaskClosed {
+                task_id: c.task_id.clone(),
+                status: TaskStatus::Canceled,
+            });
+        }
+        decided(events, Reply::CancelTask(CancelTaskResult { refunded }))
+    }
+
+    fn resolve_dispute(
+        &self,
+        c: &wire::ResolveDispute,
+        actor: &Actor,
+    ) -> Result<Decision, Rejection> {
+        if !actor.is_admin() {
+            return Err(Rejection::forbidden("only admins resolve disputes"));
+        }
+        let task = self.visible_task(&c.task_id, actor)?;
+        require_status(
+            task,
+            &[TaskStatus::Disputed],
+            "only a disputed task can be resolved",
+        )?;
+        let task_id = c.task_id.clone();
+        let events = match c.outcome {
+            DisputeOutcome::Release => {
+                let coach_id = task.coach().expect("a disputed task is assigned").clone();
+                let (coach_amount, platform_fee) = split_payment(task.held_now());
+                vec![
+                    EventKind::PaymentReleased {
+                        task_id: task_id.clone(),
+                        coach_id: coach_id.clone(),
+                        coach_amount,
+                        platform_fee,
+                    },
+                    EventKind::TaskCompleted {
+                        task_id,
+                        coach_id,
+                        coach_amount,
+                        platform_fee,
+                        rating: None,
+                    },
+                ]
+            }
+            DisputeOutcome::Refund => vec![EventKind::PaymentRefunded {
+                task_id,
+                amount: task.held_now(),
+            }],
+        };
+        decided(events, empty())
+    }
+
+    fn send_message(&self, c: &wire::SendMessage, actor: &Actor) -> Result<Decision, Rejection> {
+        let task = self.visible_task(&c.task_id, actor)?;
+        let is_owner = actor.role == Role::Seeker && task.spec.owner == actor.user;
+        let is_coach = actor.role == Role::Coach && task.coach() == Some(&actor.user);
+        if !is_owner && !is_coach {
+            return Err(Rejection::forbidden(
+                "only the owner and the assigned coach exchange messages",
+            ));
+        }
+        if task.status.is_final() {
+            return Err(Rejection::conflict(format!(
+                "task {} is {}",
+                c.task_id, task.status
+            )));
+        }
+        let kind = EventKind::TaskMessage {
+            task_id: c.task_id.clone(),
+            from: actor.user.clone(),
+            coach_id: task.coach().cloned(),
+            text: c.text.clone(),
+        };
+        decided(vec![kind], empty())
+    }
+
+    fn upsert_coach(
+        &self,
+        coach_id: &UserId,
+        p: &CoachUpsert,
+        actor: &Actor,
+    ) -> Result<Decision, Rejection> {
+        if !actor.is_admin() {
+            return Err(Rejection::forbidden("only admins register coaches"));
+        }
+        let existing = self.state.coaches.get(coach_id);
+        // Lifting a suspension forgives the strikes that caused it.
+        let strikes = match existing {
+            Some(c) if c.profile.suspended && !p.suspended => 0,
+            Some(c) => c.profile.strikes,
+            None => 0,
+        };
+        let coach = CoachView {
+            coach_id: coach_id.clone(),
+            display_name: p.display_name.clone(),
+            rating_centi: p.rating_centi(),
+            verified: p.verified,
+            on_call: p.on_call,
+            capacity: p.capacity,
+            suspended: p.suspended,
+            strikes,
+            active: existing.map_or(0, |c| c.assignments.len() as u32),
+        };
+        decided(
+            vec![EventKind::CoachUpserted {
+                coach: coach.clone(),
+            }],
+            Reply::Coach(coach),
+        )
+    }
+
+    fn payment_failed(
+        &self,
+        task_id: &TaskId,
+        actor: &Actor,
+        now: Millis,
+    ) -> Result<Decision, Rejection> {
+        if !actor.is_admin() {
+            return Err(Rejection::forbidden(
+                "only the payment service (admin) reports failed payments",
+            ));
+        }
+        let task = self.visible_task(task_id, actor)?;
+        require_status(
+            task,
+            &[TaskStatus::Assigned],
+            "a payment can fail only while the task is assigned",
+        )?;
+        let a = task
+            .assigned
+            .as_ref()
+            .expect("an assigned task has an assignment");
+        let mut events = vec![EventKind::PaymentFailed {
+            task_id: task_id.clone(),
+            amount: task.held_now(),
+        }];
+        if let Some(bid_id) = &a.bid_id {
+            events.push(EventKind::BidRejected {
+                task_id: task_id.clone(),
+                bid_id: bid_id.clone(),
+                coach_id: a.coach_id.clone(),
+            });
+        }
+        events.push(self.reopen(task, now));
+        decided(events, empty())
+    }
+
+    /// Reopens a task for a fresh bidding window starting at `at`.
+    pub(crate) fn reopen(&self, task: &Task, at: Millis) -> EventKind {
+        EventKind::TaskOpened {
+            task: Box::new(task.spec.clone()),
+            bidding_closes_at: at + self.config.tiers.get(task.spec.urgency).bidding_ms(),
+            bid_count: 0,
+            reopened: true,
+        }
+    }
+}
+
+fn require_status(task: &Task, allowed: &[TaskStatus], why: &str) -> Result<(), Rejection> {
+    if allowed.contains(&task.status) {
+        Ok(())
+    } else {
+        Err(Rejection::conflict(format!(
+            "task {} is {}: {why}",
+            task.spec.task_id, task.status
+        )))
+    }
+}
+
+/// `bid.rejected` for every pending bid, best first.
+pub(crate) fn reject_pending(task: &Task) -> Vec<EventKind> {
+    task.ranked_bids()
+        .map(|b| EventKind::BidRejected {
+            task_id: task.spec.task_id.clone(),
+            bid_id: b.view.bid_id.clone(),
+            coach_id: b.view.coach_id.clone(),
+        })
+        .collect()
+}
+
+/// Accepting `bid` (by the owner, or automatically when the window closes): the bid wins, the
+/// others lose, the coach is assigned, the escrow holds the amount, the task leaves the feed.
+pub(crate) fn award(task: &Task, bid: &Bid, now: Millis) -> (Vec<EventKind>, AcceptBidResult) {
+    let task_id = task.spec.task_id.clone();
+    let v = &bid.view;
+    let deadline = now + u64::from(v.eta_hours) * 3_600_000;
+    let mut events = vec![EventKind::BidAccepted {
+        task_id: task_id.clone(),
+        bid_id: v.bid_id.clone(),
+        coach_id: v.coach_id.clone(),
+    }];
+    events.extend(
+        reject_pending(task)
+            .into_iter()
+            .filter(|e| !matches!(e, EventKind::BidRejected { bid_id, .. } if *bid_id == v.bid_id)),
+    );
+    events.push(EventKind::TaskAssigned {
+        task_id: task_id.clone(),
+        coach_id: v.coach_id.clone(),
+        bid_id: Some(v.bid_id.clone()),
+        amount: v.amount,
+        eta_hours: v.eta_hours,
+        deadline,
+        on_call: false,
+    });
+    events.push(EventKind::PaymentHeld {
+        task_id: task_id.clone(),
+        amount: v.amount,
+    });
+    events.push(EventKind::TaskClosed {
+        task_id: task_id.clone(),
+        status: TaskStatus::Assigned,
+    });
+    let result = AcceptBidResult {
+        task_id,
+        coach_id: v.coach_id.clone(),
+        amount: v.amount,
+        deadline,
+    };
+    (events, result)
+}

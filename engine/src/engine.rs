@@ -1,0 +1,181 @@
+//! [`Engine`]: the state plus the configuration it decides with, and the loop every command
+//! goes through — fire due deadlines, answer retries from the idempotency table, decide,
+//! evolve.
+
+use gavel_protocol::{Millis, Seq};
+use serde::{Deserialize, Serialize};
+
+use crate::command::Request;
+use crate::event::{Event, EventKind, Origin};
+use crate::rejection::Rejection;
+use crate::reply::Reply;
+use crate::state::State;
+use crate::tiers::TierTable;
+
+/// What the engine is configured with (from the server's TOML file).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineConfig {
+    pub tiers: TierTable,
+}
+
+/// A successful decision: the events to apply and the reply to give.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub events: Vec<EventKind>,
+    pub reply: Reply,
+}
+
+/// The result of [`Engine::execute`]: every event applied (deadline events first, then the
+/// command's), each with its `seq`, and the reply or refusal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub events: Vec<(Seq, Event)>,
+    pub reply: Result<Reply, Rejection>,
+}
+
+/// The serialized form of the whole state, with a format version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub version: u32,
+    pub state: State,
+}
+
+/// The version [`Engine::snapshot`] writes and [`Engine::restore`] accepts.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// The marketplace state machine.
+#[derive(Debug, Clone, Default)]
+pub struct Engine {
+    pub(crate) config: EngineConfig,
+    pub(crate) state: State,
+}
+
+impl Engine {
+    /// An empty marketplace.
+    pub fn new(config: EngineConfig) -> Self {
+        Engine {
+            config,
+            state: State::default(),
+        }
+    }
+
+    /// An engine restored from a snapshot (then replay the journal after `snapshot.state.seq`).
+    pub fn restore(config: EngineConfig, snapshot: Snapshot) -> Result<Self, String> {
+        if snapshot.version != SNAPSHOT_VERSION {
+            return Err(format!(
+                "snapshot format {} is not supported (this build reads {SNAPSHOT_VERSION})",
+                snapshot.version
+            ));
+        }
+        let mut state = snapshot.state;
+        state.rebuild_index();
+        Ok(Engine { config, state })
+    }
+
+    /// The whole state, ready to serialize.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            version: SNAPSHOT_VERSION,
+            state: self.state.clone(),
+        }
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// `seq` of the last applied event.
+    pub fn seq(&self) -> Seq {
+        self.state.seq
+    }
+
+    /// Applies one event (live or from the journal); returns its `seq`.
+    pub fn evolve(&mut self, event: &Event) -> Seq {
+        let seq = self.state.evolve(event);
+        if self.state.timers.needs_compaction() {
+            self.state.rebuild_index();
+        }
+        seq
+    }
+
+    /// When the next deadline may be due (possibly a cancelled one: then `fire` does nothing).
+    pub fn next_due(&self) -> Option<Millis> {
+        self.state.timers.next_due()
+    }
+
+    /// Fires every deadline due at `now`, in time order, applying the events each produces.
+    pub fn fire(&mut self, now: Millis) -> Vec<(Seq, Event)> {
+        let mut applied = Vec::new();
+        while let Some((task_id, deadline)) = self.state.timers.pop_due(now, &self.state.tasks) {
+            // The event happened at the deadline (not when the timer was driven), so the
+            // outcome does not depend on how promptly the caller polls.
+            let at = deadline.at.max(self.state.now);
+            let kinds = self.decide_deadline(&task_id, deadline, at);
+            debug_assert!(
+                !kinds.is_empty(),
+                "every deadline produces an event that consumes it"
+            );
+            for kind in kinds {
+                let event = Event {
+                    at,
+                    origin: None,
+                    kind,
+                };
+                let seq = self.evolve(&event);
+                applied.push((seq, event));
+            }
+        }
+        applied
+    }
+
+    /// Runs one request: fire due deadlines, answer a retry from the idempotency table, or
+    /// decide and apply.
+    pub fn execute(&mut self, request: &Request, now: Millis) -> Outcome {
+        let now = now.max(self.state.now);
+        let mut events = self.fire(now);
+        if let Some(id) = &request.request_id
+            && let Some(reply) = self.state.idempotency.get(&request.actor.user, id, now)
+        {
+            return Outcome {
+                events,
+                reply: Ok(reply.clone()),
+            };
+        }
+        let decision = match self.decide(request, now) {
+            Ok(d) => d,
+            Err(rejection) => {
+                return Outcome {
+                    events,
+                    reply: Err(rejection),
+                };
+            }
+        };
+        let count = decision.events.len();
+        for (i, kind) in decision.events.into_iter().enumerate() {
+            let origin = request
+                .request_id
+                .as_ref()
+                .filter(|_| i + 1 == count)
+                .map(|id| Origin {
+                    user: request.actor.user.clone(),
+                    request_id: id.clone(),
+                    reply: decision.reply.clone(),
+                });
+            let event = Event {
+                at: now,
+                origin,
+                kind,
+            };
+            let seq = self.evolve(&event);
+            events.push((seq, event));
+        }
+        Outcome {
+            events,
+            reply: Ok(decision.reply),
+        }
+    }
+}

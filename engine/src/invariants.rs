@@ -1,0 +1,163 @@
+//! `check_invariants`: what must hold after every event, whatever happened. Tests call it
+//! after each step; a violation is a bug in `decide` or `evolve`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use gavel_protocol::{BidStatus, TaskStatus};
+
+use crate::engine::Engine;
+use crate::timers::DeadlineKind;
+
+impl Engine {
+    /// Checks every invariant; the error names the first one broken.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let s = &self.state;
+        let mut by_status: BTreeMap<TaskStatus, u64> = BTreeMap::new();
+        let mut deadlines = 0;
+        for (id, t) in &s.tasks {
+            *by_status.entry(t.status).or_default() += 1;
+            let e = t.escrow;
+            // Money is conserved: everything held is released, refunded or still held.
+            let settled = e
+                .released
+                .checked_add(e.refunded)
+                .ok_or("escrow overflow")?;
+            let held_now = e
+                .held
+                .checked_sub(settled)
+                .ok_or_else(|| format!("task {id}: released + refunded exceed held ({e:?})"))?;
+            let expected_held = match t.status {
+                TaskStatus::Assigned
+                | TaskStatus::InProgress
+                | TaskStatus::Submitted
+                | TaskStatus::Disputed => {
+                    t.assigned
+                        .as_ref()
+                        .ok_or_else(|| format!("task {id} is {} without a coach", t.status))?
+                        .amount
+                }
+                _ => 0,
+            };
+            if held_now != expected_held {
+                return Err(format!(
+                    "task {id} ({}) holds {held_now}, expected {expected_held}",
+                    t.status
+                ));
+            }
+            let accepted = t
+                .bids
+                .values()
+                .filter(|b| b.view.status == BidStatus::Accepted)
+                .count();
+            if accepted > 1 {
+                return Err(format!("task {id} has {accepted} accepted bids"));
+            }
+            let pending = t
+                .bids
+                .values()
+                .filter(|b| b.view.status == BidStatus::Pending)
+                .count();
+            if pending != t.ranking.len() || pending != t.coach_bids.len() {
+                return Err(format!(
+                    "task {id}: {pending} pending bids but {} ranked",
+                    t.ranking.len()
+                ));
+            }
+            if pending > 0 && t.status != TaskStatus::Open {
+                return Err(format!(
+                    "task {id} is {} with {pending} pending bids",
+                    t.status
+                ));
+            }
+            match (t.deadline, t.status) {
+                (Some(d), status) => {
+                    deadlines += 1;
+                    let fits = match d.kind {
+                        DeadlineKind::BiddingCloses => {
+                            status == TaskStatus::Open && !t.awaiting_owner
+                        }
+                        DeadlineKind::Reminder | DeadlineKind::Overdue => {
+                            matches!(status, TaskStatus::Assigned | TaskStatus::InProgress)
+                        }
+                    };
+                    if !fits {
+                        return Err(format!("task {id} ({status}) has a {:?} deadline", d.kind));
+                    }
+                    if !s.timers.contains(id, d.at) {
+                        return Err(format!(
+                            "task {id}'s deadline is missing from the timer index"
+                        ));
+                    }
+                }
+                (None, TaskStatus::Open) if !t.awaiting_owner => {
+                    return Err(format!("open task {id} has no bidding deadline"));
+                }
+                (None, TaskStatus::Assigned) => {
+                    return Err(format!("assigned task {id} has no delivery deadline"));
+                }
+                _ => {}
+            }
+            if (t.status == TaskStatus::Open) != s.open_tasks.contains(id) {
+                return Err(format!(
+                    "task {id}: open-task index disagrees with status {}",
+                    t.status
+                ));
+            }
+        }
+        if by_status != s.tasks_by_status {
+            return Err(format!(
+                "status counts {:?} disagree with the tasks {by_status:?}",
+                s.tasks_by_status
+            ));
+        }
+        if deadlines != s.timers.len() {
+            return Err(format!(
+                "{deadlines} task deadlines but the index counts {}",
+                s.timers.len()
+            ));
+        }
+        if s.open_by_urgency.total() != s.open_tasks.len() as u64 {
+            return Err("open counts by urgency disagree with the open tasks".into());
+        }
+        for (cid, coach) in &s.coaches {
+            let holding: BTreeSet<_> = s
+                .tasks
+                .iter()
+                .filter(|(_, t)| {
+                    t.coach() == Some(cid)
+                        && matches!(
+                            t.status,
+                            TaskStatus::Assigned
+                                | TaskStatus::InProgress
+                                | TaskStatus::Submitted
+                                | TaskStatus::Disputed
+                        )
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            if holding != coach.assignments {
+                return Err(format!(
+                    "coach {cid} counts {:?} but holds {holding:?}",
+                    coach.assignments
+                ));
+            }
+            let live: BTreeSet<_> = s
+                .tasks
+                .values()
+                .filter_map(|t| t.coach_bids.get(cid).cloned())
+                .collect();
+            if live != coach.live_bids {
+                return Err(format!(
+                    "coach {cid}'s live bids {:?} disagree with the tasks {live:?}",
+                    coach.live_bids
+                ));
+            }
+        }
+        for (bid, task) in &s.bid_tasks {
+            if !s.tasks.get(task).is_some_and(|t| t.bids.contains_key(bid)) {
+                return Err(format!("bid {bid} indexed to task {task} that lacks it"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,477 @@
+//! The engine's state and [`State::evolve`], the only code that changes it.
+//!
+//! Everything here is plain data that (de)serializes with serde (the snapshot), except the
+//! deadline index ([`Timers`]), which is derived from the tasks and rebuilt after loading.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use gavel_protocol::views::{BidView, CoachView, EscrowView, UrgencyCounts};
+use gavel_protocol::{BidId, BidStatus, Cents, Millis, Seq, TaskId, TaskStatus, Urgency, UserId};
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Event, EventKind, TaskSpec};
+use crate::idempotency::Idempotency;
+use crate::ids::BidNo;
+use crate::ranking::RankKey;
+use crate::timers::{Deadline, DeadlineKind, Timers};
+
+/// Everything the engine knows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// `seq` of the last applied event (0: none yet).
+    pub seq: Seq,
+    /// The latest event time applied: engine time never runs backwards.
+    pub now: Millis,
+    pub tasks: HashMap<TaskId, Task>,
+    /// Which task every bid belongs to.
+    pub bid_tasks: HashMap<BidId, TaskId>,
+    pub coaches: HashMap<UserId, Coach>,
+    /// Tasks in `open`, for the feed snapshot without scanning every task.
+    pub open_tasks: BTreeSet<TaskId>,
+    pub tasks_by_status: BTreeMap<TaskStatus, u64>,
+    pub open_by_urgency: UrgencyCounts,
+    pub next_task_no: u64,
+    pub next_bid_no: BidNo,
+    pub idempotency: Idempotency,
+    /// Derived from `tasks[*].deadline`; rebuilt by [`State::rebuild_index`] after loading.
+    #[serde(skip)]
+    pub timers: Timers,
+}
+
+/// One task and everything that happened to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    pub spec: TaskSpec,
+    pub status: TaskStatus,
+    pub bidding_closes_at: Millis,
+    /// The bidding window closed with bids on a manual task: the owner chooses.
+    pub awaiting_owner: bool,
+    /// Every bid ever placed on the task, by id.
+    pub bids: HashMap<BidId, Bid>,
+    /// Pending bids, best first.
+    pub ranking: BTreeMap<RankKey, BidId>,
+    /// Each coach's one live (pending) bid.
+    pub coach_bids: HashMap<UserId, BidId>,
+    pub assigned: Option<Assignment>,
+    pub escrow: EscrowView,
+    pub revisions: u32,
+    /// The task's one live deadline, if any.
+    pub deadline: Option<Deadline>,
+}
+
+impl Task {
+    /// Pending bids.
+    pub fn bid_count(&self) -> u32 {
+        self.ranking.len() as u32
+    }
+
+    /// Cents the escrow holds right now.
+    pub fn held_now(&self) -> Cents {
+        self.escrow.held - self.escrow.released - self.escrow.refunded
+    }
+
+    /// The coach holding the task, if any.
+    pub fn coach(&self) -> Option<&UserId> {
+        self.assigned.as_ref().map(|a| &a.coach_id)
+    }
+
+    /// Pending bids, best first.
+    pub fn ranked_bids(&self) -> impl Iterator<Item = &Bid> {
+        self.ranking.values().map(|id| &self.bids[id])
+    }
+}
+
+/// A bid and its place in the ranking.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bid {
+    pub no: BidNo,
+    pub view: BidView,
+}
+
+impl Bid {
+    pub fn rank_key(&self) -> RankKey {
+        RankKey::new(self.view.score, self.view.amount, self.no)
+    }
+}
+
+/// Who holds a task and on what terms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub coach_id: UserId,
+    pub bid_id: Option<BidId>,
+    pub amount: Cents,
+    pub eta_hours: u32,
+    pub deadline: Millis,
+    pub on_call: bool,
+}
+
+impl Assignment {
+    /// `lead = min(2 h, eta / 4)`: the reminder comes this long before the deadline and the
+    /// reassignment this long after it.
+    pub fn lead_ms(&self) -> Millis {
+        (u64::from(self.eta_hours) * 3_600_000 / 4).min(2 * 3_600_000)
+    }
+}
+
+/// A registered coach.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coach {
+    pub profile: CoachView,
+    /// Tasks the coach holds (assigned, in progress, submitted or disputed).
+    pub assignments: BTreeSet<TaskId>,
+    /// The coach's pending bids.
+    pub live_bids: BTreeSet<BidId>,
+}
+
+impl Coach {
+    /// May bid and be assigned: verified and not suspended.
+    pub fn in_good_standing(&self) -> bool {
+        self.profile.verified && !self.profile.suspended
+    }
+
+    /// The profile with the live count of active tasks.
+    pub fn view(&self) -> CoachView {
+        CoachView {
+            active: self.assignments.len() as u32,
+            ..self.profile.clone()
+        }
+    }
+}
+
+/// Strikes after which a coach is suspended.
+pub const STRIKES_TO_SUSPEND: u32 = 3;
+
+fn bump(counts: &mut UrgencyCounts, urgency: Urgency, up: bool) {
+    let slot = match urgency {
+        Urgency::Urgent => &mut counts.urgent,
+        Urgency::Standard => &mut counts.standard,
+        Urgency::Flexible => &mut counts.flexible,
+    };
+    if up {
+        *slot += 1;
+    } else {
+        *slot -= 1;
+    }
+}
+
+impl State {
+    /// Applies one event: the only way state changes, live and on recovery alike. Returns
+    /// the event's `seq`.
+    pub fn evolve(&mut self, event: &Event) -> Seq {
+        self.seq += 1;
+        self.now = self.now.max(event.at);
+        self.idempotency.expire(self.now);
+        self.apply(&event.kind);
+        if let Some(origin) = &event.origin {
+            self.idempotency.insert(
+                origin.user.clone(),
+                origin.request_id.clone(),
+                event.at,
+                origin.reply.clone(),
+            );
+        }
+        self.seq
+    }
+
+    fn apply(&mut self, kind: &EventKind) {
+        use EventKind::*;
+        match kind {
+            TaskOpened {
+                task,
+                bidding_closes_at,
+                reopened,
+                ..
+            } => {
+                let id = task.task_id.clone();
+                if *reopened {
+                    let t = self.tasks.get_mut(&id).expect("reopened task exists");
+                    t.assigned = None;
+                    t.awaiting_owner = false;
+                    t.bidding_closes_at = *bidding_closes_at;
+                } else {
+                    if let Some(n) = id
+                        .as_str()
+                        .strip_prefix("t_")
+                        .and_then(|n| n.parse::<u64>().ok())
+                    {
+                        self.next_task_no = self.next_task_no.max(n + 1);
+                    }
+                    self.tasks.insert(
+                        id.clone(),
+                        Task {
+                            spec: (**task).clone(),
+                            status: TaskStatus::Open,
+                            bidding_closes_at: *bidding_closes_at,
+                            awaiting_owner: false,
+                            bids: HashMap::new(),
+                            ranking: BTreeMap::new(),
+                            coach_bids: HashMap::new(),
+                            assigned: None,
+                            escrow: EscrowView::default(),
+                            revisions: 0,
+                            deadline: None,
+                        },
+                    );
+                    *self.tasks_by_status.entry(TaskStatus::Open).or_default() += 1;
+                    self.open_tasks.insert(id.clone());
+                    bump(&mut self.open_by_urgency, task.urgency, true);
+                }
+                self.set_status(&id, TaskStatus::Open);
+                self.set_deadline(
+                    &id,
+                    Some(Deadline {
+                        at: *bidding_closes_at,
+                        kind: DeadlineKind::BiddingCloses,
+                    }),
+                );
+            }
+            BidCount { task_id, bid_count } => {
+                debug_assert_eq!(
+                    self.tasks[task_id].bid_count(),
+                    *bid_count,
+                    "bid_count event matches the ranking"
+                );
+            }
+            TaskClosed { .. } | TaskMessage { .. } => {}
+            BiddingClosed { task_id } => {
+                self.task_mut(task_id).awaiting_owner = true;
+                self.set_deadline(task_id, None);
+            }
+            BidPlaced { bid } => {
+                let no = bid
+                    .bid_id
+                    .as_str()
+                    .strip_prefix("b_")
+                    .and_then(|n| n.parse().ok())
+                    .expect("engine bid ids are b_<n>");
+                self.next_bid_no = self.next_bid_no.max(no + 1);
+                self.bid_tasks
+                    .insert(bid.bid_id.clone(), bid.task_id.clone());
+                if let Some(coach) = self.coaches.get_mut(&bid.coach_id) {
+                    coach.live_bids.insert(bid.bid_id.clone());
+                }
+                let task = self.task_mut(&bid.task_id);
+                let entry = Bid {
+                    no,
+                    view: bid.clone(),
+                };
+                task.ranking.insert(entry.rank_key(), bid.bid_id.clone());
+                task.coach_bids
+                    .insert(bid.coach_id.clone(), bid.bid_id.clone());
+                task.bids.insert(bid.bid_id.clone(), entry);
+            }
+            BidUpdated { bid } => {
+                let task = self.task_mut(&bid.task_id);
+                let entry = task.bids.get_mut(&bid.bid_id).expect("updated bid exists");
+                task.ranking.remove(&entry.rank_key());
+                entry.view = bid.clone();
+                task.ranking.insert(entry.rank_key(), bid.bid_id.clone());
+            }
+            BidWithdrawn {
+                task_id, bid_id, ..
+            } => self.close_bid(task_id, bid_id, BidStatus::Withdrawn),
+            BidAccepted {
+                task_id, bid_id, ..
+            } => self.close_bid(task_id, bid_id, BidStatus::Accepted),
+            BidRejected {
+                task_id, bid_id, ..
+            } => self.close_bid(task_id, bid_id, BidStatus::Rejected),
+            TaskAssigned {
+                task_id,
+                coach_id,
+                bid_id,
+                amount,
+                eta_hours,
+                deadline,
+                on_call,
+            } => {
+                let assignment = Assignment {
+                    coach_id: coach_id.clone(),
+                    bid_id: bid_id.clone(),
+                    amount: *amount,
+                    eta_hours: *eta_hours,
+                    deadline: *deadline,
+                    on_call: *on_call,
+                };
+                let reminder = deadline - assignment.lead_ms();
+                self.task_mut(task_id).assigned = Some(assignment);
+                if let Some(coach) = self.coaches.get_mut(coach_id) {
+                    coach.assignments.insert(task_id.clone());
+                }
+                self.set_status(task_id, TaskStatus::Assigned);
+                self.set_deadline(
+                    task_id,
+                    Some(Deadline {
+                        at: reminder,
+                        kind: DeadlineKind::Reminder,
+                    }),
+                );
+            }
+            TaskStarted { task_id, .. } => self.set_status(task_id, TaskStatus::InProgress),
+            TaskSubmitted { task_id, .. } => {
+                self.set_status(task_id, TaskStatus::Submitted);
+                self.set_deadline(task_id, None);
+            }
+            ChangesRequested {
+                task_id, revisions, ..
+            } => {
+                self.task_mut(task_id).revisions = *revisions;
+                self.set_status(task_id, TaskStatus::InProgress);
+            }
+            TaskDisputed { task_id } => self.set_status(task_id, TaskStatus::Disputed),
+            TaskCompleted { task_id, .. } => {
+                self.release_coach(task_id);
+                self.set_status(task_id, TaskStatus::Completed);
+                self.set_deadline(task_id, None);
+            }
+            TaskCanceled { task_id, .. } => {
+                self.release_coach(task_id);
+                self.set_status(task_id, TaskStatus::Canceled);
+                self.set_deadline(task_id, None);
+            }
+            TaskUnfilled {
+                task_id,
+                bidding_closes_at,
+            } => {
+                self.task_mut(task_id).bidding_closes_at = *bidding_closes_at;
+                self.set_deadline(
+                    task_id,
+                    Some(Deadline {
+                        at: *bidding_closes_at,
+                        kind: DeadlineKind::BiddingCloses,
+                    }),
+                );
+            }
+            TaskReminder { task_id, .. } => {
+                let task = &self.tasks[task_id];
+                let a = task.assigned.as_ref().expect("a reminded task is assigned");
+                let overdue = a.deadline + a.lead_ms();
+                self.set_deadline(
+                    task_id,
+                    Some(Deadline {
+                        at: overdue,
+                        kind: DeadlineKind::Overdue,
+                    }),
+                );
+            }
+            TaskReassigned {
+                task_id,
+                from_coach_id,
+                ..
+            } => {
+                if let Some(coach) = self.coaches.get_mut(from_coach_id) {
+                    coach.profile.strikes += 1;
+                    if coach.profile.strikes >= STRIKES_TO_SUSPEND {
+                        coach.profile.suspended = true;
+                    }
+                }
+                self.release_coach(task_id);
+                self.task_mut(task_id).assigned = None;
+                self.set_deadline(task_id, None);
+            }
+            PaymentHeld { task_id, amount } => self.task_mut(task_id).escrow.held += amount,
+            PaymentReleased {
+                task_id,
+                coach_amount,
+                platform_fee,
+                ..
+            } => {
+                self.task_mut(task_id).escrow.released += coach_amount + platform_fee;
+            }
+            PaymentRefunded { task_id, amount } => {
+                self.task_mut(task_id).escrow.refunded += amount;
+                if self.tasks[task_id].status == TaskStatus::Disputed {
+                    self.release_coach(task_id);
+                    self.set_status(task_id, TaskStatus::Refunded);
+                }
+            }
+            PaymentFailed { task_id, amount } => {
+                // The hold never happened: reverse it rather than count a refund.
+                self.task_mut(task_id).escrow.held -= amount;
+                self.release_coach(task_id);
+                self.task_mut(task_id).assigned = None;
+                self.set_deadline(task_id, None);
+            }
+            CoachUpserted { coach } => {
+                let entry = self
+                    .coaches
+                    .entry(coach.coach_id.clone())
+                    .or_insert_with(|| Coach {
+                        profile: coach.clone(),
+                        assignments: BTreeSet::new(),
+                        live_bids: BTreeSet::new(),
+                    });
+                entry.profile = CoachView {
+                    active: 0,
+                    ..coach.clone()
+                };
+            }
+        }
+    }
+
+    fn task_mut(&mut self, id: &TaskId) -> &mut Task {
+        self.tasks
+            .get_mut(id)
+            .expect("events only name tasks that exist")
+    }
+
+    /// Moves a bid out of `pending`.
+    fn close_bid(&mut self, task_id: &TaskId, bid_id: &BidId, status: BidStatus) {
+        let task = self.tasks.get_mut(task_id).expect("bid's task exists");
+        let bid = task.bids.get_mut(bid_id).expect("bid exists");
+        if bid.view.status == BidStatus::Pending {
+            task.ranking
+                .remove(&RankKey::new(bid.view.score, bid.view.amount, bid.no));
+            task.coach_bids.remove(&bid.view.coach_id);
+            if let Some(coach) = self.coaches.get_mut(&bid.view.coach_id) {
+                coach.live_bids.remove(bid_id);
+            }
+        }
+        bid.view.status = status;
+    }
+
+    /// The assigned coach no longer holds the task.
+    fn release_coach(&mut self, task_id: &TaskId) {
+        if let Some(coach_id) = self.tasks[task_id].coach().cloned()
+            && let Some(coach) = self.coaches.get_mut(&coach_id)
+        {
+            coach.assignments.remove(task_id);
+        }
+    }
+
+    fn set_status(&mut self, id: &TaskId, status: TaskStatus) {
+        let task = self.tasks.get_mut(id).expect("task exists");
+        let old = std::mem::replace(&mut task.status, status);
+        if old == status {
+            return;
+        }
+        let urgency = task.spec.urgency;
+        *self.tasks_by_status.entry(old).or_default() -= 1;
+        if self.tasks_by_status[&old] == 0 {
+            self.tasks_by_status.remove(&old);
+        }
+        *self.tasks_by_status.entry(status).or_default() += 1;
+        if old == TaskStatus::Open {
+            self.open_tasks.remove(id);
+            bump(&mut self.open_by_urgency, urgency, false);
+        }
+        if status == TaskStatus::Open {
+            self.open_tasks.insert(id.clone());
+            bump(&mut self.open_by_urgency, urgency, true);
+        }
+    }
+
+    fn set_deadline(&mut self, id: &TaskId, deadline: Option<Deadline>) {
+        let task = self.tasks.get_mut(id).expect("task exists");
+        let old = std::mem::replace(&mut task.deadline, deadline);
+        self.timers.replace(id, old, deadline);
+    }
+
+    /// Rebuilds the deadline index from the tasks (after loading a snapshot).
+    pub fn rebuild_index(&mut self) {
+        self.timers = Timers::default();
+        for (id, task) in &self.tasks {
+            self.timers.replace(id, None, task.deadline);
+        }
+    }
+}
