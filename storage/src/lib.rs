@@ -1,4 +1,23 @@
-//! gavel's storage: the journal of events and the snapshots of the engine's state.
+//! gavel's storage: the durable journal of engine events and snapshots of the engine's state,
+//! on SQLite (embedded default) or Postgres, with one schema.
 //!
-//! Not built yet: the storage issue adds the SQLite and Postgres backends, group commit and
-//! recovery here. Until then the server keeps no state beyond its data directory's secret.
+//! # Layout
+//! - [`store`] — [`Store`]: open/migrate, append a batch atomically, read from a `seq`,
+//!   snapshots (write, latest, prune), the epoch.
+//! - [`writer`] — [`JournalHandle`]: the one task that appends, with group commit.
+//! - [`recovery`] — [`recover`]: latest snapshot + journal tail → an [`gavel_engine::Engine`].
+//! - [`error`] — [`StorageError`].
+//!
+//! Flow: the engine task hands each batch of `(seq, event)` to the [`JournalHandle`]; the
+//! writer commits everything queued in one transaction and answers each batch once it is
+//! durable. At start, [`recover`] rebuilds the engine from the same tables.
+
+pub mod error;
+pub mod recovery;
+pub mod store;
+pub mod writer;
+
+pub use error::StorageError;
+pub use recovery::{RecoveryReport, encode_snapshot, recover};
+pub use store::{Store, StoredEvent, StoredSnapshot};
+pub use writer::{Batch, JournalHandle, WriterStats};

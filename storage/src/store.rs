@@ -1,0 +1,352 @@
+//! [`Store`]: the journal and snapshot tables on SQLite or Postgres — one schema, two dialects.
+//!
+//! Journal rows are `(seq, at, kind, payload)` with the engine event as JSON text, so operators
+//! can read the journal with plain SQL. Snapshots are `(seq, at, state)` with the engine's
+//! snapshot as JSON bytes.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use gavel_engine::Event;
+use gavel_protocol::Seq;
+use rand::RngCore;
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::error::StorageError;
+
+/// File name of the SQLite database inside the data directory.
+pub const SQLITE_FILE: &str = "gavel.db";
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// One journaled event as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub seq: Seq,
+    pub at: u64,
+    pub kind: String,
+    pub payload: String,
+}
+
+impl StoredEvent {
+    /// Encodes an engine event for the journal.
+    pub fn encode(seq: Seq, event: &Event) -> Self {
+        let payload = serde_json::to_string(event).expect("engine events always serialize");
+        let kind = event_kind_tag(&payload);
+        StoredEvent {
+            seq,
+            at: event.at,
+            kind,
+            payload,
+        }
+    }
+
+    /// Decodes the engine event.
+    pub fn decode(&self) -> Result<Event, StorageError> {
+        serde_json::from_str(&self.payload)
+            .map_err(|e| StorageError::Corrupt(format!("event at seq {}: {e}", self.seq)))
+    }
+}
+
+/// The `kind` tag of an encoded event (`{"at":…,"kind":{"kind":"bid_placed",…}}`), kept in its
+/// own column for operators' queries.
+fn event_kind_tag(payload: &str) -> String {
+    let marker = "\"kind\":{\"kind\":\"";
+    payload
+        .find(marker)
+        .map(|i| &payload[i + marker.len()..])
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or("unknown")
+        .to_owned()
+}
+
+/// A snapshot as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSnapshot {
+    pub seq: Seq,
+    pub at: u64,
+    pub state: Vec<u8>,
+}
+
+/// The journal and snapshots on one of the two backends.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl Store {
+    /// Opens (creating if needed) `<dir>/gavel.db`: WAL, `synchronous=FULL` — a commit is on
+    /// disk before it is acknowledged.
+    pub async fn open_sqlite(dir: &Path) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(dir).map_err(|e| StorageError::Database(sqlx::Error::Io(e)))?;
+        let options = SqliteConnectOptions::new()
+            .filename(dir.join(SQLITE_FILE))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5));
+        // One writer at a time is SQLite's model; a few connections let readers (resumes,
+        // recovery) run beside it under WAL.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        SQLITE_MIGRATIONS.run(&pool).await?;
+        let store = Store::Sqlite(pool);
+        store.ensure_epoch().await?;
+        Ok(store)
+    }
+
+    /// Connects to Postgres at `url` and brings the schema up to date.
+    pub async fn open_postgres(url: &str) -> Result<Self, StorageError> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        POSTGRES_MIGRATIONS.run(&pool).await?;
+        let store = Store::Postgres(pool);
+        store.ensure_epoch().await?;
+        Ok(store)
+    }
+
+    /// Which backend this is (`sqlite` or `postgres`), for logs and metrics.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Creates the epoch at first open; later opens keep it.
+    async fn ensure_epoch(&self) -> Result<(), StorageError> {
+        let mut bytes = [0u8; 8];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        let epoch: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        match self {
+            Store::Sqlite(pool) => {
+                sqlx::query("INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?)")
+                    .bind(epoch)
+                    .execute(pool)
+                    .await?;
+            }
+            Store::Postgres(pool) => {
+                sqlx::query("INSERT INTO meta (key, value) VALUES ('epoch', $1) ON CONFLICT (key) DO NOTHING")
+                    .bind(epoch)
+                    .execute(pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The journal's identity: created with the store, never changed. A client resuming with
+    /// another epoch's `seq` gets a reset.
+    pub async fn epoch(&self) -> Result<String, StorageError> {
+        const SQL: &str = "SELECT value FROM meta WHERE key = 'epoch'";
+        Ok(match self {
+            Store::Sqlite(pool) => sqlx::query_scalar(SQL).fetch_one(pool).await?,
+            Store::Postgres(pool) => sqlx::query_scalar(SQL).fetch_one(pool).await?,
+        })
+    }
+
+    /// The highest `seq` in the journal (0 when empty).
+    pub async fn latest_seq(&self) -> Result<Seq, StorageError> {
+        let seq: Option<i64> = match self {
+            Store::Sqlite(pool) => {
+                sqlx::query_scalar("SELECT MAX(seq) FROM journal")
+                    .fetch_one(pool)
+                    .await?
+            }
+            Store::Postgres(pool) => {
+                sqlx::query_scalar("SELECT MAX(seq) FROM journal")
+                    .fetch_one(pool)
+                    .await?
+            }
+        };
+        Ok(seq.unwrap_or(0) as Seq)
+    }
+
+    /// Appends events atomically: all of them or none. The caller guarantees they are in `seq`
+    /// order and continue the journal; the primary key refuses any position written before.
+    pub async fn append(&self, events: &[StoredEvent]) -> Result<(), StorageError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Store::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                for e in events {
+                    sqlx::query("INSERT INTO journal (seq, at, kind, payload) VALUES (?, ?, ?, ?)")
+                        .bind(e.seq as i64)
+                        .bind(e.at as i64)
+                        .bind(&e.kind)
+                        .bind(&e.payload)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+            }
+            Store::Postgres(pool) => {
+                // One statement for the whole batch: four arrays unnested into rows.
+                let seqs: Vec<i64> = events.iter().map(|e| e.seq as i64).collect();
+                let ats: Vec<i64> = events.iter().map(|e| e.at as i64).collect();
+                let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+                let payloads: Vec<&str> = events.iter().map(|e| e.payload.as_str()).collect();
+                sqlx::query(
+                    "INSERT INTO journal (seq, at, kind, payload) \
+                     SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[])",
+                )
+                .bind(seqs)
+                .bind(ats)
+                .bind(kinds)
+                .bind(payloads)
+                .execute(pool)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` events with `seq > after`, in order.
+    pub async fn read_after(
+        &self,
+        after: Seq,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StorageError> {
+        let rows = match self {
+            Store::Sqlite(pool) => sqlx::query(
+                "SELECT seq, at, kind, payload FROM journal WHERE seq > ? ORDER BY seq LIMIT ?",
+            )
+            .bind(after as i64)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|r| stored_event(&r))
+            .collect::<Result<Vec<_>, _>>()?,
+            Store::Postgres(pool) => sqlx::query(
+                "SELECT seq, at, kind, payload FROM journal WHERE seq > $1 ORDER BY seq LIMIT $2",
+            )
+            .bind(after as i64)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|r| stored_event(&r))
+            .collect::<Result<Vec<_>, _>>()?,
+        };
+        Ok(rows)
+    }
+
+    /// Stores a snapshot (replacing one at the same `seq`).
+    pub async fn write_snapshot(&self, snapshot: &StoredSnapshot) -> Result<(), StorageError> {
+        match self {
+            Store::Sqlite(pool) => {
+                sqlx::query("INSERT OR REPLACE INTO snapshots (seq, at, state) VALUES (?, ?, ?)")
+                    .bind(snapshot.seq as i64)
+                    .bind(snapshot.at as i64)
+                    .bind(&snapshot.state)
+                    .execute(pool)
+                    .await?;
+            }
+            Store::Postgres(pool) => {
+                sqlx::query(
+                    "INSERT INTO snapshots (seq, at, state) VALUES ($1, $2, $3) \
+                     ON CONFLICT (seq) DO UPDATE SET at = EXCLUDED.at, state = EXCLUDED.state",
+                )
+                .bind(snapshot.seq as i64)
+                .bind(snapshot.at as i64)
+                .bind(&snapshot.state)
+                .execute(pool)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The most recent snapshot, if any.
+    pub async fn latest_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageError> {
+        const SQL: &str = "SELECT seq, at, state FROM snapshots ORDER BY seq DESC LIMIT 1";
+        let snapshot = match self {
+            Store::Sqlite(pool) => sqlx::query(SQL)
+                .fetch_optional(pool)
+                .await?
+                .map(|r| stored_snapshot(&r)),
+            Store::Postgres(pool) => sqlx::query(SQL)
+                .fetch_optional(pool)
+                .await?
+                .map(|r| stored_snapshot(&r)),
+        };
+        snapshot.transpose()
+    }
+
+    /// Deletes all but the newest `keep` snapshots; returns how many were deleted.
+    pub async fn prune_snapshots(&self, keep: u32) -> Result<u64, StorageError> {
+        let result = match self {
+            Store::Sqlite(pool) => {
+                sqlx::query("DELETE FROM snapshots WHERE seq NOT IN (SELECT seq FROM snapshots ORDER BY seq DESC LIMIT ?)")
+                    .bind(i64::from(keep))
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
+            }
+            Store::Postgres(pool) => {
+                sqlx::query("DELETE FROM snapshots WHERE seq NOT IN (SELECT seq FROM snapshots ORDER BY seq DESC LIMIT $1)")
+                    .bind(i64::from(keep))
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
+            }
+        };
+        Ok(result)
+    }
+
+    /// Whether the database answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        match self {
+            Store::Sqlite(pool) => {
+                sqlx::query("SELECT 1").execute(pool).await?;
+            }
+            Store::Postgres(pool) => {
+                sqlx::query("SELECT 1").execute(pool).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn stored_event<R: Row>(row: &R) -> Result<StoredEvent, StorageError>
+where
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+{
+    Ok(StoredEvent {
+        seq: row.try_get::<i64, _>(0)? as Seq,
+        at: row.try_get::<i64, _>(1)? as u64,
+        kind: row.try_get(2)?,
+        payload: row.try_get(3)?,
+    })
+}
+
+fn stored_snapshot<R: Row>(row: &R) -> Result<StoredSnapshot, StorageError>
+where
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+{
+    Ok(StoredSnapshot {
+        seq: row.try_get::<i64, _>(0)? as Seq,
+        at: row.try_get::<i64, _>(1)? as u64,
+        state: row.try_get(2)?,
+    })
+}
