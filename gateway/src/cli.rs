@@ -59,6 +59,9 @@ pub struct ServeArgs {
     /// Engine time runs this many times faster than wall time (demos and tests).
     #[arg(long, env = "GAVEL_TIME_SCALE", default_value = "1", value_parser = parse_time_scale)]
     pub time_scale: f64,
+    /// Events kept in memory for `since` resumes (older ones are read from the journal).
+    #[arg(long, env = "GAVEL_HISTORY", default_value_t = crate::app::DEFAULT_HISTORY)]
+    pub history: usize,
     /// Log line format.
     #[arg(long, env = "GAVEL_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

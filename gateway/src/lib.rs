@@ -1,21 +1,36 @@
-//! gavel's server side: the `gavel` binary's commands and (as the gateway issue lands) the
-//! WebSocket sessions, topics, fan-out, HTTP API and metrics.
+//! gavel's server: the `gavel` binary's commands, and the WebSocket/HTTP gateway around the
+//! engine — sessions, auth, topics and fan-out, resume, the HTTP API, metrics.
 //!
 //! # Layout
-//! - [`cli`] — the command line (`gavel serve`, `gavel token`); every flag also reads a
-//!   `GAVEL_*` environment variable.
-//! - [`config`] — the optional TOML file: tiers and limits, with the contract's defaults.
-//! - [`secret`] — where the JWT secret comes from: flag, environment, or the data directory
-//!   (generated at first start).
+//! - [`cli`], [`config`], [`secret`], [`logging`], [`server`] — the binary's edges: flags
+//!   (also `GAVEL_*` variables), the TOML file, the JWT secret, logs, signals.
 //! - [`auth`] — minting and verifying HS256 tokens.
-//! - [`logging`] — `tracing` set up as text or JSON.
-//! - [`server`] — the HTTP listener and its graceful shutdown.
+//! - [`app`] — [`app::Server`]: start-up (storage, recovery, tasks) and graceful shutdown.
+//! - [`routes`] — every HTTP endpoint, including the `/v1/ws` upgrade.
+//! - [`session`] — one WebSocket connection's loop; [`connection`] — its bounded outbound
+//!   queue ([`connection::ConnHandle`]); [`ratelimit`] — per-user command limits.
+//! - [`pipeline`] — the messages between stages; [`engine_actor`] — the single writer;
+//!   [`publisher`] — durable → replies, fan-out, resumes; [`router`] — topics and encoding.
+//! - [`clock`] — engine time (with `--time-scale`); [`metrics`] — Prometheus.
 //!
-//! Start-up flows `cli` → `config` + `secret` → `auth` keys → `server::run`.
+//! A command flows: session (parse, rate limit) → engine task (batch: fire deadlines, execute,
+//! hand events to the journal writer) → publisher (wait until durable, then fan events out,
+//! reply, register subscriptions).
 
+pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
+pub mod connection;
+pub mod engine_actor;
 pub mod logging;
+pub mod metrics;
+pub mod pipeline;
+pub mod publisher;
+pub mod ratelimit;
+pub mod router;
+pub mod routes;
 pub mod secret;
 pub mod server;
+pub mod session;

@@ -4,6 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Parser;
+use gavel_gateway::app::{Server, ServerOptions};
 use gavel_gateway::auth::JwtKeys;
 use gavel_gateway::cli::{Cli, CliCommand, ServeArgs, TokenArgs};
 use gavel_gateway::config::ServerConfig;
@@ -44,10 +45,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "no JWT secret configured: generated a random one and saved it; mint tokens on this machine with `gavel token`"
         ),
     }
-    let _keys = JwtKeys::new(&secret);
-    if args.database_url.is_some() || args.redis_url.is_some() {
+    if args.redis_url.is_some() {
         tracing::warn!(
-            "--database-url / --redis-url are accepted but not used yet: storage and fan-out arrive with their issues"
+            "--redis-url is accepted but not used yet: cross-node fan-out arrives with the cluster work"
         );
     }
     tracing::info!(
@@ -58,17 +58,30 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         limits = ?config.limits,
         "configuration"
     );
+    let options = ServerOptions {
+        listen: args.listen,
+        data_dir: args.secret.data_dir.clone(),
+        database_url: args.database_url.clone(),
+        config,
+        jwt_secret: secret,
+        time_scale: args.time_scale,
+        history: args.history,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen)
+        let server = Server::start(options)
             .await
-            .with_context(|| format!("binding {}", args.listen))?;
-        tracing::info!(addr = %listener.local_addr()?, "listening");
-        server::run(listener, server::shutdown_signal()).await?;
-        tracing::info!("stopped");
+            .context("starting the server")?;
+        tracing::info!(addr = %server.addr, epoch = %server.epoch, "listening");
+        let stop = server.stopper();
+        tokio::spawn(async move {
+            server::shutdown_signal().await;
+            let _ = stop.send(true);
+        });
+        server.wait().await;
         Ok(())
     })
 }

@@ -1,26 +1,4 @@
-//! The HTTP listener. For now it serves `/healthz`; the gateway issue adds `/v1/ws`, the HTTP
-//! API, `/readyz` and `/metrics` to the same router.
-
-use std::future::Future;
-
-use axum::Router;
-use axum::routing::get;
-use tokio::net::TcpListener;
-
-/// The router of every HTTP endpoint.
-pub fn router() -> Router {
-    Router::new().route("/healthz", get(|| async { "ok" }))
-}
-
-/// Serves until `shutdown` completes, then stops accepting and lets open requests finish.
-pub async fn run(
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router())
-        .with_graceful_shutdown(shutdown)
-        .await
-}
+//! Process signals: what stops the server.
 
 /// Completes on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {

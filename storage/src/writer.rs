@@ -104,6 +104,12 @@ impl JournalHandle {
         self.durable.load(Ordering::Acquire)
     }
 
+    /// Sets where the journal ends, after the engine rebuilt itself by reading it to the end.
+    /// Later batches must continue from here.
+    pub fn set_durable(&self, seq: Seq) {
+        self.durable.store(seq, Ordering::Release);
+    }
+
     /// Batches waiting for the writer (a metric: the group-commit queue depth).
     pub fn queued(&self) -> usize {
         QUEUE_CAPACITY - self.tx.capacity()

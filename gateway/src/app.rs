@@ -1,0 +1,229 @@
+//! Start-up and shutdown: open the store, recover the engine, start the engine task, the
+//! publisher and the journal writer, serve HTTP/WebSocket — and, on shutdown, stop accepting,
+//! close every client with 1001, and drain the pipeline so everything acknowledged is durable.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gavel_engine::EngineConfig;
+use gavel_storage::{JournalHandle, Store, WriterStats, recover};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::auth::JwtKeys;
+use crate::clock::EngineClock;
+use crate::config::{Limits, ServerConfig};
+use crate::connection::{ConnHandle, ConnId, ConnIds};
+use crate::engine_actor::{EngineActor, EngineHandle, RebuildSignal};
+use crate::metrics::Metrics;
+use crate::pipeline::PUBLISH_QUEUE;
+use crate::publisher::{Publisher, stats_ticker};
+use crate::ratelimit::CommandRateLimiter;
+use crate::router::FeedMeta;
+
+/// Events kept in memory for `since` resumes (older ones come from the journal).
+pub const DEFAULT_HISTORY: usize = 100_000;
+
+/// Everything a server needs to start.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub config: ServerConfig,
+    pub jwt_secret: Vec<u8>,
+    pub time_scale: f64,
+    pub history: usize,
+}
+
+/// What request handlers share.
+#[derive(Debug)]
+pub struct AppState {
+    pub engine: EngineHandle,
+    pub keys: JwtKeys,
+    pub metrics: Arc<Metrics>,
+    pub limits: Limits,
+    pub rate_limiter: CommandRateLimiter,
+    pub conn_ids: ConnIds,
+    pub connections: Mutex<HashMap<ConnId, ConnHandle>>,
+    pub store: Store,
+    pub rebuild: Arc<RebuildSignal>,
+    pub shutting_down: watch::Receiver<bool>,
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    pub addr: SocketAddr,
+    pub epoch: String,
+    stop: watch::Sender<bool>,
+    done: JoinHandle<()>,
+}
+
+impl Server {
+    /// Opens storage, recovers, and starts serving on `options.listen`.
+    pub async fn start(options: ServerOptions) -> anyhow::Result<Self> {
+        let store = match &options.database_url {
+            Some(url) => Store::open_postgres(url).await?,
+            None => Store::open_sqlite(&options.data_dir).await?,
+        };
+        let epoch = store.epoch().await?;
+        let config = EngineConfig {
+            tiers: options.config.tiers,
+        };
+        let (engine, report) = recover(&store, config.clone()).await?;
+        tracing::info!(
+            backend = store.backend(),
+            epoch = %epoch,
+            seq = engine.seq(),
+            snapshot_seq = report.snapshot_seq,
+            replayed = report.replayed,
+            took_ms = report.took.as_millis() as u64,
+            "recovered"
+        );
+        let task_meta: Vec<(gavel_protocol::TaskId, FeedMeta)> = engine
+            .state()
+            .tasks
+            .iter()
+            .map(|(id, t)| {
+                let meta = FeedMeta {
+                    urgency: t.spec.urgency,
+                    task_type: t.spec.task_type.clone(),
+                    suggested_price: t.spec.suggested_price,
+                };
+                (id.clone(), meta)
+            })
+            .collect();
+        let seq = engine.seq();
+        let metrics = Arc::new(Metrics::new());
+        let journal = JournalHandle::spawn(store.clone(), seq, Arc::new(WriterStats::default()));
+        let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
+        let rebuild = Arc::new(RebuildSignal::default());
+        let clock = EngineClock::new(options.time_scale, engine.state().now);
+        let actor = EngineActor {
+            engine,
+            config,
+            store: store.clone(),
+            journal,
+            clock,
+            publisher: publish_tx,
+            metrics: metrics.clone(),
+            rebuild: rebuild.clone(),
+            epoch: epoch.clone(),
+        };
+        let (engine_handle, engine_task) = actor.spawn();
+        let publisher = Publisher::new(
+            store.clone(),
+            epoch.clone(),
+            engine_handle.downgrade(),
+            rebuild.clone(),
+            metrics.clone(),
+            options.history,
+            seq,
+            task_meta,
+        );
+        let (stats_tx, stats_rx) = mpsc::channel(4);
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(stats_ticker(
+            engine_handle.clone(),
+            stats_tx,
+            stopped.clone(),
+        ));
+        let publisher_task = tokio::spawn(publisher.run(publish_rx, stats_rx));
+        let limits = options.config.limits.clone();
+        let state = Arc::new(AppState {
+            engine: engine_handle,
+            keys: JwtKeys::new(&options.jwt_secret),
+            metrics,
+            rate_limiter: CommandRateLimiter::new(limits.commands_per_minute, limits.command_burst),
+            limits,
+            conn_ids: ConnIds::default(),
+            connections: Mutex::new(HashMap::new()),
+            store,
+            rebuild,
+            shutting_down: stopped.clone(),
+        });
+        let listener = TcpListener::bind(options.listen).await?;
+        let addr = listener.local_addr()?;
+        let done = tokio::spawn(serve(listener, state, stopped, engine_task, publisher_task));
+        Ok(Server {
+            addr,
+            epoch,
+            stop,
+            done,
+        })
+    }
+
+    /// Stops gracefully and waits until everything acknowledged is durable.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.done.await;
+    }
+
+    /// Waits until the server stops on its own (it does not, unless shut down).
+    pub async fn wait(self) {
+        let _ = self.done.await;
+    }
+
+    /// A sender that shuts the server down when `true` is sent (e.g. from a signal handler).
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.stop.clone()
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    mut stopped: watch::Receiver<bool>,
+    engine_task: JoinHandle<()>,
+    publisher_task: JoinHandle<()>,
+) {
+    let app = crate::routes::router(state.clone());
+    let shutdown_state = state.clone();
+    let mut shutdown_signal = stopped.clone();
+    let graceful = async move {
+        let _ = shutdown_signal.wait_for(|s| *s).await;
+        tracing::info!("shutting down: closing clients with 1001");
+        crate::session::close_all(&shutdown_state);
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
+    // Forget idle rate-limit buckets now and then (bounded memory).
+    let limiter_state = state.clone();
+    let sweeper = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => limiter_state.rate_limiter.forget_idle(),
+                _ = stopped.changed() => return,
+            }
+        }
+    });
+    if let Err(error) = server.await {
+        tracing::error!(%error, "server error");
+    }
+    let _ = sweeper.await;
+    // axum does not track upgraded WebSockets: wait for our own sessions to finish closing.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !state
+        .connections
+        .lock()
+        .expect("connection registry lock")
+        .is_empty()
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Sessions are gone; dropping the last engine handle lets the engine drain its queue, the
+    // publisher publish the rest, and the writer commit it.
+    drop(state);
+    let _ = tokio::time::timeout(Duration::from_secs(30), async {
+        let _ = engine_task.await;
+        let _ = publisher_task.await;
+    })
+    .await;
+    tracing::info!("stopped");
+}

@@ -1,0 +1,363 @@
+//! The engine task: the single writer. It owns the [`Engine`], takes whatever commands are
+//! queued as one batch, executes them (deadlines first), hands the batch's events to the
+//! journal writer without waiting, and passes the batch on to the publisher — then decides the
+//! next batch while this one commits (pipelining). Replies and events leave only after the
+//! publisher has seen the batch durable.
+//!
+//! When a commit fails, the engine's memory has run ahead of the journal: the publisher raises
+//! [`RebuildSignal`], and the engine rebuilds itself from what is durable before taking more.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use gavel_engine::{Engine, EngineConfig, Rejection};
+use gavel_protocol::{ErrorCode, Role, Topic};
+use gavel_storage::{JournalHandle, StorageError, Store, recover};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::clock::EngineClock;
+use crate::metrics::Metrics;
+use crate::pipeline::*;
+
+/// Raised by the publisher when a commit failed; cleared by the engine once rebuilt.
+#[derive(Debug, Default)]
+pub struct RebuildSignal {
+    requested: AtomicBool,
+    notify: Notify,
+}
+
+impl RebuildSignal {
+    pub fn raise(&self) {
+        self.requested.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    pub fn is_raised(&self) -> bool {
+        self.requested.load(Ordering::Acquire)
+    }
+}
+
+/// A clonable way to reach the engine task.
+#[derive(Debug, Clone)]
+pub struct EngineHandle {
+    tx: mpsc::Sender<EngineMsg>,
+    metrics: Arc<Metrics>,
+}
+
+/// The refusal when the engine cannot take more work right now.
+pub fn unavailable(message: &str) -> Rejection {
+    Rejection {
+        code: ErrorCode::Unavailable,
+        message: message.into(),
+        field: None,
+    }
+}
+
+impl EngineHandle {
+    /// Queues a message without waiting. A full queue is an error the caller turns into
+    /// `UNAVAILABLE` (and it is counted).
+    pub fn try_send(&self, msg: EngineMsg) -> Result<(), Box<EngineMsg>> {
+        self.tx.try_send(msg).map_err(|e| {
+            self.metrics.queue_full_rejections.inc();
+            match e {
+                mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m) => {
+                    Box::new(m)
+                }
+            }
+        })
+    }
+
+    /// Runs `read` on the engine task and returns its result (`None` if the engine is gone or
+    /// too busy to take it).
+    pub async fn query<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Engine) -> T + Send + 'static,
+    ) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        let msg = EngineMsg::Query(Box::new(move |engine| {
+            let _ = tx.send(read(engine));
+        }));
+        self.try_send(msg).ok()?;
+        rx.await.ok()
+    }
+
+    /// Commands waiting for the engine.
+    pub fn queued(&self) -> usize {
+        COMMAND_QUEUE - self.tx.capacity()
+    }
+
+    /// A handle that does not keep the engine task alive (for the publisher, which must not
+    /// stop the engine from draining at shutdown).
+    pub fn downgrade(&self) -> WeakEngineHandle {
+        WeakEngineHandle {
+            tx: self.tx.downgrade(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// An [`EngineHandle`] that does not keep the engine task alive.
+#[derive(Debug, Clone)]
+pub struct WeakEngineHandle {
+    tx: mpsc::WeakSender<EngineMsg>,
+    metrics: Arc<Metrics>,
+}
+
+impl WeakEngineHandle {
+    /// Like [`EngineHandle::try_send`]; fails when the engine is gone.
+    pub fn try_send(&self, msg: EngineMsg) -> Result<(), Box<EngineMsg>> {
+        match self.tx.upgrade() {
+            Some(tx) => EngineHandle {
+                tx,
+                metrics: self.metrics.clone(),
+            }
+            .try_send(msg),
+            None => Err(Box::new(msg)),
+        }
+    }
+}
+
+/// The engine task's state.
+#[derive(Debug)]
+pub struct EngineActor {
+    pub engine: Engine,
+    pub config: EngineConfig,
+    pub store: Store,
+    pub journal: JournalHandle,
+    pub clock: EngineClock,
+    pub publisher: mpsc::Sender<PublisherMsg>,
+    pub metrics: Arc<Metrics>,
+    pub rebuild: Arc<RebuildSignal>,
+    pub epoch: String,
+}
+
+impl EngineActor {
+    /// Starts the task; it ends when every [`EngineHandle`] is dropped and the queue is drained.
+    pub fn spawn(self) -> (EngineHandle, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let handle = EngineHandle {
+            tx,
+            metrics: self.metrics.clone(),
+        };
+        (handle, tokio::spawn(self.run(rx)))
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<EngineMsg>) {
+        loop {
+            if self.rebuild.is_raised() {
+                self.rebuild_from_journal().await;
+                continue;
+            }
+            let wake = self
+                .engine
+                .next_due()
+                .map(|at| tokio::time::Instant::from_std(self.clock.instant_of(at)));
+            let first = tokio::select! {
+                biased;
+                () = self.rebuild.notify.notified() => continue,
+                msg = rx.recv() => match msg {
+                    Some(msg) => Some(msg),
+                    None => break,
+                },
+                () = sleep_until(wake) => None,
+            };
+            let mut batch = Vec::with_capacity(16);
+            batch.extend(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(msg) => batch.push(msg),
+                    Err(_) => break,
+                }
+            }
+            self.metrics.command_queue_depth.set(rx.len() as i64);
+            if self.publish(batch).await.is_err() {
+                break;
+            }
+        }
+        tracing::info!(seq = self.engine.seq(), "engine task stopped");
+    }
+
+    /// Executes one batch and hands it to the journal and the publisher.
+    async fn publish(&mut self, batch: Vec<EngineMsg>) -> Result<(), ()> {
+        let now = self.clock.now();
+        let decided_at = Instant::now();
+        let mut events = self.engine.fire(now);
+        let mut steps = Vec::new();
+        for msg in batch {
+            match msg {
+                EngineMsg::Command {
+                    request,
+                    reply_to,
+                    received,
+                } => {
+                    let result =
+                        if self.journal.queued() + 1 >= gavel_storage::writer::QUEUE_CAPACITY {
+                            self.metrics.queue_full_rejections.inc();
+                            Err(unavailable("the journal is not keeping up; retry shortly"))
+                        } else {
+                            let outcome = self.engine.execute(&request, now);
+                            events.extend(outcome.events);
+                            outcome.reply
+                        };
+                    let command = request.command.name();
+                    steps.push(Step::Reply {
+                        after: self.engine.seq(),
+                        reply_to,
+                        result,
+                        command,
+                        received,
+                    });
+                }
+                EngineMsg::Subscribe(request) => steps.push(self.subscribe(request)),
+                EngineMsg::Unsubscribe { conn, topic, id } => {
+                    steps.push(Step::Unsubscribe {
+                        after: self.engine.seq(),
+                        conn,
+                        topic,
+                        id,
+                    });
+                }
+                EngineMsg::Disconnected { conn } => steps.push(Step::Disconnected { conn }),
+                EngineMsg::Query(read) => read(&self.engine),
+            }
+        }
+        let events = Arc::new(events);
+        let commit = if events.is_empty() {
+            None
+        } else {
+            self.metrics
+                .journal_batch_events
+                .observe(events.len() as f64);
+            Some(match self.journal.try_append(events.clone()) {
+                Ok(wait) => wait,
+                Err(error) => {
+                    // Applied in memory but not journaled: fail the batch and rebuild.
+                    let (tx, rx) = oneshot::channel();
+                    let _ = tx.send(Err::<(), StorageError>(error));
+                    rx
+                }
+            })
+        };
+        self.metrics
+            .journal_queue_depth
+            .set(self.journal.queued() as i64);
+        let item = PublishItem {
+            commit,
+            events,
+            steps,
+            decided_at,
+        };
+        self.publisher
+            .send(PublisherMsg::Item(item))
+            .await
+            .map_err(|_| ())
+    }
+
+    /// Decides a subscription: authorization, and the snapshot unless it is a resume.
+    fn subscribe(&self, request: SubscribeRequest) -> Step {
+        let after = self.engine.seq();
+        if let Err(rejection) = self
+            .engine
+            .authorize_subscribe(&request.actor, &request.topic)
+        {
+            let reply_to = ReplyTo::Conn {
+                conn: request.conn,
+                id: request.id,
+            };
+            return Step::Reply {
+                after,
+                reply_to,
+                result: Err(rejection),
+                command: "subscribe",
+                received: Instant::now(),
+            };
+        }
+        let privileged =
+            !(request.actor.role == Role::Coach && matches!(request.topic, Topic::Task(_)));
+        let same_epoch = request.epoch.as_ref().is_none_or(|e| *e == self.epoch);
+        let resume = request.since.is_some() && same_epoch && !request.resume_failed;
+        let snapshot = if resume {
+            None
+        } else {
+            let connections = self.metrics.connections.get().max(0) as u64;
+            match self.engine.snapshot_for(
+                &request.actor,
+                &request.topic,
+                request.filter.as_ref(),
+                connections,
+            ) {
+                Ok(s) => Some(s),
+                Err(rejection) => {
+                    let reply_to = ReplyTo::Conn {
+                        conn: request.conn,
+                        id: request.id,
+                    };
+                    return Step::Reply {
+                        after,
+                        reply_to,
+                        result: Err(rejection),
+                        command: "subscribe",
+                        received: Instant::now(),
+                    };
+                }
+            }
+        };
+        let reset = request.since.is_some() && !resume;
+        Step::Subscribe {
+            after,
+            subscription: Box::new(Subscription {
+                request,
+                privileged,
+                seq: after,
+                snapshot,
+                reset,
+            }),
+        }
+    }
+
+    /// Replaces the in-memory engine with what the journal holds, retrying until the database
+    /// answers. Commands queue (and overflow to `UNAVAILABLE`) meanwhile.
+    async fn rebuild_from_journal(&mut self) {
+        tracing::warn!(
+            seq = self.engine.seq(),
+            durable = self.journal.durable(),
+            "rebuilding the engine from the journal"
+        );
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match recover(&self.store, self.config.clone()).await {
+                Ok((engine, report)) => {
+                    tracing::info!(
+                        seq = engine.seq(),
+                        replayed = report.replayed,
+                        took_ms = report.took.as_millis() as u64,
+                        "engine rebuilt"
+                    );
+                    // The journal we just read is the truth about where it ends (a commit whose
+                    // reply was lost may have landed).
+                    self.journal.set_durable(engine.seq());
+                    self.engine = engine;
+                    break;
+                }
+                Err(error) => tracing::warn!(%error, "rebuild failed; retrying"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+        self.rebuild.requested.store(false, Ordering::Release);
+        let _ = self
+            .publisher
+            .send(PublisherMsg::Rebuilt {
+                seq: self.engine.seq(),
+            })
+            .await;
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

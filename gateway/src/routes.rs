@@ -1,0 +1,304 @@
+//! Every HTTP endpoint: the WebSocket upgrade (`/v1/ws`), the service-to-service API
+//! (contract §6), health, readiness, metrics and the admin console.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post, put};
+use gavel_engine::{Actor, Command, Rejection, Reply, Request};
+use gavel_protocol::http::{HttpError, HttpErrorDetail, parse_coach_upsert, parse_post_task_body};
+use gavel_protocol::parse::{FrameError, parse_task_id};
+use gavel_protocol::{Claims, ErrorCode, RequestId, Role, UserId};
+use serde::Deserialize;
+use tokio::sync::oneshot;
+
+use crate::app::AppState;
+use crate::engine_actor::unavailable;
+use crate::pipeline::{EngineMsg, ReplyTo};
+
+/// The router of every endpoint.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/ws", get(websocket))
+        .route("/v1/coaches/{id}", put(put_coach))
+        .route("/v1/tasks", post(post_task))
+        .route("/v1/tasks/{id}", get(get_task))
+        .route("/v1/tasks/{id}/payment_failed", post(payment_failed))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/admin", get(|| async { Html(include_str!("admin.html")) }))
+        .with_state(state)
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// The bearer token of a request: `Authorization: Bearer …`, else `?token=…`.
+fn bearer(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned())
+        .or_else(|| query.map(str::to_owned))
+}
+
+fn http_error(code: ErrorCode, message: impl Into<String>, field: Option<String>) -> Response {
+    let status =
+        StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = HttpError {
+        error: HttpErrorDetail {
+            code,
+            message: message.into(),
+            field,
+        },
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+fn rejection_response(r: Rejection) -> Response {
+    http_error(r.code, r.message, r.field)
+}
+
+fn frame_error_response(e: FrameError) -> Response {
+    http_error(e.code, e.message, e.field)
+}
+
+/// `GET /v1/ws`: 401 before the upgrade unless the token is valid.
+async fn websocket(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(query): Query<TokenQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let Some(token) = bearer(&headers, query.token.as_deref()) else {
+        return http_error(
+            ErrorCode::Unauthorized,
+            "a token is required (Authorization: Bearer, or ?token=)",
+            None,
+        );
+    };
+    let claims = match state.keys.verify(&token) {
+        Ok(claims) => claims,
+        Err(e) => return http_error(ErrorCode::Unauthorized, e.to_string(), None),
+    };
+    if *state.shutting_down.borrow() {
+        return http_error(ErrorCode::Unavailable, "shutting down", None);
+    }
+    let limits = &state.limits;
+    upgrade
+        // Small buffers keep idle connections cheap (tungstenite's defaults are 128 KiB each).
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(limits.max_frame_bytes * 4)
+        .max_message_size(limits.max_frame_bytes)
+        .max_frame_size(limits.max_frame_bytes)
+        .on_upgrade(move |socket| crate::session::run(socket, claims, state))
+}
+
+/// The admin caller of an HTTP API request, or the refusal.
+fn admin(state: &AppState, headers: &HeaderMap) -> Result<Claims, Box<Response>> {
+    let token = bearer(headers, None).ok_or_else(|| {
+        Box::new(http_error(
+            ErrorCode::Unauthorized,
+            "a bearer token is required",
+            None,
+        ))
+    })?;
+    let claims = state
+        .keys
+        .verify(&token)
+        .map_err(|e| Box::new(http_error(ErrorCode::Unauthorized, e.to_string(), None)))?;
+    if claims.role != Role::Admin {
+        return Err(Box::new(http_error(
+            ErrorCode::Forbidden,
+            "the HTTP API is for admins",
+            None,
+        )));
+    }
+    Ok(claims)
+}
+
+/// Runs a command through the pipeline and waits for its durable outcome. An
+/// `Idempotency-Key` header plays the role of a frame's `id`.
+async fn execute(
+    state: &AppState,
+    claims: Claims,
+    headers: &HeaderMap,
+    command: Command,
+) -> Result<Reply, Box<Response>> {
+    let request_id = match headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().map(RequestId::new))
+    {
+        None => None,
+        Some(Ok(Ok(id))) => Some(id),
+        Some(_) => {
+            let field = Some("Idempotency-Key".into());
+            return Err(Box::new(http_error(
+                ErrorCode::ValidationError,
+                "Idempotency-Key must be 1-64 characters",
+                field,
+            )));
+        }
+    };
+    let (tx, rx) = oneshot::channel();
+    let request = Request {
+        actor: Actor::new(claims.sub, claims.role),
+        request_id,
+        command,
+    };
+    let msg = EngineMsg::Command {
+        request,
+        reply_to: ReplyTo::Http(tx),
+        received: Instant::now(),
+    };
+    if state.engine.try_send(msg).is_err() {
+        return Err(Box::new(rejection_response(unavailable(
+            "the server is busy; retry shortly",
+        ))));
+    }
+    match rx.await {
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(rejection)) => Err(Box::new(rejection_response(rejection))),
+        Err(_) => Err(Box::new(rejection_response(unavailable(
+            "the server is shutting down",
+        )))),
+    }
+}
+
+async fn put_coach(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let claims = match admin(&state, &headers) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let coach_id = match UserId::new(&id) {
+        Ok(id) => id,
+        Err(e) => {
+            return http_error(
+                ErrorCode::ValidationError,
+                format!("coach id {e}"),
+                Some("id".into()),
+            );
+        }
+    };
+    let profile = match parse_coach_upsert(&body) {
+        Ok(p) => p,
+        Err(e) => return frame_error_response(e),
+    };
+    match execute(
+        &state,
+        claims,
+        &headers,
+        Command::UpsertCoach { coach_id, profile },
+    )
+    .await
+    {
+        Ok(reply) => axum::Json(reply.to_json()).into_response(),
+        Err(response) => *response,
+    }
+}
+
+async fn post_task(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let claims = match admin(&state, &headers) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let task = match parse_post_task_body(&body) {
+        Ok(t) => t,
+        Err(e) => return frame_error_response(e),
+    };
+    match execute(&state, claims, &headers, Command::PostTask(task)).await {
+        Ok(reply) => (StatusCode::CREATED, axum::Json(reply.to_json())).into_response(),
+        Err(response) => *response,
+    }
+}
+
+async fn get_task(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let claims = match admin(&state, &headers) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let task_id = match parse_task_id(&id) {
+        Ok(id) => id,
+        Err(e) => return frame_error_response(e),
+    };
+    let actor = Actor::new(claims.sub, claims.role);
+    match state
+        .engine
+        .query(move |engine| engine.task_view(&task_id, &actor))
+        .await
+    {
+        Some(Ok(view)) => axum::Json(view).into_response(),
+        Some(Err(rejection)) => rejection_response(rejection),
+        None => rejection_response(unavailable("the server is busy; retry shortly")),
+    }
+}
+
+async fn payment_failed(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let claims = match admin(&state, &headers) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let task_id = match parse_task_id(&id) {
+        Ok(id) => id,
+        Err(e) => return frame_error_response(e),
+    };
+    match execute(&state, claims, &headers, Command::PaymentFailed { task_id }).await {
+        Ok(reply) => axum::Json(reply.to_json()).into_response(),
+        Err(response) => *response,
+    }
+}
+
+/// Ready when the journal answers and the engine is not rebuilding.
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.rebuild.is_raised() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "rebuilding from the journal",
+        )
+            .into_response();
+    }
+    match state.store.ping().await {
+        Ok(()) => "ready".into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("journal unavailable: {e}"),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}

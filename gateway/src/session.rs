@@ -1,0 +1,288 @@
+//! One WebSocket connection: a single task that reads client frames, writes queued frames
+//! (everything queued, then one flush), pings, and enforces the per-connection rules — bad
+//! frame policy (1008), size limit (1009), token expiry (4001), silence (closed after the idle
+//! timeout), slow consumer (4008, decided by whoever found the queue full).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::SinkExt;
+use gavel_engine::{Actor, Command, Rejection, Request};
+use gavel_protocol::command::Command as WireCommand;
+use gavel_protocol::views::Empty;
+use gavel_protocol::{Claims, CloseCode, ErrorCode, parse_client_frame};
+use tracing::Instrument;
+
+use crate::app::AppState;
+use crate::connection::{ConnHandle, Outbox, connection};
+use crate::engine_actor::unavailable;
+use crate::pipeline::{EngineMsg, ReplyTo, SubscribeRequest};
+use crate::publisher::{error_frame, ok_frame};
+
+/// Frames written per flush at most (the rest go in the next round).
+const MAX_FRAMES_PER_FLUSH: usize = 256;
+
+/// Serves one upgraded connection until it closes.
+pub async fn run(socket: WebSocket, claims: Claims, state: Arc<AppState>) {
+    let id = state.conn_ids.next();
+    let span = tracing::info_span!("conn", id, user = %claims.sub, role = %claims.role);
+    async move {
+        let (handle, outbox) = connection(id, claims.sub.clone(), state.metrics.clone());
+        state
+            .connections
+            .lock()
+            .expect("connection registry lock")
+            .insert(id, handle.clone());
+        state.metrics.connections.inc();
+        tracing::debug!("connected");
+        let mut session = Session {
+            state: state.clone(),
+            actor: Actor::new(claims.sub.clone(), claims.role),
+            handle,
+            bad_frames: VecDeque::new(),
+        };
+        let code = session.serve(socket, outbox, claims.exp).await;
+        tracing::debug!(?code, "disconnected");
+        state
+            .connections
+            .lock()
+            .expect("connection registry lock")
+            .remove(&id);
+        state.metrics.connections.dec();
+        let _ = state.engine.try_send(EngineMsg::Disconnected { conn: id });
+    }
+    .instrument(span)
+    .await
+}
+
+struct Session {
+    state: Arc<AppState>,
+    actor: Actor,
+    handle: ConnHandle,
+    /// When recent bad frames arrived (for the 1008 policy).
+    bad_frames: VecDeque<Instant>,
+}
+
+impl Session {
+    /// The connection's loop; returns the close code sent, if any.
+    async fn serve(&mut self, mut socket: WebSocket, mut outbox: Outbox, exp: u64) -> Option<u16> {
+        let limits = self.state.limits.clone();
+        let mut ping = tokio::time::interval(Duration::from_secs(limits.ping_interval_secs));
+        ping.tick().await;
+        let mut last_heard = Instant::now();
+        let now_secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let expires = tokio::time::sleep(Duration::from_secs(exp.saturating_sub(now_secs)));
+        tokio::pin!(expires);
+        let close_code = loop {
+            tokio::select! {
+                biased;
+                frame = outbox.recv() => match frame {
+                    Some(first) => {
+                        if write_all(&mut socket, first, &mut outbox).await.is_err() {
+                            break None;
+                        }
+                    }
+                    None => break outbox.close_code(),
+                },
+                incoming = socket.recv() => {
+                    last_heard = Instant::now();
+                    match incoming {
+                        Some(Ok(Message::Text(text))) => {
+                            if text.len() > limits.max_frame_bytes {
+                                break Some(CloseCode::TooBig.code());
+                            }
+                            if let Some(code) = self.on_text(&text) {
+                                break Some(code);
+                            }
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            let rejection = Rejection { code: ErrorCode::BadRequest, message: "binary frames are not supported; send JSON text".into(), field: None };
+                            self.handle.send(error_frame(None, &rejection, None));
+                            if self.bad_frame() {
+                                break Some(CloseCode::Policy.code());
+                            }
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        Some(Ok(Message::Close(_))) | None => break None,
+                        // tungstenite refuses frames over the size limit before we see them.
+                        Some(Err(e)) if e.to_string().contains("too long") => break Some(CloseCode::TooBig.code()),
+                        Some(Err(_)) => break None,
+                    }
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > Duration::from_secs(limits.idle_timeout_secs) {
+                        break Some(1000);
+                    }
+                    if socket.send(Message::Ping(Default::default())).await.is_err() {
+                        break None;
+                    }
+                }
+                () = &mut expires => break Some(CloseCode::TokenExpired.code()),
+            }
+        };
+        if let Some(code) = close_code {
+            let reason = match code {
+                1001 => CloseCode::GoingAway.reason(),
+                1008 => CloseCode::Policy.reason(),
+                1009 => CloseCode::TooBig.reason(),
+                4001 => CloseCode::TokenExpired.reason(),
+                4008 => CloseCode::SlowConsumer.reason(),
+                _ => "idle: no answer to pings",
+            };
+            let frame = CloseFrame {
+                code,
+                reason: Utf8Bytes::from_static(reason),
+            };
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                socket.send(Message::Close(Some(frame))),
+            )
+            .await;
+        }
+        close_code
+    }
+
+    /// Records a bad frame; `true` when the policy says close.
+    fn bad_frame(&mut self) -> bool {
+        self.state.metrics.bad_frames.inc();
+        let now = Instant::now();
+        let window = Duration::from_secs(self.state.limits.bad_frame_window_secs);
+        while self
+            .bad_frames
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > window)
+        {
+            self.bad_frames.pop_front();
+        }
+        self.bad_frames.push_back(now);
+        self.bad_frames.len() >= self.state.limits.bad_frames as usize
+    }
+
+    /// Handles one text frame; returns a close code when the connection must close.
+    fn on_text(&mut self, text: &str) -> Option<u16> {
+        let frame = match parse_client_frame(text) {
+            Ok(frame) => frame,
+            Err(e) => {
+                let rejection = Rejection {
+                    code: e.code,
+                    message: e.message,
+                    field: e.field,
+                };
+                self.handle.send(error_frame(e.id, &rejection, None));
+                return self.bad_frame().then_some(CloseCode::Policy.code());
+            }
+        };
+        let id = frame.id;
+        let busy = |handle: &ConnHandle, id| {
+            handle.send(error_frame(
+                id,
+                &unavailable("the server is busy; retry shortly"),
+                None,
+            ));
+        };
+        match frame.command {
+            WireCommand::Ping => {
+                if let Some(id) = id {
+                    self.handle.send(ok_frame(
+                        id,
+                        serde_json::to_value(Empty {}).expect("{} serializes"),
+                    ));
+                }
+            }
+            WireCommand::Subscribe(s) => {
+                let request = SubscribeRequest {
+                    actor: self.actor.clone(),
+                    topic: s.topic,
+                    filter: s.filter,
+                    since: s.since,
+                    epoch: s.epoch,
+                    conn: self.handle.clone(),
+                    id: id.clone(),
+                    resume_failed: false,
+                };
+                if self
+                    .state
+                    .engine
+                    .try_send(EngineMsg::Subscribe(request))
+                    .is_err()
+                {
+                    busy(&self.handle, id);
+                }
+            }
+            WireCommand::Unsubscribe(u) => {
+                let msg = EngineMsg::Unsubscribe {
+                    conn: self.handle.clone(),
+                    topic: u.topic,
+                    id: id.clone(),
+                };
+                if self.state.engine.try_send(msg).is_err() {
+                    busy(&self.handle, id);
+                }
+            }
+            command => {
+                if let Err(wait_ms) = self.state.rate_limiter.check(&self.actor.user) {
+                    self.state.metrics.rate_limited.inc();
+                    let rejection = Rejection {
+                        code: ErrorCode::RateLimited,
+                        message: "too many commands; slow down".into(),
+                        field: None,
+                    };
+                    self.handle.send(error_frame(id, &rejection, Some(wait_ms)));
+                    return None;
+                }
+                let command = Command::from_client(command)
+                    .expect("subscriptions and pings are handled above");
+                let request = Request {
+                    actor: self.actor.clone(),
+                    request_id: id.clone(),
+                    command,
+                };
+                let reply_to = ReplyTo::Conn {
+                    conn: self.handle.clone(),
+                    id: id.clone(),
+                };
+                let msg = EngineMsg::Command {
+                    request,
+                    reply_to,
+                    received: Instant::now(),
+                };
+                if self.state.engine.try_send(msg).is_err() {
+                    busy(&self.handle, id);
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Writes `first` and everything else already queued, then flushes once.
+async fn write_all(
+    socket: &mut WebSocket,
+    first: Utf8Bytes,
+    outbox: &mut Outbox,
+) -> Result<(), axum::Error> {
+    socket.feed(Message::Text(first)).await?;
+    for _ in 1..MAX_FRAMES_PER_FLUSH {
+        match outbox.try_recv() {
+            Some(frame) => socket.feed(Message::Text(frame)).await?,
+            None => break,
+        }
+    }
+    socket.flush().await
+}
+
+/// Closes every connection with 1001 (shutdown).
+pub fn close_all(state: &AppState) {
+    for handle in state
+        .connections
+        .lock()
+        .expect("connection registry lock")
+        .values()
+    {
+        handle.close(CloseCode::GoingAway);
+    }
+}
