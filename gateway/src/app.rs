@@ -18,7 +18,7 @@ use crate::auth::JwtKeys;
 use crate::clock::EngineClock;
 use crate::config::{Limits, ServerConfig};
 use crate::connection::{ConnHandle, ConnId, ConnIds};
-use crate::engine_actor::{EngineActor, EngineHandle, RebuildSignal};
+use crate::engine_actor::{EngineActor, EngineHandle, RebuildSignal, SnapshotPolicy};
 use crate::metrics::Metrics;
 use crate::pipeline::PUBLISH_QUEUE;
 use crate::publisher::{Publisher, stats_ticker};
@@ -38,6 +38,10 @@ pub struct ServerOptions {
     pub jwt_secret: Vec<u8>,
     pub time_scale: f64,
     pub history: usize,
+    /// Snapshot every this many events…
+    pub snapshot_every_events: u64,
+    /// …or this often, whichever comes first.
+    pub snapshot_interval: Duration,
 }
 
 /// What request handlers share.
@@ -114,6 +118,11 @@ impl Server {
             metrics: metrics.clone(),
             rebuild: rebuild.clone(),
             epoch: epoch.clone(),
+            snapshots: SnapshotPolicy::new(
+                options.snapshot_every_events,
+                options.snapshot_interval,
+                seq,
+            ),
         };
         let (engine_handle, engine_task) = actor.spawn();
         let publisher = Publisher::new(

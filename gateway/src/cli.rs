@@ -62,6 +62,12 @@ pub struct ServeArgs {
     /// Events kept in memory for `since` resumes (older ones are read from the journal).
     #[arg(long, env = "GAVEL_HISTORY", default_value_t = crate::app::DEFAULT_HISTORY)]
     pub history: usize,
+    /// Write a snapshot every this many events…
+    #[arg(long, env = "GAVEL_SNAPSHOT_EVERY_EVENTS", default_value_t = 100_000)]
+    pub snapshot_every_events: u64,
+    /// …or every this many seconds, whichever comes first.
+    #[arg(long, env = "GAVEL_SNAPSHOT_INTERVAL_SECS", default_value_t = 300)]
+    pub snapshot_interval_secs: u64,
     /// Log line format.
     #[arg(long, env = "GAVEL_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

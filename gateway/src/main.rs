@@ -66,6 +66,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         jwt_secret: secret,
         time_scale: args.time_scale,
         history: args.history,
+        snapshot_every_events: args.snapshot_every_events.max(1),
+        snapshot_interval: std::time::Duration::from_secs(args.snapshot_interval_secs.max(1)),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub rate_limited: IntCounter,
     pub bad_frames: IntCounter,
     pub events_published: IntCounter,
+    pub snapshot_stall_seconds: Histogram,
+    pub snapshots_written: IntCounter,
 }
 
 impl Metrics {
@@ -107,6 +109,15 @@ impl Metrics {
                 "journaled events published",
             )
             .unwrap(),
+            snapshot_stall_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "snapshot_stall_seconds",
+                    "how long the engine paused to take a snapshot (in-flight commits landing + copying the state)",
+                )
+                .buckets(vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0]),
+            )
+            .unwrap(),
+            snapshots_written: IntCounter::new("snapshots_written_total", "snapshots written to storage").unwrap(),
             registry,
         };
         for c in [
@@ -124,6 +135,8 @@ impl Metrics {
             Box::new(m.rate_limited.clone()),
             Box::new(m.bad_frames.clone()),
             Box::new(m.events_published.clone()),
+            Box::new(m.snapshot_stall_seconds.clone()),
+            Box::new(m.snapshots_written.clone()),
         ] {
             m.registry.register(c).expect("metric names are unique");
         }

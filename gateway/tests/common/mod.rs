@@ -20,7 +20,11 @@ pub const SECRET: &[u8] = b"test-secret-0123456789abcdef";
 pub fn fresh_dir(name: &str) -> PathBuf {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!("gavel-gw-{name}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+    let dir = std::env::temp_dir().join(format!(
+        "gavel-gw-{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
@@ -35,6 +39,8 @@ pub fn options(dir: PathBuf) -> ServerOptions {
         jwt_secret: SECRET.to_vec(),
         time_scale: 1.0,
         history: 1000,
+        snapshot_every_events: 50,
+        snapshot_interval: Duration::from_secs(300),
     }
 }
 
@@ -43,8 +49,16 @@ pub async fn start(dir: PathBuf) -> Server {
 }
 
 pub fn token(sub: &str, role: Role) -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    JwtKeys::new(SECRET).mint(&UserId::new(sub).unwrap(), role, Duration::from_secs(3600), now)
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    JwtKeys::new(SECRET).mint(
+        &UserId::new(sub).unwrap(),
+        role,
+        Duration::from_secs(3600),
+        now,
+    )
 }
 
 /// A WebSocket client speaking JSON frames.
@@ -57,12 +71,20 @@ pub struct Client {
 impl Client {
     pub async fn connect(server: &Server, sub: &str, role: Role) -> Client {
         let url = format!("ws://{}/v1/ws?token={}", server.addr, token(sub, role));
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
-        Client { ws, backlog: Vec::new() }
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket connects");
+        Client {
+            ws,
+            backlog: Vec::new(),
+        }
     }
 
     pub async fn send(&mut self, frame: Value) {
-        self.ws.send(Message::text(frame.to_string())).await.unwrap();
+        self.ws
+            .send(Message::text(frame.to_string()))
+            .await
+            .unwrap();
     }
 
     /// The next JSON frame (5 s timeout).
@@ -131,16 +153,31 @@ impl Client {
 /// Registers a verified coach through the HTTP API.
 pub async fn register_coach(server: &Server, id: &str, rating: f64, on_call: bool) {
     let body = json!({"display_name": id, "rating": rating, "verified": true, "on_call": on_call, "capacity": 3});
-    let (status, _) = http(server, "PUT", &format!("/v1/coaches/{id}"), Some(&token("ops", Role::Admin)), Some(body)).await;
+    let (status, _) = http(
+        server,
+        "PUT",
+        &format!("/v1/coaches/{id}"),
+        Some(&token("ops", Role::Admin)),
+        Some(body),
+    )
+    .await;
     assert_eq!(status, 200);
 }
 
 /// A minimal HTTP/1.1 client: (status, JSON body or Null).
-pub async fn http(server: &Server, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+pub async fn http(
+    server: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
@@ -149,6 +186,10 @@ pub async fn http(server: &Server, method: &str, path: &str, token: Option<&str>
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     let status: u16 = response[9..12].parse().unwrap();
-    let json = response.split("\r\n\r\n").nth(1).and_then(|b| serde_json::from_str(b).ok()).unwrap_or(Value::Null);
+    let json = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
     (status, json)
 }
