@@ -25,6 +25,22 @@ pub enum CliCommand {
     Serve(ServeArgs),
     /// Print an HS256 token signed with the configured secret (for trials, tests, load tests).
     Token(TokenArgs),
+    /// Talk to a server by hand: stdin lines are sent as frames, frames are printed as lines.
+    Connect(ConnectArgs),
+}
+
+/// `gavel connect`.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectArgs {
+    /// The WebSocket endpoint.
+    #[arg(long, env = "GAVEL_URL", default_value = "ws://127.0.0.1:8080/v1/ws")]
+    pub url: String,
+    /// The token to connect with (see `gavel token`).
+    #[arg(long, env = "GAVEL_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// How long to keep printing after the end of input: a number with s, m, h or d.
+    #[arg(long, default_value = "1s", value_parser = parse_ttl)]
+    pub linger: Duration,
 }
 
 /// Where the JWT secret comes from (shared by `serve` and `token`).

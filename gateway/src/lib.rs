@@ -4,7 +4,8 @@
 //! # Layout
 //! - [`cli`], [`config`], [`secret`], [`logging`], [`server`] — the binary's edges: flags
 //!   (also `GAVEL_*` variables), the TOML file, the JWT secret, logs, signals.
-//! - [`auth`] — minting and verifying HS256 tokens.
+//! - [`auth`] — minting and verifying HS256 tokens; [`connect`] — `gavel connect`, a
+//!   line-oriented client for trying the server by hand.
 //! - [`app`] — [`app::Server`]: start-up (storage, recovery, tasks) and graceful shutdown.
 //! - [`routes`] — every HTTP endpoint, including the `/v1/ws` upgrade.
 //! - [`session`] — one WebSocket connection's loop; [`connection`] — its bounded outbound
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod connect;
 pub mod connection;
 pub mod engine_actor;
 pub mod logging;

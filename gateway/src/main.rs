@@ -15,6 +15,16 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         CliCommand::Serve(args) => serve(args),
         CliCommand::Token(args) => token(args),
+        CliCommand::Connect(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(gavel_gateway::connect::run(
+                &args.url,
+                &args.token,
+                args.linger,
+            ))
+        }
     }
 }
 
