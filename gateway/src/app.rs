@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gavel_engine::EngineConfig;
+use gavel_engine::{Engine, EngineConfig};
 use gavel_storage::{JournalHandle, Store, WriterStats, recover};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -18,12 +18,13 @@ use crate::auth::JwtKeys;
 use crate::clock::EngineClock;
 use crate::config::{Limits, ServerConfig};
 use crate::connection::{ConnHandle, ConnId, ConnIds};
-use crate::engine_actor::{EngineActor, EngineHandle, RebuildSignal, SnapshotPolicy};
+use crate::engine_actor::{EngineActor, EngineHandle, RebuildSignal};
 use crate::metrics::Metrics;
 use crate::pipeline::PUBLISH_QUEUE;
 use crate::publisher::{Publisher, stats_ticker};
 use crate::ratelimit::CommandRateLimiter;
 use crate::router::FeedMeta;
+use crate::snapshotter::{self, SnapshotPolicy};
 
 /// Events kept in memory for `since` resumes (older ones come from the journal).
 pub const DEFAULT_HISTORY: usize = 100_000;
@@ -104,6 +105,14 @@ impl Server {
             .collect();
         let seq = engine.seq();
         let metrics = Arc::new(Metrics::new());
+        let policy = SnapshotPolicy {
+            every_events: options.snapshot_every_events,
+            interval: options.snapshot_interval,
+            keep: 2,
+        };
+        let replica =
+            Engine::restore(config.clone(), engine.snapshot()).map_err(anyhow::Error::msg)?;
+        let snapshots = snapshotter::spawn(replica, policy, store.clone(), metrics.clone());
         let journal = JournalHandle::spawn(store.clone(), seq, Arc::new(WriterStats::default()));
         let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
         let rebuild = Arc::new(RebuildSignal::default());
@@ -118,11 +127,6 @@ impl Server {
             metrics: metrics.clone(),
             rebuild: rebuild.clone(),
             epoch: epoch.clone(),
-            snapshots: SnapshotPolicy::new(
-                options.snapshot_every_events,
-                options.snapshot_interval,
-                seq,
-            ),
         };
         let (engine_handle, engine_task) = actor.spawn();
         let publisher = Publisher::new(
@@ -134,6 +138,7 @@ impl Server {
             options.history,
             seq,
             task_meta,
+            snapshots,
         );
         let (stats_tx, stats_rx) = mpsc::channel(4);
         let (stop, stopped) = watch::channel(false);

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use gavel_engine::{Engine, EngineConfig, Rejection};
-use gavel_protocol::{ErrorCode, Role, Seq, Topic};
-use gavel_storage::{JournalHandle, StorageError, Store, StoredSnapshot, encode_snapshot, recover};
+use gavel_protocol::{ErrorCode, Role, Topic};
+use gavel_storage::{JournalHandle, StorageError, Store, recover};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::clock::EngineClock;
@@ -130,36 +130,6 @@ pub struct EngineActor {
     pub metrics: Arc<Metrics>,
     pub rebuild: Arc<RebuildSignal>,
     pub epoch: String,
-    pub snapshots: SnapshotPolicy,
-}
-
-/// When the engine writes a snapshot: every `every_events` events or every `interval`,
-/// whichever comes first (and only when something changed).
-#[derive(Debug, Clone)]
-pub struct SnapshotPolicy {
-    pub every_events: u64,
-    pub interval: Duration,
-    /// Snapshots kept in storage (older ones are pruned).
-    pub keep: u32,
-    pub last_seq: Seq,
-    pub last_at: Instant,
-}
-
-impl SnapshotPolicy {
-    pub fn new(every_events: u64, interval: Duration, seq: Seq) -> Self {
-        SnapshotPolicy {
-            every_events,
-            interval,
-            keep: 2,
-            last_seq: seq,
-            last_at: Instant::now(),
-        }
-    }
-
-    fn due(&self, seq: Seq) -> bool {
-        seq > self.last_seq
-            && (seq - self.last_seq >= self.every_events || self.last_at.elapsed() >= self.interval)
-    }
 }
 
 impl EngineActor {
@@ -203,9 +173,6 @@ impl EngineActor {
             self.metrics.command_queue_depth.set(rx.len() as i64);
             if self.publish(batch).await.is_err() {
                 break;
-            }
-            if self.snapshots.due(self.engine.seq()) {
-                self.snapshot().await;
             }
         }
         tracing::info!(seq = self.engine.seq(), "engine task stopped");
@@ -347,53 +314,6 @@ impl EngineActor {
                 reset,
             }),
         }
-    }
-
-    /// Takes a snapshot of durable state and writes it in the background. The engine pauses
-    /// only to let in-flight commits land (so the snapshot holds nothing that could still be
-    /// lost) and to copy the state; encoding and writing happen off this task.
-    async fn snapshot(&mut self) {
-        let started = Instant::now();
-        let seq = self.engine.seq();
-        while self.journal.durable() < seq {
-            if self.rebuild.is_raised() || started.elapsed() > Duration::from_secs(2) {
-                return; // try again after the next batch
-            }
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        }
-        let snapshot = self.engine.snapshot();
-        self.metrics
-            .snapshot_stall_seconds
-            .observe(started.elapsed().as_secs_f64());
-        self.snapshots.last_seq = seq;
-        self.snapshots.last_at = Instant::now();
-        let (store, metrics, keep) = (
-            self.store.clone(),
-            self.metrics.clone(),
-            self.snapshots.keep,
-        );
-        tokio::spawn(async move {
-            let at = snapshot.state.now;
-            let Ok(state) = tokio::task::spawn_blocking(move || encode_snapshot(&snapshot)).await
-            else {
-                return;
-            };
-            match store
-                .write_snapshot(&StoredSnapshot { seq, at, state })
-                .await
-            {
-                Ok(()) => {
-                    metrics.snapshots_written.inc();
-                    if let Err(error) = store.prune_snapshots(keep).await {
-                        tracing::warn!(%error, "pruning old snapshots failed");
-                    }
-                    tracing::info!(seq, "snapshot written");
-                }
-                Err(error) => {
-                    tracing::warn!(%error, seq, "writing a snapshot failed; the journal still has everything")
-                }
-            }
-        });
     }
 
     /// Replaces the in-memory engine with what the journal holds, retrying until the database

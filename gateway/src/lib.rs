@@ -12,6 +12,8 @@
 //!   queue ([`connection::ConnHandle`]); [`ratelimit`] — per-user command limits.
 //! - [`pipeline`] — the messages between stages; [`engine_actor`] — the single writer;
 //!   [`publisher`] — durable → replies, fan-out, resumes; [`router`] — topics and encoding.
+//! - [`snapshotter`] — a replica of the engine on its own thread that writes snapshots of
+//!   durable state, so the engine never pauses for one.
 //! - [`clock`] — engine time (with `--time-scale`); [`metrics`] — Prometheus.
 //!
 //! A command flows: session (parse, rate limit) → engine task (batch: fire deadlines, execute,
@@ -36,3 +38,4 @@ pub mod routes;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod snapshotter;

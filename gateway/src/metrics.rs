@@ -24,7 +24,7 @@ pub struct Metrics {
     pub rate_limited: IntCounter,
     pub bad_frames: IntCounter,
     pub events_published: IntCounter,
-    pub snapshot_stall_seconds: Histogram,
+    pub snapshot_write_seconds: Histogram,
     pub snapshots_written: IntCounter,
 }
 
@@ -109,12 +109,12 @@ impl Metrics {
                 "journaled events published",
             )
             .unwrap(),
-            snapshot_stall_seconds: Histogram::with_opts(
+            snapshot_write_seconds: Histogram::with_opts(
                 HistogramOpts::new(
-                    "snapshot_stall_seconds",
-                    "how long the engine paused to take a snapshot (in-flight commits landing + copying the state)",
+                    "snapshot_write_seconds",
+                    "encoding and writing one snapshot (on the replica's thread; the engine never pauses)",
                 )
-                .buckets(vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0]),
+                .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
             )
             .unwrap(),
             snapshots_written: IntCounter::new("snapshots_written_total", "snapshots written to storage").unwrap(),
@@ -135,7 +135,7 @@ impl Metrics {
             Box::new(m.rate_limited.clone()),
             Box::new(m.bad_frames.clone()),
             Box::new(m.events_published.clone()),
-            Box::new(m.snapshot_stall_seconds.clone()),
+            Box::new(m.snapshot_write_seconds.clone()),
             Box::new(m.snapshots_written.clone()),
         ] {
             m.registry.register(c).expect("metric names are unique");

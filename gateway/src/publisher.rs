@@ -42,6 +42,8 @@ pub struct Publisher {
     pub published: Seq,
     failing: bool,
     events_this_second: u64,
+    /// Where durable batches go for the snapshot replica.
+    snapshots: mpsc::Sender<gavel_storage::Batch>,
 }
 
 /// Encodes an `ok` reply.
@@ -96,6 +98,7 @@ impl Publisher {
         ring_capacity: usize,
         published: Seq,
         task_meta: impl IntoIterator<Item = (gavel_protocol::TaskId, FeedMeta)>,
+        snapshots: mpsc::Sender<gavel_storage::Batch>,
     ) -> Self {
         let mut router = Router::default();
         router.task_meta = task_meta.into_iter().collect();
@@ -111,6 +114,7 @@ impl Publisher {
             published,
             failing: false,
             events_this_second: 0,
+            snapshots,
         }
     }
 
@@ -172,6 +176,8 @@ impl Publisher {
             self.metrics
                 .event_delivered_seconds
                 .observe(item.decided_at.elapsed().as_secs_f64());
+            // Only durable batches reach the snapshot replica.
+            let _ = self.snapshots.send(item.events).await;
         }
     }
 
@@ -184,8 +190,19 @@ impl Publisher {
             };
             self.router.task_meta.insert(task.task_id.clone(), meta);
         }
+        // A coach watches `task:<id>` only while it holds the task (contract §3): once it loses
+        // it, it must not see who takes over, nor for how much. `task.reassigned` names the
+        // next coach, so the old one is dropped first (it hears of it on `coach:<id>`).
+        if let EventKind::TaskReassigned { task_id, .. } = &event.kind {
+            let topic = Topic::Task(task_id.clone());
+            self.router.remove_unprivileged(&topic, &self.metrics);
+        }
         for delivery in deliveries(event) {
             self.router.fan_out(seq, &delivery, &self.metrics);
+        }
+        if let EventKind::PaymentFailed { task_id, .. } = &event.kind {
+            let topic = Topic::Task(task_id.clone());
+            self.router.remove_unprivileged(&topic, &self.metrics);
         }
         if self.ring.len() == self.ring_capacity {
             self.ring.pop_front();

@@ -127,6 +127,22 @@ impl Router {
         }
     }
 
+    /// Removes every subscriber of `topic` that is not privileged — on `task:<id>`, the coach
+    /// that held the task — when it loses the task.
+    pub fn remove_unprivileged(&mut self, topic: &Topic, metrics: &Metrics) {
+        let Some(subs) = self.topics.get(topic) else {
+            return;
+        };
+        let gone: Vec<ConnId> = subs
+            .iter()
+            .filter(|(_, s)| !s.privileged)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.remove(id, topic, metrics);
+        }
+    }
+
     /// Whether `topic` has any subscriber.
     pub fn has_subscribers(&self, topic: &Topic) -> bool {
         self.topics.contains_key(topic)

@@ -137,10 +137,19 @@ impl Session {
                 code,
                 reason: Utf8Bytes::from_static(reason),
             };
-            let _ = tokio::time::timeout(
-                Duration::from_secs(2),
-                socket.send(Message::Close(Some(frame))),
-            )
+            // Send the close frame, then wait (briefly) for the client's close reply, reading
+            // whatever it sent meanwhile (pongs, commands): closing the TCP connection with
+            // unread data makes the kernel reset it, and a reset discards the client's unread
+            // bytes — the close frame (with its code: 1001, 4008, …) among them.
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                if socket.send(Message::Close(Some(frame))).await.is_ok() {
+                    while let Some(Ok(msg)) = socket.recv().await {
+                        if matches!(msg, Message::Close(_)) {
+                            break;
+                        }
+                    }
+                }
+            })
             .await;
         }
         close_code
