@@ -60,13 +60,19 @@ impl JwtKeys {
     /// well-formed `sub` and a known `role`.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         use jsonwebtoken::errors::ErrorKind;
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
                 ErrorKind::InvalidSignature => AuthError::BadSignature,
                 _ => AuthError::Malformed(e.to_string()),
-            })
+            })?;
+        // jsonwebtoken still accepts a token during the second of its `exp`; RFC 7519 says it
+        // must not be accepted on or after `exp` (and a session closes it with 4001 then).
+        if claims.exp <= jsonwebtoken::get_current_timestamp() {
+            return Err(AuthError::Expired);
+        }
+        Ok(claims)
     }
 }
 
@@ -99,6 +105,13 @@ mod tests {
     fn an_expired_token_is_refused() {
         let keys = JwtKeys::new(b"secret");
         let token = keys.mint(&alice(), Role::Coach, Duration::from_secs(60), now() - 120);
+        assert_eq!(keys.verify(&token), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn a_token_is_expired_from_its_exp_second_on() {
+        let keys = JwtKeys::new(b"secret");
+        let token = keys.mint(&alice(), Role::Coach, Duration::from_secs(0), now());
         assert_eq!(keys.verify(&token), Err(AuthError::Expired));
     }
 
