@@ -11,7 +11,10 @@ use std::time::Instant;
 use gavel_benches::market;
 
 fn main() {
-    let tasks: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let tasks: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
     let m = market(tasks, 1_000);
     let engine = &m.engine;
     let mut copies = Vec::new();

@@ -1,11 +1,9 @@
 //! What happens when a deadline passes (contract §5): the bidding window closes (award, go on
 //! call, or start a new window), the coach is reminded, or an overdue task is reassigned.
 
-use std::cmp::Reverse;
-
 use gavel_protocol::{Award, Cents, Millis, TaskId, TaskStatus, UserId};
 
-use crate::decide::award;
+use crate::decide::{award, reject_pending, void_award};
 use crate::engine::Engine;
 use crate::event::EventKind;
 use crate::timers::{Deadline, DeadlineKind};
@@ -29,18 +27,33 @@ impl Engine {
         match deadline.kind {
             DeadlineKind::BiddingCloses => {
                 debug_assert_eq!(task.status, TaskStatus::Open);
-                if let Some(best) = task.ranked_bids().next() {
-                    return match task.spec.award {
-                        Award::Auto => award(task, best, at).0,
-                        Award::Manual => vec![EventKind::BiddingClosed {
+                match task.spec.award {
+                    Award::Manual if task.bid_count() > 0 => {
+                        return vec![EventKind::BiddingClosed {
                             task_id: task_id.clone(),
-                        }],
-                    };
+                        }];
+                    }
+                    // The best bid `accept_bid` would take: its coach must still be verified
+                    // and not suspended (it may have been suspended since it bid).
+                    Award::Auto => {
+                        let eligible = task.ranked_bids().find(|b| {
+                            self.state
+                                .coaches
+                                .get(&b.view.coach_id)
+                                .is_some_and(|c| c.in_good_standing())
+                        });
+                        if let Some(best) = eligible {
+                            return award(task, best, at).0;
+                        }
+                    }
+                    Award::Manual => {}
                 }
+                // No bid (or, on an auto task, none any longer acceptable): on call.
                 match self.pick_on_call(&[&task.spec.owner]) {
                     Some(coach_id) => {
                         let amount = on_call_price(task.spec.suggested_price);
-                        vec![
+                        let mut events = reject_pending(task);
+                        events.extend([
                             EventKind::TaskAssigned {
                                 task_id: task_id.clone(),
                                 coach_id,
@@ -58,7 +71,8 @@ impl Engine {
                                 task_id: task_id.clone(),
                                 status: TaskStatus::Assigned,
                             },
-                        ]
+                        ]);
+                        events
                     }
                     None => vec![EventKind::TaskUnfilled {
                         task_id: task_id.clone(),
@@ -107,33 +121,23 @@ impl Engine {
                             task_id: task_id.clone(),
                             amount: task.held_now(),
                         },
-                        self.reopen(task, at),
-                    ],
+                    ]
+                    .into_iter()
+                    // The award is void: a reopened task must be able to accept a new bid.
+                    .chain(void_award(task))
+                    .chain([self.reopen(task, at)])
+                    .collect(),
                 }
             }
         }
     }
 
     /// The on-call coach to assign: on call, verified, not suspended, below capacity, not
-    /// excluded; the fewest active tasks, then the highest rating, then the smallest id.
+    /// excluded; the fewest active tasks, then the highest rating, then the smallest id. The
+    /// pool keeps exactly those coaches in exactly that order ([`crate::on_call`]), so this is
+    /// O(log n) rather than a scan of every coach.
     pub fn pick_on_call(&self, exclude: &[&UserId]) -> Option<UserId> {
-        self.state
-            .coaches
-            .values()
-            .filter(|c| {
-                c.profile.on_call
-                    && c.in_good_standing()
-                    && (c.assignments.len() as u32) < c.profile.capacity
-                    && !exclude.contains(&&c.profile.coach_id)
-            })
-            .min_by_key(|c| {
-                (
-                    c.assignments.len(),
-                    Reverse(c.profile.rating_centi),
-                    c.profile.coach_id.clone(),
-                )
-            })
-            .map(|c| c.profile.coach_id.clone())
+        self.state.on_call.pick(exclude).cloned()
     }
 }
 

@@ -565,21 +565,12 @@ impl Engine {
             &[TaskStatus::Assigned],
             "a payment can fail only while the task is assigned",
         )?;
-        let a = task
-            .assigned
-            .as_ref()
-            .expect("an assigned task has an assignment");
         let mut events = vec![EventKind::PaymentFailed {
             task_id: task_id.clone(),
             amount: task.held_now(),
         }];
-        if let Some(bid_id) = &a.bid_id {
-            events.push(EventKind::BidRejected {
-                task_id: task_id.clone(),
-                bid_id: bid_id.clone(),
-                coach_id: a.coach_id.clone(),
-            });
-        }
+        // The accepted bid, also when an on-call coach has since taken the task over.
+        events.extend(void_award(task));
         events.push(self.reopen(task, now));
         decided(events, empty())
     }
@@ -615,6 +606,20 @@ pub(crate) fn reject_pending(task: &Task) -> Vec<EventKind> {
             coach_id: b.view.coach_id.clone(),
         })
         .collect()
+}
+
+/// `bid.rejected` for the task's accepted bid, if any: the award is void because the task
+/// reopens for bids (payment failed, or the coach was late with no on-call coach free). Without
+/// it a reopened task would end up with two accepted bids once the owner accepts again.
+pub(crate) fn void_award(task: &Task) -> Option<EventKind> {
+    task.bids
+        .values()
+        .find(|b| b.view.status == BidStatus::Accepted)
+        .map(|b| EventKind::BidRejected {
+            task_id: task.spec.task_id.clone(),
+            bid_id: b.view.bid_id.clone(),
+            coach_id: b.view.coach_id.clone(),
+        })
 }
 
 /// Accepting `bid` (by the owner, or automatically when the window closes): the bid wins, the

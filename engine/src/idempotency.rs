@@ -3,12 +3,13 @@
 //! table is the same after a replay as it was live — a retry across a restart is still
 //! answered from it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use gavel_protocol::{Millis, RequestId, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::reply::Reply;
+use crate::state::IdMap;
 
 /// How long a reply is remembered (contract §2: "within 10 minutes").
 pub const IDEMPOTENCY_TTL_MS: Millis = 10 * 60 * 1000;
@@ -26,7 +27,7 @@ pub struct Entry {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(from = "Vec<Entry>", into = "Vec<Entry>")]
 pub struct Idempotency {
-    by_key: HashMap<(UserId, RequestId), usize>,
+    by_key: IdMap<(UserId, RequestId), usize>,
     /// Entries in expiry order; `by_key` indexes into it with an offset of `expired`.
     queue: VecDeque<Entry>,
     /// How many entries were popped from the front (so `by_key` positions stay valid).

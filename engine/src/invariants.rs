@@ -1,11 +1,13 @@
 //! `check_invariants`: what must hold after every event, whatever happened. Tests call it
 //! after each step; a violation is a bug in `decide` or `evolve`.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
 use gavel_protocol::{BidStatus, TaskStatus};
 
 use crate::engine::Engine;
+use crate::on_call::OnCallPool;
 use crate::timers::DeadlineKind;
 
 impl Engine {
@@ -157,6 +159,28 @@ impl Engine {
             if !s.tasks.get(task).is_some_and(|t| t.bids.contains_key(bid)) {
                 return Err(format!("bid {bid} indexed to task {task} that lacks it"));
             }
+        }
+        // The on-call pool holds exactly the coaches that may be assigned on call, in the
+        // order they are picked in.
+        let mut eligible: Vec<_> = s
+            .coaches
+            .values()
+            .filter(|c| OnCallPool::eligible(c))
+            .map(|c| {
+                (
+                    c.assignments.len(),
+                    Reverse(c.profile.rating_centi),
+                    &c.profile.coach_id,
+                )
+            })
+            .collect();
+        eligible.sort();
+        let expected: Vec<_> = eligible.into_iter().map(|(_, _, id)| id).collect();
+        let pooled: Vec<_> = s.on_call.iter().collect();
+        if pooled != expected {
+            return Err(format!(
+                "the on-call pool {pooled:?} disagrees with the coaches {expected:?}"
+            ));
         }
         Ok(())
     }

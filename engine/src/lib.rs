@@ -10,7 +10,8 @@
 //! - [`state`] — the [`State`] and `evolve`, the only code that changes it.
 //! - [`decide`] — commands → events (validation and authorization); [`deadlines`] — the same
 //!   for deadlines passing; [`ranking`] — the score formula and best-first order.
-//! - [`timers`] — the deadline index; [`idempotency`] — replies remembered for retries.
+//! - [`timers`] — the deadline index; [`on_call`] — the on-call pool, best first;
+//!   [`idempotency`] — replies remembered for retries.
 //! - [`engine`] — [`Engine`]: fire due deadlines → answer retries → decide → evolve.
 //! - [`views`] — who may subscribe to what, and each topic's snapshot.
 //! - [`wire`] — which topics and audiences each event reaches, in its wire form.
@@ -28,6 +29,7 @@ pub mod event;
 pub mod idempotency;
 pub mod ids;
 pub mod invariants;
+pub mod on_call;
 pub mod ranking;
 pub mod rejection;
 pub mod reply;

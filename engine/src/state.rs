@@ -12,8 +12,15 @@ use serde::{Deserialize, Serialize};
 use crate::event::{Event, EventKind, TaskSpec};
 use crate::idempotency::Idempotency;
 use crate::ids::BidNo;
+use crate::on_call::OnCallPool;
 use crate::ranking::RankKey;
 use crate::timers::{Deadline, DeadlineKind, Timers};
+
+/// The engine's hash maps, keyed by ids: std's `HashMap` with foldhash's hasher, seeded at
+/// random per process like std's, but several times faster than SipHash on short ids (hashing
+/// was the largest cost of `place_bid` and of firing deadlines). Build one with
+/// `IdMap::default()`.
+pub type IdMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Everything the engine knows.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -22,10 +29,10 @@ pub struct State {
     pub seq: Seq,
     /// The latest event time applied: engine time never runs backwards.
     pub now: Millis,
-    pub tasks: HashMap<TaskId, Task>,
+    pub tasks: IdMap<TaskId, Task>,
     /// Which task every bid belongs to.
-    pub bid_tasks: HashMap<BidId, TaskId>,
-    pub coaches: HashMap<UserId, Coach>,
+    pub bid_tasks: IdMap<BidId, TaskId>,
+    pub coaches: IdMap<UserId, Coach>,
     /// Tasks in `open`, for the feed snapshot without scanning every task.
     pub open_tasks: BTreeSet<TaskId>,
     pub tasks_by_status: BTreeMap<TaskStatus, u64>,
@@ -36,6 +43,10 @@ pub struct State {
     /// Derived from `tasks[*].deadline`; rebuilt by [`State::rebuild_index`] after loading.
     #[serde(skip)]
     pub timers: Timers,
+    /// Derived from `coaches`: who may be assigned on call, best first; rebuilt by
+    /// [`State::rebuild_index`] after loading.
+    #[serde(skip)]
+    pub on_call: OnCallPool,
 }
 
 /// One task and everything that happened to it.
@@ -47,11 +58,12 @@ pub struct Task {
     /// The bidding window closed with bids on a manual task: the owner chooses.
     pub awaiting_owner: bool,
     /// Every bid ever placed on the task, by id.
-    pub bids: HashMap<BidId, Bid>,
+    pub bids: IdMap<BidId, Bid>,
     /// Pending bids, best first.
+    #[serde(with = "ranking_as_pairs")]
     pub ranking: BTreeMap<RankKey, BidId>,
     /// Each coach's one live (pending) bid.
-    pub coach_bids: HashMap<UserId, BidId>,
+    pub coach_bids: IdMap<UserId, BidId>,
     pub assigned: Option<Assignment>,
     pub escrow: EscrowView,
     pub revisions: u32,
@@ -78,6 +90,33 @@ impl Task {
     /// Pending bids, best first.
     pub fn ranked_bids(&self) -> impl Iterator<Item = &Bid> {
         self.ranking.values().map(|id| &self.bids[id])
+    }
+}
+
+/// JSON object keys must be strings, and a [`RankKey`] is a struct: the ranking is written as
+/// `[[key, bid_id], …]`, best first (without this a snapshot with a pending bid would not
+/// serialize to JSON at all).
+mod ranking_as_pairs {
+    use std::collections::BTreeMap;
+
+    use gavel_protocol::BidId;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::ranking::RankKey;
+
+    pub fn serialize<S: Serializer>(
+        ranking: &BTreeMap<RankKey, BidId>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(ranking)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<RankKey, BidId>, D::Error> {
+        Ok(Vec::<(RankKey, BidId)>::deserialize(d)?
+            .into_iter()
+            .collect())
     }
 }
 
@@ -203,9 +242,9 @@ impl State {
                             status: TaskStatus::Open,
                             bidding_closes_at: *bidding_closes_at,
                             awaiting_owner: false,
-                            bids: HashMap::new(),
+                            bids: IdMap::default(),
                             ranking: BTreeMap::new(),
-                            coach_bids: HashMap::new(),
+                            coach_bids: IdMap::default(),
                             assigned: None,
                             escrow: EscrowView::default(),
                             revisions: 0,
@@ -297,6 +336,7 @@ impl State {
                 self.task_mut(task_id).assigned = Some(assignment);
                 if let Some(coach) = self.coaches.get_mut(coach_id) {
                     coach.assignments.insert(task_id.clone());
+                    self.on_call.update(coach);
                 }
                 self.set_status(task_id, TaskStatus::Assigned);
                 self.set_deadline(
@@ -364,6 +404,7 @@ impl State {
                     if coach.profile.strikes >= STRIKES_TO_SUSPEND {
                         coach.profile.suspended = true;
                     }
+                    self.on_call.update(coach);
                 }
                 self.release_coach(task_id);
                 self.task_mut(task_id).assigned = None;
@@ -405,6 +446,7 @@ impl State {
                     active: 0,
                     ..coach.clone()
                 };
+                self.on_call.update(entry);
             }
         }
     }
@@ -436,6 +478,7 @@ impl State {
             && let Some(coach) = self.coaches.get_mut(&coach_id)
         {
             coach.assignments.remove(task_id);
+            self.on_call.update(coach);
         }
     }
 
@@ -467,11 +510,16 @@ impl State {
         self.timers.replace(id, old, deadline);
     }
 
-    /// Rebuilds the deadline index from the tasks (after loading a snapshot).
+    /// Rebuilds the derived indexes — deadlines from the tasks, the on-call pool from the
+    /// coaches (after loading a snapshot).
     pub fn rebuild_index(&mut self) {
         self.timers = Timers::default();
         for (id, task) in &self.tasks {
             self.timers.replace(id, None, task.deadline);
+        }
+        self.on_call = OnCallPool::default();
+        for coach in self.coaches.values() {
+            self.on_call.update(coach);
         }
     }
 }

@@ -1,0 +1,106 @@
+//! Per-command latency of the engine on one thread (issue 3), measured with
+//! `std::time::Instant` around every call:
+//!
+//! - `place_bid`: 1,000,000 new bids on a 100,000-task market (1,000 coaches; the clock stays
+//!   inside every bidding window);
+//! - `fire`: 1,000,000 deadlines fired one at a time (each call advances the clock to the next
+//!   deadline) out of 1,000,000 pending, with the same 1,000 coaches registered and none on
+//!   call (every window closing opens the next: `task.unfilled`).
+//!
+//! `cargo run --release -p gavel-benches --example place_bid_latency [-- COMMANDS [place_bid|fire]]`
+//! (default: 1,000,000 of each; naming one part runs only it, e.g. for a profiler).
+//! Results and targets: docs/benchmarks.md.
+
+#![allow(clippy::print_stdout)]
+
+use std::time::Instant;
+
+use gavel_benches::{BidCycle, deadline_market, market};
+
+const TASKS: usize = 100_000;
+const COACHES: usize = 1_000;
+const DEADLINES: usize = 1_000_000;
+
+/// Throughput and percentiles of per-call latencies (nanoseconds).
+fn report(what: &str, mut nanos: Vec<u64>, wall_s: f64) {
+    nanos.sort_unstable();
+    let n = nanos.len();
+    let pct = |p: f64| nanos[((n as f64 * p) as usize).min(n - 1)];
+    let total: u64 = nanos.iter().sum();
+    println!(
+        "{what}: {n} calls in {wall_s:.3} s wall = {:.0}/s (sum of timed calls {:.3} s = {:.0}/s); \
+         latency p50 {} ns, p99 {} ns, p99.9 {} ns, max {} ns",
+        n as f64 / wall_s,
+        total as f64 / 1e9,
+        n as f64 / (total as f64 / 1e9),
+        pct(0.50),
+        pct(0.99),
+        pct(0.999),
+        nanos[n - 1],
+    );
+}
+
+fn main() {
+    let commands: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let only = std::env::args().nth(2);
+    if only.as_deref() != Some("fire") {
+        place_bids(commands);
+    }
+    if only.as_deref() != Some("place_bid") {
+        fire(commands);
+    }
+}
+
+fn place_bids(commands: usize) {
+    let t = Instant::now();
+    let mut m = market(TASKS, COACHES);
+    println!(
+        "market: {TASKS} open tasks, {COACHES} coaches, built in {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    let now = m.now + 1_000;
+    let mut cycle = BidCycle { i: 0 };
+    let requests: Vec<_> = (0..commands).map(|_| cycle.next(&m)).collect();
+    let mut nanos = Vec::with_capacity(commands);
+    let mut refused = 0usize;
+    let wall = Instant::now();
+    for request in &requests {
+        let start = Instant::now();
+        let outcome = m.engine.execute(request, now);
+        let elapsed = start.elapsed();
+        refused += usize::from(outcome.reply.is_err());
+        nanos.push(elapsed.as_nanos() as u64);
+        drop(outcome);
+    }
+    let wall_s = wall.elapsed().as_secs_f64();
+    assert_eq!(refused, 0, "every bid is valid");
+    report("place_bid", nanos, wall_s);
+}
+
+fn fire(commands: usize) {
+    let t = Instant::now();
+    let mut engine = deadline_market(DEADLINES, COACHES);
+    println!(
+        "deadlines: {DEADLINES} pending, built in {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    let mut nanos = Vec::with_capacity(commands);
+    let mut fired = 0usize;
+    let wall = Instant::now();
+    while fired < commands {
+        let due = engine.next_due().expect("deadlines are always pending");
+        let start = Instant::now();
+        let events = engine.fire(due);
+        let elapsed = start.elapsed();
+        fired += events.len();
+        nanos.push(elapsed.as_nanos() as u64);
+        drop(events);
+    }
+    let wall_s = wall.elapsed().as_secs_f64();
+    assert_eq!(engine.state().timers.len(), DEADLINES);
+    println!("fire: {fired} deadlines fired");
+    report("fire (per call, ~1 deadline each)", nanos, wall_s);
+}
