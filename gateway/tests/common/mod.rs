@@ -253,18 +253,6 @@ pub async fn drop_postgres(url: &str) {
 }
 
 impl Client {
-    /// Connects to a server at `addr` with a ready-made token.
-    pub async fn connect_to(addr: std::net::SocketAddr, token: &str) -> Client {
-        let url = format!("ws://{addr}/v1/ws?token={token}");
-        let (ws, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("websocket connects");
-        Client {
-            ws,
-            backlog: Vec::new(),
-        }
-    }
-
     /// Reads (and keeps in `backlog`) frames until the server's close frame; returns its code
     /// (`None`: the connection ended without a close frame).
     pub async fn close_code(&mut self, within: Duration) -> Option<u16> {
