@@ -3,7 +3,7 @@
 
 use gavel_protocol::{Award, Cents, Millis, TaskId, TaskStatus, UserId};
 
-use crate::decide::{award, reject_pending, void_award};
+use crate::award::{award, reject_pending, void_award};
 use crate::engine::Engine;
 use crate::event::EventKind;
 use crate::timers::{Deadline, DeadlineKind};

@@ -7,13 +7,14 @@
 use gavel_protocol::command as wire;
 use gavel_protocol::http::CoachUpsert;
 use gavel_protocol::views::{
-    AcceptBidResult, AcceptVerificationResult, BidView, CancelTaskResult, CoachView, Empty,
-    PlaceBidResult, PostTaskResult, RequestChangesResult,
+    AcceptVerificationResult, BidView, CancelTaskResult, CoachView, Empty, PlaceBidResult,
+    PostTaskResult, RequestChangesResult,
 };
 use gavel_protocol::{
     Award, BidStatus, Cents, DisputeOutcome, Millis, Role, TaskId, TaskStatus, UserId,
 };
 
+use crate::award::{award, reject_pending, void_award};
 use crate::command::{Actor, Command, Request};
 use crate::engine::{Decision, Engine};
 use crate::event::{EventKind, TaskSpec};
@@ -21,7 +22,7 @@ use crate::ids;
 use crate::ranking::score;
 use crate::rejection::Rejection;
 use crate::reply::Reply;
-use crate::state::{Bid, Task};
+use crate::state::Task;
 use crate::tiers::DEFAULT_BASE_PRICE;
 
 /// The task type of a task posted without one.
@@ -574,16 +575,6 @@ impl Engine {
         events.push(self.reopen(task, now));
         decided(events, empty())
     }
-
-    /// Reopens a task for a fresh bidding window starting at `at`.
-    pub(crate) fn reopen(&self, task: &Task, at: Millis) -> EventKind {
-        EventKind::TaskOpened {
-            task: Box::new(task.spec.clone()),
-            bidding_closes_at: at + self.config.tiers.get(task.spec.urgency).bidding_ms(),
-            bid_count: 0,
-            reopened: true,
-        }
-    }
 }
 
 fn require_status(task: &Task, allowed: &[TaskStatus], why: &str) -> Result<(), Rejection> {
@@ -595,71 +586,4 @@ fn require_status(task: &Task, allowed: &[TaskStatus], why: &str) -> Result<(), 
             task.spec.task_id, task.status
         )))
     }
-}
-
-/// `bid.rejected` for every pending bid, best first.
-pub(crate) fn reject_pending(task: &Task) -> Vec<EventKind> {
-    task.ranked_bids()
-        .map(|b| EventKind::BidRejected {
-            task_id: task.spec.task_id.clone(),
-            bid_id: b.view.bid_id.clone(),
-            coach_id: b.view.coach_id.clone(),
-        })
-        .collect()
-}
-
-/// `bid.rejected` for the task's accepted bid, if any: the award is void because the task
-/// reopens for bids (payment failed, or the coach was late with no on-call coach free). Without
-/// it a reopened task would end up with two accepted bids once the owner accepts again.
-pub(crate) fn void_award(task: &Task) -> Option<EventKind> {
-    task.bids
-        .values()
-        .find(|b| b.view.status == BidStatus::Accepted)
-        .map(|b| EventKind::BidRejected {
-            task_id: task.spec.task_id.clone(),
-            bid_id: b.view.bid_id.clone(),
-            coach_id: b.view.coach_id.clone(),
-        })
-}
-
-/// Accepting `bid` (by the owner, or automatically when the window closes): the bid wins, the
-/// others lose, the coach is assigned, the escrow holds the amount, the task leaves the feed.
-pub(crate) fn award(task: &Task, bid: &Bid, now: Millis) -> (Vec<EventKind>, AcceptBidResult) {
-    let task_id = task.spec.task_id.clone();
-    let v = &bid.view;
-    let deadline = now + u64::from(v.eta_hours) * 3_600_000;
-    let mut events = vec![EventKind::BidAccepted {
-        task_id: task_id.clone(),
-        bid_id: v.bid_id.clone(),
-        coach_id: v.coach_id.clone(),
-    }];
-    events.extend(
-        reject_pending(task)
-            .into_iter()
-            .filter(|e| !matches!(e, EventKind::BidRejected { bid_id, .. } if *bid_id == v.bid_id)),
-    );
-    events.push(EventKind::TaskAssigned {
-        task_id: task_id.clone(),
-        coach_id: v.coach_id.clone(),
-        bid_id: Some(v.bid_id.clone()),
-        amount: v.amount,
-        eta_hours: v.eta_hours,
-        deadline,
-        on_call: false,
-    });
-    events.push(EventKind::PaymentHeld {
-        task_id: task_id.clone(),
-        amount: v.amount,
-    });
-    events.push(EventKind::TaskClosed {
-        task_id: task_id.clone(),
-        status: TaskStatus::Assigned,
-    });
-    let result = AcceptBidResult {
-        task_id,
-        coach_id: v.coach_id.clone(),
-        amount: v.amount,
-        deadline,
-    };
-    (events, result)
 }

@@ -9,7 +9,9 @@
 //! - [`reply`] / [`rejection`] — what a command answers: a [`Reply`] or a [`Rejection`].
 //! - [`state`] — the [`State`] and `evolve`, the only code that changes it.
 //! - [`decide`] — commands → events (validation and authorization); [`deadlines`] — the same
-//!   for deadlines passing; [`ranking`] — the score formula and best-first order.
+//!   for deadlines passing; [`award`] — the award and its undoing (pending bids rejected, the
+//!   award voided, the task reopened), shared by both; [`ranking`] — the score formula and
+//!   best-first order.
 //! - [`timers`] — the deadline index; [`on_call`] — the on-call pool, best first;
 //!   [`idempotency`] — replies remembered for retries.
 //! - [`engine`] — [`Engine`]: fire due deadlines → answer retries → decide → evolve.
@@ -21,6 +23,7 @@
 //! idempotency lookup → `decide` → `evolve` each event (assigning `seq`) → `Outcome`. The
 //! caller journals the events, then replies and publishes [`wire::deliveries`].
 
+pub mod award;
 pub mod command;
 pub mod deadlines;
 pub mod decide;

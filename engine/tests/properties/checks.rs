@@ -1,0 +1,58 @@
+//! The checks applied along a stream: replaying the journal, contiguous seqs and monotonic
+//! times, the snapshot round trip, and every view rendering without panicking.
+
+use gavel_engine::views::{Viewer, feed_task, task_view};
+use gavel_engine::{Engine, EngineConfig, Event, Snapshot};
+use gavel_protocol::Seq;
+use proptest::prelude::*;
+
+use crate::cast::{COACHES, user};
+
+pub(crate) fn replay(config: &EngineConfig, journal: &[(Seq, Event)]) -> Engine {
+    let mut engine = Engine::new(config.clone());
+    for (seq, event) in journal {
+        assert_eq!(engine.evolve(event), *seq, "replay assigns the same seq");
+    }
+    engine
+}
+
+pub(crate) fn check_journal(journal: &[(Seq, Event)]) -> Result<(), TestCaseError> {
+    for (i, (seq, _)) in journal.iter().enumerate() {
+        prop_assert_eq!(*seq, i as Seq + 1, "seqs are contiguous from 1");
+    }
+    for w in journal.windows(2) {
+        prop_assert!(w[0].1.at <= w[1].1.at, "event times never go backwards");
+    }
+    Ok(())
+}
+
+pub(crate) fn check_snapshot(live: &Engine) -> Result<Engine, TestCaseError> {
+    let snapshot = live.snapshot();
+    let json = serde_json::to_string(&snapshot)
+        .map_err(|e| TestCaseError::fail(format!("snapshot does not serialize: {e}")))?;
+    let back: Snapshot = serde_json::from_str(&json)
+        .map_err(|e| TestCaseError::fail(format!("snapshot does not deserialize: {e}")))?;
+    prop_assert!(back == snapshot, "snapshot JSON round trip");
+    let restored = Engine::restore(live.config().clone(), back).map_err(TestCaseError::fail)?;
+    prop_assert!(
+        restored.state() == live.state(),
+        "restored state equals live"
+    );
+    prop_assert!(restored.check_invariants().is_ok());
+    Ok(restored)
+}
+
+/// Renders every view of the state (nothing may panic).
+pub(crate) fn render_views(engine: &Engine) {
+    for task in engine.state().tasks.values() {
+        let _ = task_view(task, Viewer::Privileged);
+        if let Some(coach) = task.coach() {
+            let _ = task_view(task, Viewer::Coach(coach));
+        }
+        let _ = feed_task(task, Some(&user("c1")));
+    }
+    for coach in COACHES {
+        let _ = engine.coach_snapshot(&user(coach));
+    }
+    let _ = engine.admin_snapshot(0);
+}
