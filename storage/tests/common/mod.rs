@@ -135,3 +135,17 @@ pub fn market_events(tasks: usize) -> (Engine, Vec<(Seq, Event)>) {
     }
     (engine, events)
 }
+
+/// Drops a database made by [`fresh_postgres`] (disconnecting whoever is still on it).
+pub async fn drop_postgres(url: &str) {
+    let (_, db) = url
+        .rsplit_once('/')
+        .expect("database URL ends in /<database>");
+    let mut admin = sqlx::PgConnection::connect(&database_url()).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+}
