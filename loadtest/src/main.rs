@@ -1,13 +1,68 @@
-//! `gavel-loadtest`: the load-test harness (a client of the protocol, nothing more).
+//! `gavel-loadtest`: gavel's load-test harness — a client of the wire protocol like any
+//! other (it depends on `gavel-protocol` only, and mints its own tokens with the server's
+//! secret). See `gavel-loadtest --help` and docs/benchmarks.md.
 //!
-//! Not built yet: the load-test issue adds the `market`, `connections`, `fanout` and `soak`
-//! scenarios. Until then the binary says so and exits with an error.
+//! Layout:
+//! - [`cli`] — flags and scenarios;
+//! - [`run`] — the parent: target, passes, sampling, progress, report;
+//! - [`worker`] — the processes that hold connections (`--workers N` children, or one task);
+//! - [`market`], [`conns`], [`fanout`] — the scenarios' client sides;
+//! - [`baseline`] — the baseline broadcast server;
+//! - [`client`], [`net`] — WebSocket and HTTP plumbing, tokens;
+//! - [`stats`], [`digest`], [`sysmon`] — latency histograms, the loss check, /proc readings;
+//! - [`report`], [`plot`] — the summary table, `--json`, `--plot`;
+//! - [`serverproc`] — servers the harness starts (`--smoke`, `--baseline`).
 
-fn main() -> std::process::ExitCode {
-    let _ = gavel_protocol::MAX_FRAME_BYTES;
-    #[allow(clippy::print_stderr)]
+mod baseline;
+mod cli;
+mod client;
+mod conns;
+mod digest;
+mod fanout;
+mod market;
+mod net;
+mod plot;
+mod report;
+mod run;
+mod serverproc;
+mod stats;
+mod sysmon;
+mod worker;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
     {
-        eprintln!("gavel-loadtest: no scenarios yet (see the load-test issue)");
+        Ok(rt) => rt,
+        Err(e) => {
+            run::say(&format!("cannot start the async runtime: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    if cli.common.worker {
+        return match runtime.block_on(worker::child_main()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                run::say(&format!("worker: {e:#}"));
+                ExitCode::FAILURE
+            }
+        };
     }
-    std::process::ExitCode::FAILURE
+    let outcome = runtime.block_on(run::run(cli));
+    // Connection tasks may still be closing: do not wait for them.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            run::say(&format!("error: {e:#}"));
+            ExitCode::from(2)
+        }
+    }
 }
