@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::serve::ListenerExt as _;
 use gavel_engine::{Engine, EngineConfig};
 use gavel_storage::{JournalHandle, Store, WriterStats, recover};
 use tokio::net::TcpListener;
@@ -204,6 +205,14 @@ async fn serve(
         tracing::info!("shutting down: closing clients with 1001");
         crate::session::close_all(&shutdown_state);
     };
+    // Replies and events are small frames written as soon as they are ready: with Nagle's
+    // algorithm on, a frame that follows another unacknowledged one waits for the peer's
+    // delayed ACK (up to 40 ms on Linux). Every accepted socket gets TCP_NODELAY.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY on an accepted socket");
+        }
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
     // Forget idle rate-limit buckets now and then (bounded memory).
     let limiter_state = state.clone();
