@@ -36,6 +36,10 @@ pub struct Limits {
     pub command_burst: u32,
     /// Largest client frame, in bytes; larger closes the connection with 1009.
     pub max_frame_bytes: usize,
+    /// tungstenite's read buffer per connection, allocated up front and held for the
+    /// connection's life. It is the largest part of an idle connection's memory: 1 KiB holds
+    /// any ordinary command in one read (bigger frames still arrive, in more reads).
+    pub read_buffer_bytes: usize,
     /// Bad frames tolerated per `bad_frame_window_secs` before closing with 1008.
     pub bad_frames: u32,
     pub bad_frame_window_secs: u64,
@@ -51,6 +55,7 @@ impl Default for Limits {
             commands_per_minute: 100,
             command_burst: 20,
             max_frame_bytes: gavel_protocol::MAX_FRAME_BYTES,
+            read_buffer_bytes: 1024,
             bad_frames: 20,
             bad_frame_window_secs: 10,
             ping_interval_secs: 20,
@@ -119,6 +124,9 @@ impl ServerConfig {
         if l.max_frame_bytes < 1024 {
             return Err("limits: max_frame_bytes must be at least 1024".into());
         }
+        if !(256..=l.max_frame_bytes).contains(&l.read_buffer_bytes) {
+            return Err("limits: read_buffer_bytes must be within 256..=max_frame_bytes".into());
+        }
         if l.ping_interval_secs == 0 || l.idle_timeout_secs <= l.ping_interval_secs {
             return Err("limits: idle_timeout_secs must exceed ping_interval_secs (> 0)".into());
         }
@@ -137,6 +145,7 @@ mod tests {
         assert_eq!(c.limits.commands_per_minute, 100);
         assert_eq!(c.limits.command_burst, 20);
         assert_eq!(c.limits.max_frame_bytes, 65536);
+        assert_eq!(c.limits.read_buffer_bytes, 1024);
     }
 
     #[test]
@@ -159,6 +168,10 @@ mod tests {
         ));
         assert!(matches!(
             ServerConfig::parse("[limits]\ncommand_burst = 0\n"),
+            Err(ConfigError::Invalid { .. })
+        ));
+        assert!(matches!(
+            ServerConfig::parse("[limits]\nread_buffer_bytes = 16\n"),
             Err(ConfigError::Invalid { .. })
         ));
         assert!(matches!(

@@ -97,7 +97,7 @@ async fn websocket(
     let limits = &state.limits;
     upgrade
         // Small buffers keep idle connections cheap (tungstenite's defaults are 128 KiB each).
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(limits.read_buffer_bytes)
         .write_buffer_size(0)
         .max_write_buffer_size(limits.max_frame_bytes * 4)
         .max_message_size(limits.max_frame_bytes)

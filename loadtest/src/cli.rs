@@ -254,9 +254,9 @@ pub struct BaselineArgs {
     /// Address to listen on (`:0` picks a free port; the `listening` line on stderr says which).
     #[arg(long, default_value = "127.0.0.1:9090")]
     pub listen: SocketAddr,
-    /// tungstenite's per-connection read buffer (gavel uses 4 KiB; change it only to see what
-    /// that buffer costs per connection).
-    #[arg(long, default_value_t = 4096)]
+    /// tungstenite's per-connection read buffer (gavel's default is 1 KiB; change it only to
+    /// see what that buffer costs per connection).
+    #[arg(long, default_value_t = 1024)]
     pub read_buffer_bytes: usize,
 }
 
