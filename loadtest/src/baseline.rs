@@ -65,7 +65,7 @@ pub async fn serve(listen: SocketAddr, read_buffer: usize) -> anyhow::Result<()>
 async fn connection(stream: TcpStream, registry: Arc<Registry>, read_buffer: usize) {
     let config = WebSocketConfig::default()
         .read_buffer_size(read_buffer.max(64))
-        .write_buffer_size(0)
+        .write_buffer_size(16 * 1024)
         .max_write_buffer_size(64 * 1024 * 4)
         .max_message_size(Some(64 * 1024))
         .max_frame_size(Some(64 * 1024));
