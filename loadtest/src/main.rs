@@ -4,7 +4,9 @@
 //!
 //! Layout:
 //! - [`cli`] — flags and scenarios;
-//! - [`run`] — the parent: target, passes, sampling, progress, report;
+//! - [`run`] — the parent: target, passes, verdict, report; [`passes`] — one pass of each
+//!   scenario; [`sampler`] — sampling and progress while it runs; [`pass_report`] — folding
+//!   the workers' results;
 //! - [`worker`] — the processes that hold connections (`--workers N` children, or one task);
 //! - [`market`], [`conns`], [`fanout`] — the scenarios' client sides;
 //! - [`baseline`] — the baseline broadcast server;
@@ -21,9 +23,12 @@ mod digest;
 mod fanout;
 mod market;
 mod net;
+mod pass_report;
+mod passes;
 mod plot;
 mod report;
 mod run;
+mod sampler;
 mod serverproc;
 mod stats;
 mod sysmon;
