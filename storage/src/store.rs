@@ -184,14 +184,17 @@ impl Store {
         match self {
             Store::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
-                for e in events {
-                    sqlx::query("INSERT INTO journal (seq, at, kind, payload) VALUES (?, ?, ?, ?)")
-                        .bind(e.seq as i64)
-                        .bind(e.at as i64)
-                        .bind(&e.kind)
-                        .bind(&e.payload)
-                        .execute(&mut *tx)
-                        .await?;
+                for rows in sqlite_insert_chunks(events) {
+                    let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                        "INSERT INTO journal (seq, at, kind, payload) ",
+                    );
+                    insert.push_values(rows, |mut row, e| {
+                        row.push_bind(e.seq as i64)
+                            .push_bind(e.at as i64)
+                            .push_bind(e.kind.as_str())
+                            .push_bind(e.payload.as_str());
+                    });
+                    insert.build().execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
             }
@@ -349,4 +352,59 @@ where
         at: row.try_get::<i64, _>(1)? as u64,
         state: row.try_get(2)?,
     })
+}
+
+/// Rows per multi-row `INSERT` on SQLite. One statement per row spent most of a large commit
+/// in per-statement overhead (18 µs a row against 2 µs, `journal_bench`'s insert-path table).
+const SQLITE_ROWS_PER_INSERT: usize = 64;
+
+/// Splits a batch into statement-sized runs: full runs of [`SQLITE_ROWS_PER_INSERT`] rows, then
+/// the rest in power-of-two runs (32, 16, …, 1). Every run length is one of seven, so each
+/// statement text is prepared once per connection and stays in sqlx's statement cache,
+/// whatever the batch sizes.
+fn sqlite_insert_chunks(events: &[StoredEvent]) -> impl Iterator<Item = &[StoredEvent]> {
+    let mut rest = events;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let take = if rest.len() >= SQLITE_ROWS_PER_INSERT {
+            SQLITE_ROWS_PER_INSERT
+        } else {
+            1 << rest.len().ilog2()
+        };
+        let (run, tail) = rest.split_at(take);
+        rest = tail;
+        Some(run)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_batches_split_into_a_few_statement_shapes() {
+        let event = |seq| StoredEvent {
+            seq,
+            at: 0,
+            kind: String::new(),
+            payload: String::new(),
+        };
+        let events: Vec<StoredEvent> = (1..=200).map(event).collect();
+        let runs = |n: usize| -> Vec<usize> {
+            sqlite_insert_chunks(&events[..n])
+                .map(<[StoredEvent]>::len)
+                .collect()
+        };
+        assert_eq!(runs(200), [64, 64, 64, 8]);
+        assert_eq!(runs(63), [32, 16, 8, 4, 2, 1]);
+        assert_eq!(runs(1), [1]);
+        assert!(runs(0).is_empty());
+        let seqs: Vec<Seq> = sqlite_insert_chunks(&events[..77])
+            .flatten()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, (1..=77).collect::<Vec<_>>());
+    }
 }
