@@ -147,13 +147,13 @@ impl Engine {
             })?,
         };
         let task_id = match &c.task_id {
-            Some(id) if self.state.tasks.contains_key(id) => {
+            Some(id) if self.state.task_id_taken(id) => {
                 return Err(Rejection::conflict(format!("task {id} already exists")));
             }
             Some(id) => id.clone(),
             None => (self.state.next_task_no..)
                 .map(ids::task_id)
-                .find(|id| !self.state.tasks.contains_key(id))
+                .find(|id| !self.state.task_id_taken(id))
                 .expect("some task number is free"),
         };
         let tier = self.config.tiers.get(c.urgency);

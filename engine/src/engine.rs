@@ -2,7 +2,7 @@
 //! goes through — fire due deadlines, answer retries from the idempotency table, decide,
 //! evolve.
 
-use gavel_protocol::{Millis, Seq};
+use gavel_protocol::{Millis, Seq, TaskId};
 use serde::{Deserialize, Serialize};
 
 use crate::command::Request;
@@ -16,7 +16,14 @@ use crate::tiers::TierTable;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EngineConfig {
     pub tiers: TierTable,
+    /// How long a task stays in memory after it reached a final state (`completed`,
+    /// `canceled`, `refunded`) before it is archived (`None`: kept for ever). Without it, a
+    /// busy market's memory grows with every task it ever saw.
+    pub archive_after: Option<Millis>,
 }
+
+/// Most tasks one `TasksArchived` event names (more due ones go in the next event).
+pub const ARCHIVE_BATCH: usize = 1024;
 
 /// A successful decision: the events to apply and the reply to give.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,9 +109,17 @@ impl Engine {
         seq
     }
 
-    /// When the next deadline may be due (possibly a cancelled one: then `fire` does nothing).
+    /// When the next deadline may be due (possibly a cancelled one: then `fire` does nothing),
+    /// or the next final task is to be archived, whichever is sooner.
     pub fn next_due(&self) -> Option<Millis> {
-        self.state.timers.next_due()
+        let archive = self
+            .config
+            .archive_after
+            .and_then(|after| Some(self.state.finals.front()?.0 + after));
+        match (self.state.timers.next_due(), archive) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Fires every deadline due at `now`, in time order, applying the events each produces.
@@ -129,7 +144,30 @@ impl Engine {
                 applied.push((seq, event));
             }
         }
+        while let Some(task_ids) = self.archive_due(now) {
+            let event = Event {
+                at: now.max(self.state.now),
+                origin: None,
+                kind: EventKind::TasksArchived { task_ids },
+            };
+            let seq = self.evolve(&event);
+            applied.push((seq, event));
+        }
         applied
+    }
+
+    /// The oldest final tasks whose retention has passed at `now` (at most [`ARCHIVE_BATCH`]).
+    fn archive_due(&self, now: Millis) -> Option<Vec<TaskId>> {
+        let after = self.config.archive_after?;
+        let due: Vec<TaskId> = self
+            .state
+            .finals
+            .iter()
+            .take_while(|(at, _)| at + after <= now)
+            .take(ARCHIVE_BATCH)
+            .map(|(_, id)| id.clone())
+            .collect();
+        (!due.is_empty()).then_some(due)
     }
 
     /// Runs one request: fire due deadlines, answer a retry from the idempotency table, or

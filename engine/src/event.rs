@@ -47,7 +47,7 @@ pub struct TaskSpec {
 
 /// Every kind of domain event. Most map one-to-one onto a wire kind (named alike); the rest
 /// are bookkeeping that only `evolve` needs ([`EventKind::BiddingClosed`],
-/// [`EventKind::CoachUpserted`]).
+/// [`EventKind::CoachUpserted`], [`EventKind::TasksArchived`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventKind {
@@ -175,6 +175,11 @@ pub enum EventKind {
     CoachUpserted {
         coach: CoachView,
     },
+    /// Tasks that reached a final state at least the retention period ago leave the engine's
+    /// memory, oldest first; their history stays in the journal.
+    TasksArchived {
+        task_ids: Vec<TaskId>,
+    },
 }
 
 impl EventKind {
@@ -205,7 +210,7 @@ impl EventKind {
             | PaymentReleased { task_id, .. }
             | PaymentRefunded { task_id, .. }
             | PaymentFailed { task_id, .. } => Some(task_id),
-            CoachUpserted { .. } => None,
+            CoachUpserted { .. } | TasksArchived { .. } => None,
         }
     }
 }

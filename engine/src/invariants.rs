@@ -106,11 +106,51 @@ impl Engine {
                 ));
             }
         }
+        for (status, n) in &s.archived_by_status {
+            *by_status.entry(*status).or_default() += n;
+        }
         if by_status != s.tasks_by_status {
             return Err(format!(
-                "status counts {:?} disagree with the tasks {by_status:?}",
+                "status counts {:?} disagree with the tasks and the archived {by_status:?}",
                 s.tasks_by_status
             ));
+        }
+        // Every final task in memory waits in `finals` exactly once, in the order it ended;
+        // nothing else does.
+        let finals: BTreeSet<_> = s.finals.iter().map(|(_, id)| id).collect();
+        let in_memory_final = s.tasks.values().filter(|t| t.status.is_final()).count();
+        if finals.len() != s.finals.len() || finals.len() != in_memory_final {
+            return Err(format!(
+                "{} archive queue entries ({} distinct) for {in_memory_final} final tasks",
+                s.finals.len(),
+                finals.len()
+            ));
+        }
+        if let Some(id) = finals
+            .iter()
+            .find(|id| !s.tasks.get(**id).is_some_and(|t| t.status.is_final()))
+        {
+            return Err(format!("task {id} waits for archiving but is not final"));
+        }
+        if !s
+            .finals
+            .iter()
+            .zip(s.finals.iter().skip(1))
+            .all(|(a, b)| a.0 <= b.0)
+        {
+            return Err("the archive queue is out of time order".into());
+        }
+        // Fewer distinct id hashes than archived tasks only on a hash collision; more never.
+        let archived: u64 = s.archived_by_status.values().sum();
+        if s.archived_ids.len() as u64 > archived {
+            return Err("more archived ids than archived tasks".into());
+        }
+        if let Some(id) = s
+            .tasks
+            .keys()
+            .find(|id| s.archived_ids.contains(&crate::state::archived_id_hash(id)))
+        {
+            return Err(format!("task {id} is both in memory and archived"));
         }
         if deadlines != s.timers.len() {
             return Err(format!(

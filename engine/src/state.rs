@@ -3,7 +3,7 @@
 //! Everything here is plain data that (de)serializes with serde (the snapshot), except the
 //! deadline index ([`Timers`]), which is derived from the tasks and rebuilt after loading.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use gavel_protocol::views::{BidView, CoachView, EscrowView, UrgencyCounts};
 use gavel_protocol::{BidId, BidStatus, Cents, Millis, Seq, TaskId, TaskStatus, Urgency, UserId};
@@ -40,6 +40,18 @@ pub struct State {
     pub next_task_no: u64,
     pub next_bid_no: BidNo,
     pub idempotency: Idempotency,
+    /// Tasks in a final state, in the order they reached it, with when: archived (dropped from
+    /// memory) once the configured retention has passed (`EngineConfig::archive_after`).
+    #[serde(default)]
+    pub finals: VecDeque<(Millis, TaskId)>,
+    /// Archived tasks by their final status: `tasks_by_status` counts them with the tasks
+    /// still in memory, so the admin's counts do not drop when a task is archived.
+    #[serde(default)]
+    pub archived_by_status: BTreeMap<TaskStatus, u64>,
+    /// [`archived_id_hash`] of every archived task id, so that a client-chosen `task_id` is
+    /// never given to a second task (8 bytes per archived task instead of the whole task).
+    #[serde(default)]
+    pub archived_ids: HashSet<u64, foldhash::fast::RandomState>,
     /// Derived from `tasks[*].deadline`; rebuilt by [`State::rebuild_index`] after loading.
     #[serde(skip)]
     pub timers: Timers,
@@ -175,6 +187,16 @@ impl Coach {
             ..self.profile.clone()
         }
     }
+}
+
+/// The hash an archived task id is remembered by: FNV-1a (64 bit), fixed for ever — not
+/// seeded per process nor tied to a crate version — so the state is the same wherever and
+/// whenever the journal is replayed or a snapshot loaded. A collision only makes a new
+/// client-chosen id look taken (`CONFLICT`); it never merges two tasks.
+pub fn archived_id_hash(id: &TaskId) -> u64 {
+    id.as_str().bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Strikes after which a coach is suspended.
@@ -433,6 +455,7 @@ impl State {
                 self.task_mut(task_id).assigned = None;
                 self.set_deadline(task_id, None);
             }
+            TasksArchived { task_ids } => self.archive(task_ids),
             CoachUpserted { coach } => {
                 let entry = self
                     .coaches
@@ -448,6 +471,30 @@ impl State {
                 };
                 self.on_call.update(entry);
             }
+        }
+    }
+
+    /// Whether a task with this id exists or ever existed (archived).
+    pub fn task_id_taken(&self, id: &TaskId) -> bool {
+        self.tasks.contains_key(id) || self.archived_ids.contains(&archived_id_hash(id))
+    }
+
+    /// Drops final tasks from memory, oldest first (`TasksArchived`).
+    fn archive(&mut self, task_ids: &[TaskId]) {
+        for id in task_ids {
+            let front = self.finals.pop_front();
+            debug_assert_eq!(
+                front.as_ref().map(|f| &f.1),
+                Some(id),
+                "tasks are archived in the order they became final"
+            );
+            let task = self.tasks.remove(id).expect("an archived task exists");
+            debug_assert!(task.status.is_final() && task.deadline.is_none());
+            for bid_id in task.bids.keys() {
+                self.bid_tasks.remove(bid_id);
+            }
+            *self.archived_by_status.entry(task.status).or_default() += 1;
+            self.archived_ids.insert(archived_id_hash(id));
         }
     }
 
@@ -494,6 +541,9 @@ impl State {
             self.tasks_by_status.remove(&old);
         }
         *self.tasks_by_status.entry(status).or_default() += 1;
+        if status.is_final() {
+            self.finals.push_back((self.now, id.clone()));
+        }
         if old == TaskStatus::Open {
             self.open_tasks.remove(id);
             bump(&mut self.open_by_urgency, urgency, false);

@@ -75,7 +75,9 @@ pub fn deliveries(event: &Event) -> Vec<Delivery> {
             vec![(task(), Privileged), (coach(coach_id), Everyone)]
         }
         K::TaskUnfilled { .. } => vec![],
-        K::BiddingClosed { .. } | K::CoachUpserted { .. } => unreachable!("not rendered"),
+        K::BiddingClosed { .. } | K::CoachUpserted { .. } | K::TasksArchived { .. } => {
+            unreachable!("not rendered")
+        }
     };
     let wire = WireEvent {
         at: event.at,
@@ -120,7 +122,7 @@ fn payload(kind: &EventKind) -> Option<(P, TaskId)> {
             bid_count: *bid_count,
         },
         K::TaskClosed { status, .. } => P::TaskClosed { status: *status },
-        K::BiddingClosed { .. } | K::CoachUpserted { .. } => return None,
+        K::BiddingClosed { .. } | K::CoachUpserted { .. } | K::TasksArchived { .. } => return None,
         K::BidPlaced { bid } => P::BidPlaced { bid: bid.clone() },
         K::BidUpdated { bid } => P::BidUpdated { bid: bid.clone() },
         K::BidWithdrawn {

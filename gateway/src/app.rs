@@ -80,6 +80,7 @@ impl Server {
         let epoch = store.epoch().await?;
         let config = EngineConfig {
             tiers: options.config.tiers,
+            archive_after: options.config.retention.archive_after_ms(),
         };
         let (engine, report) = recover(&store, config.clone()).await?;
         tracing::info!(

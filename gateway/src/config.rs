@@ -1,4 +1,5 @@
-//! The server's optional TOML configuration (`--config FILE`): the tier table and the limits.
+//! The server's optional TOML configuration (`--config FILE`): the tier table, the limits and
+//! how long finished tasks stay in memory.
 //! Every key is optional and defaults to the contract's value; unknown keys are an error, so a
 //! typo never silently leaves a default in place.
 //!
@@ -11,6 +12,9 @@
 //! [limits]
 //! commands_per_minute = 100
 //! command_burst = 20
+//!
+//! [retention]
+//! final_task_minutes = 60
 //! ```
 
 use std::path::Path;
@@ -24,6 +28,33 @@ use serde::Deserialize;
 pub struct ServerConfig {
     pub tiers: TierTable,
     pub limits: Limits,
+    pub retention: Retention,
+}
+
+/// How long the engine keeps what it no longer needs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Retention {
+    /// Minutes a task stays in memory (views, `GET /v1/tasks/{id}`, subscriptions) after it
+    /// reached a final state — completed, canceled or refunded; then it is archived: its
+    /// history stays in the journal, its id stays taken. 0 keeps every task for ever (memory
+    /// then grows with every task the market ever saw).
+    pub final_task_minutes: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            final_task_minutes: 60,
+        }
+    }
+}
+
+impl Retention {
+    /// The engine's `archive_after`, in milliseconds of engine time.
+    pub fn archive_after_ms(&self) -> Option<u64> {
+        (self.final_task_minutes > 0).then(|| self.final_task_minutes.saturating_mul(60_000))
+    }
 }
 
 /// Per-connection and per-user limits (contract §1, §2, §7).
@@ -146,6 +177,9 @@ mod tests {
         assert_eq!(c.limits.command_burst, 20);
         assert_eq!(c.limits.max_frame_bytes, 65536);
         assert_eq!(c.limits.read_buffer_bytes, 1024);
+        assert_eq!(c.retention.archive_after_ms(), Some(3_600_000));
+        let keep = ServerConfig::parse("[retention]\nfinal_task_minutes = 0\n").unwrap();
+        assert_eq!(keep.retention.archive_after_ms(), None);
     }
 
     #[test]

@@ -190,6 +190,12 @@ impl Publisher {
             };
             self.router.task_meta.insert(task.task_id.clone(), meta);
         }
+        // An archived task gets no more events: forget what the feed filter knew of it.
+        if let EventKind::TasksArchived { task_ids } = &event.kind {
+            for id in task_ids {
+                self.router.task_meta.remove(id);
+            }
+        }
         // A coach watches `task:<id>` only while it holds the task (contract §3): once it loses
         // it, it must not see who takes over, nor for how much. `task.reassigned` names the
         // next coach, so the old one is dropped first (it hears of it on `coach:<id>`).

@@ -510,3 +510,56 @@ async fn health_readiness_metrics_and_console() {
     assert!(page.to_lowercase().contains("<html"), "{page}");
     server.shutdown().await;
 }
+
+/// A final task leaves memory once `[retention] final_task_minutes` of engine time have passed:
+/// it then answers as a task that does not exist, and its id stays taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_task_is_archived_after_its_retention() {
+    let mut opts = options(fresh_dir("http-archive"));
+    opts.config.retention.final_task_minutes = 1;
+    // One minute of engine time is 100 ms of wall time.
+    opts.time_scale = 600.0;
+    let server = start_with(opts).await;
+    let post =
+        json!({"owner": "sally", "resume_id": "cv", "urgency": "urgent", "task_id": "t_arch"});
+    let (status, _) = http(
+        &server,
+        "POST",
+        "/v1/tasks",
+        Some(&admin()),
+        Some(post.clone()),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let mut sally = Client::connect(&server, "sally", Role::Seeker).await;
+    sally
+        .ok("s1", json!({"type": "subscribe", "topic": "task:t_arch"}))
+        .await;
+    sally
+        .ok("c1", json!({"type": "cancel_task", "task_id": "t_arch"}))
+        .await;
+    let (status, view) = http(&server, "GET", "/v1/tasks/t_arch", Some(&admin()), None).await;
+    assert_eq!((status, view["status"].as_str()), (200, Some("canceled")));
+
+    // Archived within a few engine minutes (the engine wakes for it like for any deadline).
+    let mut archived = false;
+    for _ in 0..100 {
+        let (status, _) = http(&server, "GET", "/v1/tasks/t_arch", Some(&admin()), None).await;
+        if status == 404 {
+            archived = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        archived,
+        "the canceled task is still in memory after 5 s (50 engine minutes)"
+    );
+    let reply = sally
+        .request("s2", json!({"type": "subscribe", "topic": "task:t_arch"}))
+        .await;
+    assert_eq!(reply["code"], "FORBIDDEN", "{reply}");
+    let (status, body) = http(&server, "POST", "/v1/tasks", Some(&admin()), Some(post)).await;
+    assert_http_error(status, &body, 409, "CONFLICT", None);
+    server.shutdown().await;
+}

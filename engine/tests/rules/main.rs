@@ -17,12 +17,14 @@
 //! - [`idempotency`] — retries get the original reply and apply nothing.
 //! - [`visibility`] — who may subscribe to what, and what each view shows.
 //! - [`money`] — the escrow adds up on every settlement path.
+//! - [`archiving`] — final tasks leave memory after the retention; their ids stay taken.
 //! - [`simulated_days`] — days of deadlines for thousands of tasks, in well under a second.
 
 #[path = "../common/mod.rs"]
 mod common;
 mod helpers;
 
+mod archiving;
 mod awarding;
 mod bidding;
 mod cancel;
