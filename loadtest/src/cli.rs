@@ -184,6 +184,14 @@ pub struct SoakArgs {
     /// Points of the over-time table (RSS, p99, msgs/s) are this far apart.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub sample_every: Duration,
+    /// The first stretch of the load, left out of the trend: connections, caches and the
+    /// server's history ring fill up first.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// The soak fails when server RSS grows by more than this many percent from the first
+    /// sample after the warm-up to the last one of the load.
+    #[arg(long, default_value_t = 5.0)]
+    pub max_rss_growth_pct: f64,
 }
 
 /// `connections`.

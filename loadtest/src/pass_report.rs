@@ -126,5 +126,6 @@ pub(crate) fn pass_report(
         series: samp.series,
         steps: Vec::new(),
         best_step: None,
+        soak: None,
     }
 }

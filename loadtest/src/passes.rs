@@ -11,7 +11,7 @@ use crate::digest::LossBook;
 use crate::fanout::{Publisher, StepPub};
 use crate::net::{Dialer, Http, Minter, Target};
 use crate::pass_report::{done_results, pass_report};
-use crate::report::{PassReport, StepReport};
+use crate::report::{PassReport, SoakTrend, StepReport};
 use crate::run::{Env, say};
 use crate::sampler::{Accum, Sampler};
 use crate::stats::{Class, Stats, Summary, Tick, new_hist};
@@ -222,6 +222,9 @@ pub(crate) async fn market_pass(
     );
     // RSS here also holds every task posted: a per-connection figure would mislead.
     report.server.rss_per_connection_bytes = None;
+    if let Scenario::Soak(soak) = &env.scenario {
+        report.soak = SoakTrend::of(&report.series, soak.warmup.as_secs_f64(), load_secs);
+    }
     Ok(report)
 }
 

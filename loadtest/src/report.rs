@@ -49,6 +49,60 @@ pub struct PassReport {
     pub series: Vec<Point>,
     pub steps: Vec<StepReport>,
     pub best_step: Option<StepReport>,
+    /// `soak` only: how RSS and p99 moved over the load.
+    pub soak: Option<SoakTrend>,
+}
+
+/// How a soak's server RSS and p99 latencies moved over the load, the warm-up left out.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SoakTrend {
+    pub warmup_secs: f64,
+    pub rss_start_kib: u64,
+    pub rss_end_kib: u64,
+    pub rss_growth_pct: f64,
+    /// Per latency class: the mean of the sampling windows' p99 in the first half of the
+    /// samples, and in the second half — "flat" means these two agree.
+    pub p99_first_half_ms: BTreeMap<String, f64>,
+    pub p99_second_half_ms: BTreeMap<String, f64>,
+}
+
+impl SoakTrend {
+    /// The trend of the samples taken between `warmup` and `load_secs` (the sampler's clock
+    /// starts with the load); `None` when fewer than two samples fall in it.
+    pub fn of(series: &[Point], warmup_secs: f64, load_secs: f64) -> Option<SoakTrend> {
+        let kept: Vec<&Point> = series
+            .iter()
+            .filter(|p| p.t_secs >= warmup_secs && p.t_secs <= load_secs + 1.0)
+            .collect();
+        let rss: Vec<u64> = kept.iter().filter_map(|p| p.rss_kib).collect();
+        if kept.len() < 2 || rss.len() < 2 {
+            return None;
+        }
+        let (start, end) = (rss[0], rss[rss.len() - 1]);
+        let (first, second) = kept.split_at(kept.len() / 2);
+        Some(SoakTrend {
+            warmup_secs,
+            rss_start_kib: start,
+            rss_end_kib: end,
+            rss_growth_pct: (end as f64 - start as f64) / start.max(1) as f64 * 100.0,
+            p99_first_half_ms: mean_p99(first),
+            p99_second_half_ms: mean_p99(second),
+        })
+    }
+}
+
+fn mean_p99(points: &[&Point]) -> BTreeMap<String, f64> {
+    let mut sums: BTreeMap<String, (f64, u32)> = BTreeMap::new();
+    for p in points {
+        for (class, v) in &p.p99_ms {
+            let e = sums.entry(class.clone()).or_default();
+            e.0 += v;
+            e.1 += 1;
+        }
+    }
+    sums.into_iter()
+        .map(|(k, (sum, n))| (k, sum / f64::from(n)))
+        .collect()
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -256,6 +310,22 @@ impl Report {
             for v in p.violations.examples.iter().take(5) {
                 let _ = writeln!(s, "  violation: {v}");
             }
+            if let Some(t) = &p.soak {
+                let halves = t
+                    .p99_first_half_ms
+                    .iter()
+                    .map(|(k, a)| {
+                        let b = t.p99_second_half_ms.get(k).copied().unwrap_or(f64::NAN);
+                        format!("{k} {a:.2} → {b:.2} ms")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let _ = writeln!(
+                    s,
+                    "soak trend after {:.0} s of warm-up: RSS {} → {} KiB ({:+.1} %); mean window p99, first half → second half: {halves}",
+                    t.warmup_secs, t.rss_start_kib, t.rss_end_kib, t.rss_growth_pct
+                );
+            }
             if p.series.len() > 1 && self.scenario == "soak" {
                 let _ = writeln!(
                     s,
@@ -282,5 +352,37 @@ impl Report {
             let _ = writeln!(s, "FAILURE: {f}");
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(t: f64, rss: u64, feed_p99: f64) -> Point {
+        Point {
+            t_secs: t,
+            rss_kib: Some(rss),
+            p99_ms: [("feed".to_owned(), feed_p99)].into(),
+            ..Point::default()
+        }
+    }
+
+    #[test]
+    fn a_soak_trend_leaves_out_the_warmup_and_the_drain() {
+        let series = [
+            point(30.0, 50_000, 90.0), // warm-up
+            point(60.0, 100_000, 10.0),
+            point(90.0, 101_000, 12.0),
+            point(120.0, 102_000, 14.0),
+            point(150.0, 103_000, 16.0),
+            point(200.0, 400_000, 99.0), // after the load
+        ];
+        let t = SoakTrend::of(&series, 60.0, 150.0).unwrap();
+        assert_eq!((t.rss_start_kib, t.rss_end_kib), (100_000, 103_000));
+        assert!((t.rss_growth_pct - 3.0).abs() < 1e-9);
+        assert_eq!(t.p99_first_half_ms["feed"], 11.0);
+        assert_eq!(t.p99_second_half_ms["feed"], 15.0);
+        assert!(SoakTrend::of(&series[..2], 60.0, 150.0).is_none());
     }
 }

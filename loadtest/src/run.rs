@@ -295,6 +295,18 @@ fn verdict(p: &PassReport, env: &Env) -> Vec<String> {
             p.commands.unanswered
         ));
     }
+    if let Scenario::Soak(soak) = &env.scenario {
+        match &p.soak {
+            Some(t) if t.rss_growth_pct > soak.max_rss_growth_pct => f.push(format!(
+                "{who}: server RSS grew {:.1} % over the soak ({} → {} KiB), more than {} %",
+                t.rss_growth_pct, t.rss_start_kib, t.rss_end_kib, soak.max_rss_growth_pct
+            )),
+            Some(_) => {}
+            None => f.push(format!(
+                "{who}: too few samples after the warm-up for a trend (lengthen --duration)"
+            )),
+        }
+    }
     if env.smoke && p.commands.tasks_posted == 0 {
         f.push(format!("{who}: the smoke run posted no task"));
     }
