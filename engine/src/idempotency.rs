@@ -29,7 +29,7 @@ pub struct Entry {
 pub struct Idempotency {
     by_key: IdMap<(UserId, RequestId), usize>,
     /// Entries in expiry order; `by_key` indexes into it with an offset of `expired`.
-    queue: VecDeque<Entry>,
+    queue: Blocks<Entry>,
     /// How many entries were popped from the front (so `by_key` positions stay valid).
     expired: usize,
 }
@@ -38,7 +38,7 @@ impl Idempotency {
     /// The reply remembered for this user's request, if still fresh at `now`.
     pub fn get(&self, user: &UserId, request_id: &RequestId, now: Millis) -> Option<&Reply> {
         let pos = *self.by_key.get(&(user.clone(), request_id.clone()))?;
-        let entry = &self.queue[pos - self.expired];
+        let entry = self.queue.get(pos - self.expired)?;
         (entry.expires_at > now).then_some(&entry.reply)
     }
 
@@ -82,6 +82,72 @@ impl Idempotency {
     }
 }
 
+/// Entries per block of the queue.
+const BLOCK: usize = 4096;
+
+/// A FIFO queue kept in blocks of [`BLOCK`] entries: a block is freed as soon as its last entry
+/// is popped. A busy table holds hundreds of thousands of entries (ten minutes of replies); one
+/// `VecDeque` would keep a ring of up to twice that allocated and, as its ends wrap around,
+/// touch every page of it, so the process's memory kept rising for minutes after the number
+/// of entries had stopped growing. In blocks, memory follows the live entries.
+#[derive(Debug, Clone)]
+struct Blocks<T> {
+    /// Every block is full but the first (popped from the front) and the last (filling).
+    blocks: VecDeque<VecDeque<T>>,
+    len: usize,
+}
+
+impl<T> Default for Blocks<T> {
+    fn default() -> Self {
+        Blocks {
+            blocks: VecDeque::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Blocks<T> {
+    fn push_back(&mut self, item: T) {
+        match self.blocks.back_mut() {
+            Some(last) if last.len() < BLOCK => last.push_back(item),
+            _ => {
+                let mut block = VecDeque::with_capacity(BLOCK);
+                block.push_back(item);
+                self.blocks.push_back(block);
+            }
+        }
+        self.len += 1;
+    }
+
+    fn front(&self) -> Option<&T> {
+        self.blocks.front()?.front()
+    }
+
+    fn pop_front(&mut self) -> Option<T> {
+        let first = self.blocks.front_mut()?;
+        let item = first.pop_front();
+        if first.is_empty() {
+            self.blocks.pop_front();
+        }
+        self.len -= usize::from(item.is_some());
+        item
+    }
+
+    /// The `i`-th entry from the front.
+    fn get(&self, i: usize) -> Option<&T> {
+        let first = self.blocks.front()?;
+        if i < first.len() {
+            return first.get(i);
+        }
+        let rest = i - first.len();
+        self.blocks.get(1 + rest / BLOCK)?.get(rest % BLOCK)
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
 /// Two tables are equal when they remember the same replies (however their queues are laid out).
 impl PartialEq for Idempotency {
     fn eq(&self, other: &Self) -> bool {
@@ -113,7 +179,9 @@ impl From<Idempotency> for Vec<Entry> {
             expired,
         } = table;
         queue
+            .blocks
             .into_iter()
+            .flatten()
             .enumerate()
             .filter(|(i, e)| {
                 by_key.get(&(e.user.clone(), e.request_id.clone())) == Some(&(i + expired))
@@ -158,5 +226,25 @@ mod tests {
         let (u, b) = key("u", "b");
         assert_eq!(back.len(), 2);
         assert!(back.get(&u, &b, IDEMPOTENCY_TTL_MS).is_some());
+    }
+
+    #[test]
+    fn the_block_queue_indexes_across_blocks_and_frees_emptied_ones() {
+        let mut q = Blocks::default();
+        for i in 0..3 * BLOCK + 10 {
+            q.push_back(i);
+        }
+        assert_eq!((q.len(), q.blocks.len()), (3 * BLOCK + 10, 4));
+        for i in 0..BLOCK + 5 {
+            assert_eq!(q.pop_front(), Some(i));
+        }
+        assert_eq!(q.blocks.len(), 3, "the emptied block is freed");
+        assert_eq!(q.front(), Some(&(BLOCK + 5)));
+        for i in [0, BLOCK - 6, BLOCK - 5, 2 * BLOCK + 4] {
+            assert_eq!(q.get(i), Some(&(BLOCK + 5 + i)));
+        }
+        assert_eq!(q.get(2 * BLOCK + 5), None);
+        while q.pop_front().is_some() {}
+        assert_eq!((q.len(), q.blocks.len()), (0, 0));
     }
 }
