@@ -18,6 +18,19 @@ use crate::stats::{Class, Stats, Summary, Tick, new_hist};
 use crate::sysmon::{Monitor, open_fds};
 use crate::worker::{Ctl, Up, WorkerResult, WorkerSpec, Workers};
 
+/// Tells the workers to finish and collects what each of them measured.
+async fn finish_workers(
+    workers: &mut Workers,
+    on_tick: &mut dyn FnMut(usize, Tick),
+    timeout: Duration,
+) -> anyhow::Result<Vec<WorkerResult>> {
+    workers.broadcast(Ctl::Finish);
+    let done = workers
+        .wait_all(|m| matches!(m, Up::Done(_)), on_tick, timeout)
+        .await?;
+    Ok(done_results(done))
+}
+
 /// Processes worker messages for `d` (or until Ctrl-C).
 pub(crate) async fn run_for(
     workers: &mut Workers,
@@ -197,16 +210,8 @@ pub(crate) async fn market_pass(
     let mut monitor = Monitor::new(pid, &target);
     let loaded = monitor.read().await;
     let fds = pid.and_then(open_fds);
-    workers.broadcast(Ctl::Finish);
-    let done = workers
-        .wait_all(
-            |m| matches!(m, Up::Done(_)),
-            &mut on_tick,
-            Duration::from_secs(120),
-        )
-        .await?;
+    let results = finish_workers(&mut workers, &mut on_tick, Duration::from_secs(120)).await?;
     let samp = sampler.finish().await;
-    let results = done_results(done);
     let mut report = pass_report(
         &target,
         spec.count,
@@ -275,16 +280,8 @@ pub(crate) async fn connections_pass(
     let loaded = monitor.read().await;
     let fds = pid.and_then(open_fds);
     let load_secs = t0.elapsed().as_secs_f64();
-    workers.broadcast(Ctl::Finish);
-    let done = workers
-        .wait_all(
-            |m| matches!(m, Up::Done(_)),
-            &mut on_tick,
-            Duration::from_secs(300),
-        )
-        .await?;
+    let results = finish_workers(&mut workers, &mut on_tick, Duration::from_secs(300)).await?;
     let samp = sampler.finish().await;
-    let results = done_results(done);
     Ok(pass_report(
         &target,
         spec.count,
@@ -401,16 +398,8 @@ pub(crate) async fn fanout_pass(
         )
         .await?;
     run_for(&mut workers, &mut on_tick, Duration::from_millis(500)).await?;
-    workers.broadcast(Ctl::Finish);
-    let done = workers
-        .wait_all(
-            |m| matches!(m, Up::Done(_)),
-            &mut on_tick,
-            Duration::from_secs(300),
-        )
-        .await?;
+    let mut results = finish_workers(&mut workers, &mut on_tick, Duration::from_secs(300)).await?;
     let samp = sampler.finish().await;
-    let mut results = done_results(done);
     // The publisher's own measurements (HTTP errors, post latency) count too.
     results.push(WorkerResult {
         totals: pub_stats.totals(),
