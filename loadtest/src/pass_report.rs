@@ -45,7 +45,17 @@ pub(crate) fn done_results(done: Vec<Up>) -> Vec<WorkerResult> {
         .collect()
 }
 
-/// The common tail of a pass's report.
+/// What was read off the server around a pass: before the load and with it applied.
+#[derive(Debug)]
+pub(crate) struct ServerReadings {
+    /// `/proc/<pid>`, `/metrics` or `unavailable`.
+    pub source: String,
+    pub rss_before_kib: Option<u64>,
+    pub rss_loaded_kib: Option<u64>,
+    pub open_fds: Option<u64>,
+}
+
+/// The common tail of a pass's report: `wanted` connections, `results` from every worker.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn pass_report(
     target: &Target,
@@ -54,12 +64,15 @@ pub(crate) fn pass_report(
     results: &[WorkerResult],
     extra_loss: Option<LossBook>,
     samp: SamplerOut,
-    monitor_name: String,
-    rss_before: Option<u64>,
-    rss_loaded: Option<u64>,
+    server: ServerReadings,
     wanted: u64,
-    fds: Option<u64>,
 ) -> PassReport {
+    let ServerReadings {
+        source,
+        rss_before_kib: rss_before,
+        rss_loaded_kib: rss_loaded,
+        open_fds: fds,
+    } = server;
     let (totals, hists, mut loss) = merge(results);
     if let Some(extra) = extra_loss {
         loss.merge(&extra);
@@ -112,7 +125,7 @@ pub(crate) fn pass_report(
         violations: totals.violations,
         loss: loss.verdict(),
         server: ServerUsage {
-            source: monitor_name,
+            source,
             rss_before_kib: rss_before,
             rss_loaded_kib: rss_loaded,
             rss_peak_kib: samp.rss_peak,

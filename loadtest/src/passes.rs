@@ -10,7 +10,7 @@ use crate::cli::{Cli, MarketArgs, Scenario};
 use crate::digest::LossBook;
 use crate::fanout::{Publisher, StepPub};
 use crate::net::{Dialer, Http, Minter, Target};
-use crate::pass_report::{done_results, pass_report};
+use crate::pass_report::{ServerReadings, done_results, pass_report};
 use crate::report::{PassReport, SoakTrend, StepReport};
 use crate::run::{Env, say};
 use crate::sampler::{Accum, Sampler};
@@ -219,11 +219,13 @@ pub(crate) async fn market_pass(
         &results,
         None,
         samp,
-        monitor_name,
-        before.rss_kib,
-        loaded.rss_kib,
+        ServerReadings {
+            source: monitor_name,
+            rss_before_kib: before.rss_kib,
+            rss_loaded_kib: loaded.rss_kib,
+            open_fds: fds,
+        },
         conns as u64,
-        fds,
     );
     // RSS here also holds every task posted: a per-connection figure would mislead.
     report.server.rss_per_connection_bytes = None;
@@ -289,11 +291,13 @@ pub(crate) async fn connections_pass(
         &results,
         None,
         samp,
-        monitor_name,
-        before.rss_kib,
-        loaded.rss_kib,
+        ServerReadings {
+            source: monitor_name,
+            rss_before_kib: before.rss_kib,
+            rss_loaded_kib: loaded.rss_kib,
+            open_fds: fds,
+        },
         args.connections as u64,
-        fds,
     ))
 }
 
@@ -414,11 +418,13 @@ pub(crate) async fn fanout_pass(
         &results,
         Some(expect),
         samp,
-        monitor_name,
-        before.rss_kib,
-        loaded.rss_kib,
+        ServerReadings {
+            source: monitor_name,
+            rss_before_kib: before.rss_kib,
+            rss_loaded_kib: loaded.rss_kib,
+            open_fds: fds,
+        },
         args.subscribers as u64,
-        fds,
     );
     // Per-connection memory is the connections scenario's figure (here it would include
     // whatever the allocator kept from earlier runs).
