@@ -1,6 +1,6 @@
 //! What the engine journals: domain [`Event`]s. They are richer than the wire's events (a
 //! posted task carries its owner and resume; a strike names its coach) so that `evolve` can
-//! rebuild the whole state from them and [`crate::wire`] can render every audience's view of
+//! rebuild the whole state from them and [`crate::routing`] can render every audience's view of
 //! them from the journal alone.
 
 use gavel_protocol::views::{BidView, CoachView};

@@ -16,12 +16,12 @@
 //!   [`idempotency`] — replies remembered for retries.
 //! - [`engine`] — [`Engine`]: fire due deadlines → answer retries → decide → evolve.
 //! - [`views`] — who may subscribe to what, and each topic's snapshot.
-//! - [`wire`] — which topics and audiences each event reaches, in its wire form.
+//! - [`routing`] — which topics and audiences each event reaches, in its wire form.
 //! - [`invariants`] — `check_invariants`, called by tests after every step.
 //!
 //! One command flows: `Engine::execute(request, now)` → `fire(now)` (deadline events) →
 //! idempotency lookup → `decide` → `evolve` each event (assigning `seq`) → `Outcome`. The
-//! caller journals the events, then replies and publishes [`wire::deliveries`].
+//! caller journals the events, then replies and publishes [`routing::deliveries`].
 
 pub mod award;
 pub mod command;
@@ -36,11 +36,11 @@ pub mod on_call;
 pub mod ranking;
 pub mod rejection;
 pub mod reply;
+pub mod routing;
 pub mod state;
 pub mod tiers;
 pub mod timers;
 pub mod views;
-pub mod wire;
 
 pub use command::{Actor, Command, Request};
 pub use engine::{Decision, Engine, EngineConfig, Outcome, SNAPSHOT_VERSION, Snapshot};

@@ -15,17 +15,17 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::auth::JwtKeys;
-use crate::clock::EngineClock;
-use crate::config::{Limits, ServerConfig};
-use crate::connection::{ConnHandle, ConnId, ConnIds};
-use crate::engine_actor::{EngineActor, EngineHandle, RebuildSignal};
+use crate::cli::config::{Limits, ServerConfig};
+use crate::fanout::outbox::{ConnHandle, ConnId, ConnIds};
+use crate::fanout::publisher::{Publisher, stats_ticker};
+use crate::fanout::topic_router::FeedMeta;
+use crate::ingress::auth::JwtKeys;
+use crate::ingress::rate_limit::CommandRateLimiter;
 use crate::metrics::Metrics;
-use crate::pipeline::PUBLISH_QUEUE;
-use crate::publisher::{Publisher, stats_ticker};
-use crate::ratelimit::CommandRateLimiter;
-use crate::router::FeedMeta;
-use crate::snapshotter::{self, SnapshotPolicy};
+use crate::replica::snapshotter::{self, SnapshotPolicy};
+use crate::sequencer::clock::EngineClock;
+use crate::sequencer::engine_task::{EngineActor, EngineHandle, RebuildSignal};
+use crate::sequencer::messages::PUBLISH_QUEUE;
 
 /// Events kept in memory for `since` resumes (older ones come from the journal).
 pub const DEFAULT_HISTORY: usize = 100_000;
@@ -198,13 +198,13 @@ async fn serve(
     engine_task: JoinHandle<()>,
     publisher_task: JoinHandle<()>,
 ) {
-    let app = crate::routes::router(state.clone());
+    let app = crate::ingress::http::router(state.clone());
     let shutdown_state = state.clone();
     let mut shutdown_signal = stopped.clone();
     let graceful = async move {
         let _ = shutdown_signal.wait_for(|s| *s).await;
         tracing::info!("shutting down: closing clients with 1001");
-        crate::session::close_all(&shutdown_state);
+        crate::ingress::session::close_all(&shutdown_state);
     };
     // Replies and events are small frames written as soon as they are ready: with Nagle's
     // algorithm on, a frame that follows another unacknowledged one waits for the peer's

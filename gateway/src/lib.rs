@@ -2,40 +2,28 @@
 //! engine — sessions, auth, topics and fan-out, resume, the HTTP API, metrics.
 //!
 //! # Layout
-//! - [`cli`], [`config`], [`secret`], [`logging`], [`server`] — the binary's edges: flags
-//!   (also `GAVEL_*` variables), the TOML file, the JWT secret, logs, signals.
-//! - [`auth`] — minting and verifying HS256 tokens; [`connect`] — `gavel connect`, a
-//!   line-oriented client for trying the server by hand.
-//! - [`app`] — [`app::Server`]: start-up (storage, recovery, tasks) and graceful shutdown.
-//! - [`routes`] — every HTTP endpoint, including the `/v1/ws` upgrade.
-//! - [`session`] — one WebSocket connection's loop; [`connection`] — its bounded outbound
-//!   queue ([`connection::ConnHandle`]); [`ratelimit`] — per-user command limits.
-//! - [`pipeline`] — the messages between stages; [`engine_actor`] — the single writer;
-//!   [`publisher`] — durable → replies, fan-out, resumes; [`router`] — topics and encoding.
-//! - [`snapshotter`] — a replica of the engine on its own thread that writes snapshots of
-//!   durable state, so the engine never pauses for one.
-//! - [`clock`] — engine time (with `--time-scale`); [`metrics`] — Prometheus.
+//! The folders follow the path a command and its events take through the server:
+//! - [`ingress`] — where frames and requests come in: the HTTP routes and the `/v1/ws`
+//!   upgrade, one WebSocket session's loop, JWT auth, per-user rate limits.
+//! - [`sequencer`] — the single writer: the engine task and its handle, the messages on its
+//!   queue, the engine clock.
+//! - [`fanout`] — from a durable event to every socket that may see it: the publisher, the
+//!   topic router, the history ring, one connection's outbox.
+//! - [`replica`] — a replica of the engine on its own thread that writes snapshots of durable
+//!   state, so the engine never pauses for one.
+//! - [`cli`] — the binary's edge: flags (also `GAVEL_*` variables), the TOML file, the JWT
+//!   secret, logs, signals, and `gavel connect`.
+//! - [`app`] — [`app::Server`]: assembly (storage, recovery, every stage) and graceful
+//!   shutdown; [`metrics`] — the Prometheus registry every stage writes to.
 //!
-//! A command flows: session (parse, rate limit) → engine task (batch: fire deadlines, execute,
-//! hand events to the journal writer) → publisher (wait until durable, then fan events out,
-//! reply, register subscriptions).
+//! A command flows: ingress (parse, authorise, rate limit) → sequencer (batch: fire deadlines,
+//! execute, hand events to the journal writer) → durability (wait until durable) → fanout
+//! (events to subscribers, replies to callers, subscriptions registered).
 
 pub mod app;
-pub mod auth;
 pub mod cli;
-pub mod clock;
-pub mod config;
-pub mod connect;
-pub mod connection;
-pub mod engine_actor;
-pub mod logging;
+pub mod fanout;
+pub mod ingress;
 pub mod metrics;
-pub mod pipeline;
-pub mod publisher;
-pub mod ratelimit;
-pub mod router;
-pub mod routes;
-pub mod secret;
-pub mod server;
-pub mod session;
-pub mod snapshotter;
+pub mod replica;
+pub mod sequencer;

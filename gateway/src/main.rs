@@ -5,11 +5,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use clap::Parser;
 use gavel_gateway::app::{Server, ServerOptions};
-use gavel_gateway::auth::JwtKeys;
-use gavel_gateway::cli::{Cli, CliCommand, ServeArgs, TokenArgs};
-use gavel_gateway::config::ServerConfig;
-use gavel_gateway::secret::{self, SecretSource};
-use gavel_gateway::{logging, server};
+use gavel_gateway::cli::args::{Cli, CliCommand, ServeArgs, TokenArgs};
+use gavel_gateway::cli::config::ServerConfig;
+use gavel_gateway::cli::secret::{self, SecretSource};
+use gavel_gateway::cli::{logging, signals};
+use gavel_gateway::ingress::auth::JwtKeys;
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
@@ -19,7 +19,7 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(gavel_gateway::connect::run(
+            runtime.block_on(gavel_gateway::cli::connect::run(
                 &args.url,
                 &args.token,
                 args.linger,
@@ -90,7 +90,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(addr = %server.addr, epoch = %server.epoch, "listening");
         let stop = server.stopper();
         tokio::spawn(async move {
-            server::shutdown_signal().await;
+            signals::shutdown_signal().await;
             let _ = stop.send(true);
         });
         server.wait().await;

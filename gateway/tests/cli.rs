@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use gavel_gateway::auth::{AuthError, JwtKeys};
+use gavel_gateway::ingress::auth::{AuthError, JwtKeys};
 use gavel_protocol::Role;
 
 const GAVEL: &str = env!("CARGO_BIN_EXE_gavel");

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use common::fresh_dir;
 use futures_util::{SinkExt, StreamExt};
-use gavel_gateway::auth::JwtKeys;
+use gavel_gateway::ingress::auth::JwtKeys;
 use gavel_protocol::{Role, UserId};
 use rand::Rng;
 use serde_json::{Value, json};

@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::*;
 use futures_util::StreamExt;
 use gavel_gateway::app::Server;
-use gavel_gateway::connection::{QUEUE_BYTES, QUEUE_FRAMES};
+use gavel_gateway::fanout::outbox::{QUEUE_BYTES, QUEUE_FRAMES};
 use gavel_protocol::Role;
 use serde::Deserialize;
 use serde_json::json;

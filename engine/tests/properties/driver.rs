@@ -189,7 +189,7 @@ pub(crate) fn run(setup: Vec<Op>, steps: Vec<Step>) -> Result<(), TestCaseError>
     );
     render_views(&live);
     for (_, event) in &journal {
-        let _ = gavel_engine::wire::deliveries(event);
+        let _ = gavel_engine::routing::deliveries(event);
     }
     Ok(())
 }

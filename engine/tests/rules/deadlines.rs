@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use gavel_engine::EventKind;
-use gavel_engine::wire::deliveries;
+use gavel_engine::routing::deliveries;
 use gavel_protocol::http::CoachUpsert;
 use gavel_protocol::{Award, BidStatus, ErrorCode, Millis, TaskStatus, Topic, Urgency};
 

@@ -1,7 +1,7 @@
 //! Delivering the work: start, submit and accept (the escrow splits 85/15), change requests up
 //! to a dispute, the admin resolving it, and the messages between owner and assigned coach.
 
-use gavel_engine::wire::deliveries;
+use gavel_engine::routing::deliveries;
 use gavel_engine::{EventKind, Reply};
 use gavel_protocol::{Award, DisputeOutcome, ErrorCode, TaskStatus, Topic, Urgency};
 

@@ -1,7 +1,7 @@
 //! Who sees what (contract §3, §8): subscriptions to tasks, what a coach's views show of other
 //! coaches' bids, and a missing task being `NOT_FOUND` only to admins.
 
-use gavel_engine::wire::{Audience, deliveries};
+use gavel_engine::routing::{Audience, deliveries};
 use gavel_protocol::views::Snapshot;
 use gavel_protocol::{Award, DisputeOutcome, ErrorCode, Topic, Urgency};
 

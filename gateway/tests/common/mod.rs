@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use gavel_gateway::app::{Server, ServerOptions};
-use gavel_gateway::auth::JwtKeys;
-use gavel_gateway::config::ServerConfig;
+use gavel_gateway::cli::config::ServerConfig;
+use gavel_gateway::ingress::auth::JwtKeys;
 use gavel_protocol::{Role, UserId};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;

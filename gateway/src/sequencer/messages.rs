@@ -9,7 +9,7 @@ use gavel_protocol::{FeedFilter, RequestId, Seq, Topic};
 use gavel_storage::{Batch, StorageError};
 use tokio::sync::oneshot;
 
-use crate::connection::{ConnHandle, ConnId};
+use crate::fanout::outbox::{ConnHandle, ConnId};
 
 /// Commands waiting for the engine. Full → the session answers `UNAVAILABLE` (counted in
 /// `gavel_queue_full_rejections_total`); nothing waits unboundedly.

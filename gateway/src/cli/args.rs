@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use gavel_protocol::{Role, UserId};
 
-use crate::logging::LogFormat;
+use crate::cli::logging::LogFormat;
 
 /// gavel: a real-time marketplace engine (tasks, live bids, deadlines, escrow, WebSockets).
 #[derive(Debug, Parser)]

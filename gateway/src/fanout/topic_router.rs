@@ -5,12 +5,12 @@
 use std::collections::{HashMap, HashSet};
 
 use axum::extract::ws::Utf8Bytes;
-use gavel_engine::wire::{Audience, Delivery};
+use gavel_engine::routing::{Audience, Delivery};
 use gavel_protocol::event::Event as WireEvent;
 use gavel_protocol::{Cents, FeedFilter, Seq, TaskId, Topic, Urgency};
 use serde::Serialize;
 
-use crate::connection::{ConnHandle, ConnId};
+use crate::fanout::outbox::{ConnHandle, ConnId};
 use crate::metrics::Metrics;
 
 /// What a `feed` filter looks at, per task (learned from `task.opened`).

@@ -16,9 +16,9 @@ use gavel_protocol::{ErrorCode, Role, Topic};
 use gavel_storage::{JournalHandle, StorageError, Store, recover};
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::clock::EngineClock;
 use crate::metrics::Metrics;
-use crate::pipeline::*;
+use crate::sequencer::clock::EngineClock;
+use crate::sequencer::messages::*;
 
 /// Raised by the publisher when a commit failed; cleared by the engine once rebuilt.
 #[derive(Debug, Default)]

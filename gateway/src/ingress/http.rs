@@ -19,8 +19,8 @@ use serde::Deserialize;
 use tokio::sync::oneshot;
 
 use crate::app::AppState;
-use crate::engine_actor::unavailable;
-use crate::pipeline::{EngineMsg, ReplyTo};
+use crate::sequencer::engine_task::unavailable;
+use crate::sequencer::messages::{EngineMsg, ReplyTo};
 
 /// The router of every endpoint.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -104,7 +104,7 @@ async fn websocket(
         .max_write_buffer_size(limits.max_frame_bytes * 4)
         .max_message_size(limits.max_frame_bytes)
         .max_frame_size(limits.max_frame_bytes)
-        .on_upgrade(move |socket| crate::session::run(socket, claims, state))
+        .on_upgrade(move |socket| crate::ingress::session::run(socket, claims, state))
 }
 
 /// Bytes of queued frames gathered into one socket write (the session flushes after each batch

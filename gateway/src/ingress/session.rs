@@ -16,10 +16,10 @@ use gavel_protocol::{Claims, CloseCode, ErrorCode, parse_client_frame};
 use tracing::Instrument;
 
 use crate::app::AppState;
-use crate::connection::{ConnHandle, Outbox, connection};
-use crate::engine_actor::unavailable;
-use crate::pipeline::{EngineMsg, ReplyTo, SubscribeRequest};
-use crate::publisher::{error_frame, ok_frame};
+use crate::fanout::outbox::{ConnHandle, Outbox, connection};
+use crate::fanout::publisher::{error_frame, ok_frame};
+use crate::sequencer::engine_task::unavailable;
+use crate::sequencer::messages::{EngineMsg, ReplyTo, SubscribeRequest};
 
 /// Frames written per flush at most (the rest go in the next round).
 const MAX_FRAMES_PER_FLUSH: usize = 256;

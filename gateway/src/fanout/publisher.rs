@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use gavel_engine::wire::deliveries;
+use gavel_engine::routing::deliveries;
 use gavel_engine::{Event, EventKind, Rejection, Reply};
 use gavel_protocol::reply::{ErrorReply, OkReply};
 use gavel_protocol::views::{Empty, SubscribeResult, UrgencyCounts};
@@ -19,10 +19,10 @@ use gavel_protocol::{ErrorCode, RequestId, Seq, ServerFrame, Topic};
 use gavel_storage::Store;
 use tokio::sync::mpsc;
 
-use crate::engine_actor::{EngineHandle, RebuildSignal, WeakEngineHandle, unavailable};
+use crate::fanout::topic_router::{FeedMeta, Router};
 use crate::metrics::Metrics;
-use crate::pipeline::*;
-use crate::router::{FeedMeta, Router};
+use crate::sequencer::engine_task::{EngineHandle, RebuildSignal, WeakEngineHandle, unavailable};
+use crate::sequencer::messages::*;
 
 /// Journal rows read per query when a resume is older than the ring.
 const JOURNAL_PAGE: u32 = 5_000;
@@ -438,9 +438,9 @@ impl Publisher {
                 open_tasks,
             },
         };
-        let delivery = gavel_engine::wire::Delivery {
+        let delivery = gavel_engine::routing::Delivery {
             topic: Topic::Admin,
-            audience: gavel_engine::wire::Audience::Everyone,
+            audience: gavel_engine::routing::Audience::Everyone,
             event,
         };
         self.router

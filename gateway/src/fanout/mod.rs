@@ -1,0 +1,10 @@
+//! From a durable event to every socket that may see it.
+//!
+//! - [`publisher`] — the pipeline's last stage: takes durable batches in order, fans their
+//!   events out, answers their commands, registers subscriptions, serves resumes.
+//! - [`topic_router`] — topics → subscribers, audience and feed filter; encodes each event once.
+//! - [`outbox`] — one connection's bounded queue and its slow-consumer policy.
+
+pub mod outbox;
+pub mod publisher;
+pub mod topic_router;

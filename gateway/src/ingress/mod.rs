@@ -1,0 +1,11 @@
+//! Where frames and requests come in.
+//!
+//! - [`http`] — every HTTP endpoint: the `/v1/ws` upgrade, the service API, health, metrics.
+//! - [`session`] — one WebSocket connection's loop: read, decode, authorise, hand over, write.
+//! - [`auth`] — minting and verifying HS256 tokens.
+//! - [`rate_limit`] — per-user command limits.
+
+pub mod auth;
+pub mod http;
+pub mod rate_limit;
+pub mod session;
