@@ -17,7 +17,8 @@ use tokio::task::JoinHandle;
 
 use crate::cli::config::{Limits, ServerConfig};
 use crate::fanout::outbox::{ConnHandle, ConnId, ConnIds};
-use crate::fanout::publisher::{Publisher, stats_ticker};
+use crate::fanout::publisher::Publisher;
+use crate::fanout::stats::stats_ticker;
 use crate::fanout::topic_router::FeedMeta;
 use crate::ingress::auth::JwtKeys;
 use crate::ingress::rate_limit::CommandRateLimiter;

@@ -7,6 +7,8 @@
 //!   upgrade, one WebSocket session's loop, JWT auth, per-user rate limits.
 //! - [`sequencer`] — the single writer: the engine task and its handle, the messages on its
 //!   queue, the engine clock.
+//! - [`durability`] — the seam between decided and published: wait for the journal, then
+//!   release exactly what landed; replies go back to callers only after that.
 //! - [`fanout`] — from a durable event to every socket that may see it: the publisher, the
 //!   topic router, the history ring, one connection's outbox.
 //! - [`replica`] — a replica of the engine on its own thread that writes snapshots of durable
@@ -22,6 +24,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod durability;
 pub mod fanout;
 pub mod ingress;
 pub mod metrics;

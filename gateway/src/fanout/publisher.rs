@@ -6,22 +6,21 @@
 //! A failed commit switches it to failing mode: every reply is `UNAVAILABLE` until the engine
 //! has rebuilt itself from the journal ([`PublisherMsg::Rebuilt`]).
 
-use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
 use gavel_engine::routing::deliveries;
-use gavel_engine::{Event, EventKind, Rejection, Reply};
-use gavel_protocol::reply::{ErrorReply, OkReply};
-use gavel_protocol::views::{Empty, SubscribeResult, UrgencyCounts};
-use gavel_protocol::{ErrorCode, RequestId, Seq, ServerFrame, Topic};
+use gavel_engine::{Event, EventKind};
+use gavel_protocol::views::{SubscribeResult, UrgencyCounts};
+use gavel_protocol::{ErrorCode, Seq, Topic};
 use gavel_storage::Store;
 use tokio::sync::mpsc;
 
+use crate::durability::durable_gate::DurableGate;
+use crate::durability::replies::{error_frame, ok_empty_frame, ok_frame, reply};
+use crate::fanout::history::History;
 use crate::fanout::topic_router::{FeedMeta, Router};
 use crate::metrics::Metrics;
-use crate::sequencer::engine_task::{EngineHandle, RebuildSignal, WeakEngineHandle, unavailable};
+use crate::sequencer::engine_task::{RebuildSignal, WeakEngineHandle, unavailable};
 use crate::sequencer::messages::*;
 
 /// Journal rows read per query when a resume is older than the ring.
@@ -31,59 +30,17 @@ const JOURNAL_PAGE: u32 = 5_000;
 #[derive(Debug)]
 pub struct Publisher {
     pub router: Router,
-    pub ring: VecDeque<(Seq, Event)>,
-    pub ring_capacity: usize,
+    pub history: History,
     pub store: Store,
     pub epoch: String,
     pub engine: WeakEngineHandle,
-    pub rebuild: Arc<RebuildSignal>,
     pub metrics: Arc<Metrics>,
     /// `seq` of the last published event.
     pub published: Seq,
-    failing: bool,
+    gate: DurableGate,
     events_this_second: u64,
     /// Where durable batches go for the snapshot replica.
     snapshots: mpsc::Sender<gavel_storage::Batch>,
-}
-
-/// Encodes an `ok` reply.
-pub fn ok_frame(id: RequestId, result: serde_json::Value) -> Utf8Bytes {
-    let frame = ServerFrame::Ok(OkReply { id, result });
-    Utf8Bytes::from(serde_json::to_string(&frame).expect("replies serialize"))
-}
-
-/// Encodes an `error` reply.
-pub fn error_frame(
-    id: Option<RequestId>,
-    rejection: &Rejection,
-    retry_after_ms: Option<u64>,
-) -> Utf8Bytes {
-    let frame = ServerFrame::Error(ErrorReply {
-        id,
-        code: rejection.code,
-        message: rejection.message.clone(),
-        field: rejection.field.clone(),
-        retry_after_ms,
-    });
-    Utf8Bytes::from(serde_json::to_string(&frame).expect("replies serialize"))
-}
-
-/// Answers a command (`ok` only when the frame had an `id`; errors always).
-pub fn reply(reply_to: ReplyTo, result: Result<Reply, Rejection>) {
-    match reply_to {
-        ReplyTo::Conn { conn, id } => match (result, id) {
-            (Ok(reply), Some(id)) => {
-                conn.send(ok_frame(id, reply.to_json()));
-            }
-            (Ok(_), None) => {}
-            (Err(rejection), id) => {
-                conn.send(error_frame(id, &rejection, None));
-            }
-        },
-        ReplyTo::Http(tx) => {
-            let _ = tx.send(result);
-        }
-    }
 }
 
 impl Publisher {
@@ -104,15 +61,13 @@ impl Publisher {
         router.task_meta = task_meta.into_iter().collect();
         Publisher {
             router,
-            ring: VecDeque::with_capacity(ring_capacity.min(1 << 16)),
-            ring_capacity,
+            history: History::new(ring_capacity),
             store,
             epoch,
             engine,
-            rebuild,
+            gate: DurableGate::new(rebuild, metrics.clone()),
             metrics,
             published,
-            failing: false,
             events_this_second: 0,
             snapshots,
         }
@@ -131,7 +86,7 @@ impl Publisher {
                     Some(PublisherMsg::Item(item)) => self.publish(item).await,
                     Some(PublisherMsg::Rebuilt { seq }) => {
                         tracing::info!(seq, "publishing resumes after the rebuild");
-                        self.failing = false;
+                        self.gate.reopen();
                         self.published = seq;
                     }
                     None => break,
@@ -143,20 +98,8 @@ impl Publisher {
     }
 
     async fn publish(&mut self, item: PublishItem) {
-        let durable = match item.commit {
-            None => true,
-            Some(wait) => matches!(wait.await, Ok(Ok(()))),
-        };
-        if !durable && !self.failing {
-            tracing::error!(
-                first = item.events.first().map(|e| e.0),
-                "journal commit failed: refusing until the engine rebuilds"
-            );
-            self.metrics.storage_errors.inc();
-            self.failing = true;
-            self.rebuild.raise();
-        }
-        if self.failing {
+        let first = item.events.first().map(|e| e.0);
+        if !self.gate.admit(item.commit, first).await {
             for step in item.steps {
                 self.refuse(step);
             }
@@ -210,12 +153,7 @@ impl Publisher {
             let topic = Topic::Task(task_id.clone());
             self.router.remove_unprivileged(&topic, &self.metrics);
         }
-        if self.ring.len() == self.ring_capacity {
-            self.ring.pop_front();
-        }
-        if self.ring_capacity > 0 {
-            self.ring.push_back((seq, event.clone()));
-        }
+        self.history.push(seq, event);
         self.published = seq;
         self.events_this_second += 1;
         self.metrics.events_published.inc();
@@ -251,10 +189,7 @@ impl Publisher {
             } => {
                 self.router.remove(conn.id(), &topic, &self.metrics);
                 if let Some(id) = id {
-                    conn.send(ok_frame(
-                        id,
-                        serde_json::to_value(Empty {}).expect("{} serializes"),
-                    ));
+                    conn.send(ok_empty_frame(id));
                 }
             }
             Step::Disconnected { conn } => self.router.remove_conn(conn, &self.metrics),
@@ -283,10 +218,7 @@ impl Publisher {
             } => {
                 self.router.remove(conn.id(), &topic, &self.metrics);
                 if let Some(id) = id {
-                    conn.send(ok_frame(
-                        id,
-                        serde_json::to_value(Empty {}).expect("{} serializes"),
-                    ));
+                    conn.send(ok_empty_frame(id));
                 }
             }
             Step::Disconnected { conn } => self.router.remove_conn(conn, &self.metrics),
@@ -396,16 +328,8 @@ impl Publisher {
         if since == upto {
             return Some(Vec::new());
         }
-        if let Some((first, _)) = self.ring.front()
-            && *first <= since + 1
-        {
-            return Some(
-                self.ring
-                    .iter()
-                    .filter(|(s, _)| *s > since && *s <= upto)
-                    .cloned()
-                    .collect(),
-            );
+        if self.history.covers(since) {
+            return Some(self.history.range(since, upto).cloned().collect());
         }
         let mut events = Vec::new();
         let mut after = since;
@@ -445,30 +369,5 @@ impl Publisher {
         };
         self.router
             .fan_out(self.published, &delivery, &self.metrics);
-    }
-}
-
-/// Feeds the publisher the open-task counts once a second, for `stats`, until `stop` fires.
-pub async fn stats_ticker(
-    engine: EngineHandle,
-    tx: mpsc::Sender<UrgencyCounts>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
-        }
-        let Some(counts) = engine.query(|e| e.state().open_by_urgency).await else {
-            if tx.is_closed() {
-                return;
-            }
-            continue;
-        };
-        if tx.send(counts).await.is_err() {
-            return;
-        }
     }
 }

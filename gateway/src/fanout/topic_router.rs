@@ -4,12 +4,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use axum::extract::ws::Utf8Bytes;
 use gavel_engine::routing::{Audience, Delivery};
-use gavel_protocol::event::Event as WireEvent;
 use gavel_protocol::{Cents, FeedFilter, Seq, TaskId, Topic, Urgency};
-use serde::Serialize;
 
+use crate::fanout::frames::encode_event;
 use crate::fanout::outbox::{ConnHandle, ConnId};
 use crate::metrics::Metrics;
 
@@ -35,27 +33,6 @@ pub struct Router {
     conns: HashMap<ConnId, HashSet<Topic>>,
     /// Feed attributes of every task, for filtered `feed` subscribers.
     pub task_meta: HashMap<TaskId, FeedMeta>,
-}
-
-/// An event frame, serialized straight from borrowed parts (no copy of the event).
-#[derive(Serialize)]
-struct EventFrameRef<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    topic: &'a Topic,
-    seq: Seq,
-    event: &'a WireEvent,
-}
-
-/// Encodes one event frame.
-pub fn encode_event(topic: &Topic, seq: Seq, event: &WireEvent) -> Utf8Bytes {
-    let frame = EventFrameRef {
-        kind: "event",
-        topic,
-        seq,
-        event,
-    };
-    Utf8Bytes::from(serde_json::to_string(&frame).expect("wire events always serialize"))
 }
 
 impl Router {

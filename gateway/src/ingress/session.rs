@@ -11,13 +11,12 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
 use gavel_engine::{Actor, Command, Rejection, Request};
 use gavel_protocol::command::Command as WireCommand;
-use gavel_protocol::views::Empty;
 use gavel_protocol::{Claims, CloseCode, ErrorCode, parse_client_frame};
 use tracing::Instrument;
 
 use crate::app::AppState;
+use crate::durability::replies::{error_frame, ok_empty_frame};
 use crate::fanout::outbox::{ConnHandle, Outbox, connection};
-use crate::fanout::publisher::{error_frame, ok_frame};
 use crate::sequencer::engine_task::unavailable;
 use crate::sequencer::messages::{EngineMsg, ReplyTo, SubscribeRequest};
 
@@ -196,10 +195,7 @@ impl Session {
         match frame.command {
             WireCommand::Ping => {
                 if let Some(id) = id {
-                    self.handle.send(ok_frame(
-                        id,
-                        serde_json::to_value(Empty {}).expect("{} serializes"),
-                    ));
+                    self.handle.send(ok_empty_frame(id));
                 }
             }
             WireCommand::Subscribe(s) => {
