@@ -413,13 +413,19 @@ impl Client {
         }
     }
 
-    /// Every event frame (not `stats`) that arrives before the reply to a `ping` sent now —
-    /// that is, everything already queued for this connection. Panics on any other frame.
+    /// Every event frame (not `stats`) published before a barrier sent now — that is, every
+    /// event of every batch the engine decided before it. Panics on any other frame.
+    ///
+    /// The barrier is an `unsubscribe` of a topic this connection never had: it travels the
+    /// same path as events (engine task → durable → publisher), so its reply is queued after
+    /// every event already decided. A `ping` would not do: the session answers it at once,
+    /// ahead of events still in the pipeline.
     pub async fn drain_events(&mut self) -> Vec<Value> {
         use std::sync::atomic::{AtomicU64, Ordering};
         static N: AtomicU64 = AtomicU64::new(0);
         let id = format!("drain-{}", N.fetch_add(1, Ordering::Relaxed));
-        let reply = self.request(&id, json!({"type": "ping"})).await;
+        let barrier = json!({"type": "unsubscribe", "topic": "coach:zz-drain-barrier"});
+        let reply = self.request(&id, barrier).await;
         assert_eq!(reply["type"], "ok", "{reply}");
         let frames = std::mem::take(&mut self.backlog);
         frames
