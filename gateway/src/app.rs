@@ -12,16 +12,16 @@ use axum::serve::ListenerExt as _;
 use gavel_engine::{Engine, EngineConfig};
 use gavel_storage::{JournalHandle, Store, WriterStats, recover};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::cli::config::{Limits, ServerConfig};
 use crate::fanout::outbox::{ConnHandle, ConnId, ConnIds};
-use crate::fanout::publisher::Publisher;
+use crate::fanout::publisher::{Publisher, SubscriptionLimits};
 use crate::fanout::stats::stats_ticker;
 use crate::fanout::topic_router::FeedMeta;
 use crate::ingress::auth::JwtKeys;
-use crate::ingress::rate_limit::CommandRateLimiter;
+use crate::ingress::rate_limit::UserRateLimiter;
 use crate::metrics::Metrics;
 use crate::replica::snapshotter::{self, SnapshotPolicy};
 use crate::sequencer::clock::EngineClock;
@@ -54,7 +54,11 @@ pub struct AppState {
     pub keys: JwtKeys,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
-    pub rate_limiter: CommandRateLimiter,
+    pub rate_limiter: UserRateLimiter,
+    pub subscribe_limiter: UserRateLimiter,
+    /// One permit per open WebSocket connection (`[limits] max_connections`), taken before
+    /// the upgrade and held by the session.
+    pub connection_permits: Arc<Semaphore>,
     pub conn_ids: ConnIds,
     pub connections: Mutex<HashMap<ConnId, ConnHandle>>,
     pub store: Store,
@@ -132,7 +136,11 @@ impl Server {
             epoch: epoch.clone(),
         };
         let (engine_handle, engine_task) = actor.spawn();
-        let publisher = Publisher::new(
+        let subscription_limits = SubscriptionLimits {
+            max_subscriptions: options.config.limits.max_subscriptions,
+            max_replay_events: options.config.limits.max_replay_events,
+        };
+        let (publisher, catch_up_rx) = Publisher::new(
             store.clone(),
             epoch.clone(),
             engine_handle.downgrade(),
@@ -142,21 +150,28 @@ impl Server {
             seq,
             task_meta,
             snapshots,
+            subscription_limits,
         );
         let (stats_tx, stats_rx) = mpsc::channel(4);
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(stats_ticker(
             engine_handle.clone(),
+            clock,
             stats_tx,
             stopped.clone(),
         ));
-        let publisher_task = tokio::spawn(publisher.run(publish_rx, stats_rx));
+        let publisher_task = tokio::spawn(publisher.run(publish_rx, catch_up_rx, stats_rx));
         let limits = options.config.limits.clone();
         let state = Arc::new(AppState {
             engine: engine_handle,
             keys: JwtKeys::new(&options.jwt_secret),
             metrics,
-            rate_limiter: CommandRateLimiter::new(limits.commands_per_minute, limits.command_burst),
+            rate_limiter: UserRateLimiter::new(limits.commands_per_minute, limits.command_burst),
+            subscribe_limiter: UserRateLimiter::new(
+                limits.subscribes_per_minute,
+                limits.subscribe_burst,
+            ),
+            connection_permits: Arc::new(Semaphore::new(limits.max_connections)),
             limits,
             conn_ids: ConnIds::default(),
             connections: Mutex::new(HashMap::new()),
@@ -222,7 +237,10 @@ async fn serve(
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tokio::select! {
-                _ = tick.tick() => limiter_state.rate_limiter.forget_idle(),
+                _ = tick.tick() => {
+                    limiter_state.rate_limiter.forget_idle();
+                    limiter_state.subscribe_limiter.forget_idle();
+                }
                 _ = stopped.changed() => return,
             }
         }

@@ -14,7 +14,7 @@ pub struct Metrics {
     pub subscriptions: IntGaugeVec,
     pub commands: IntCounterVec,
     pub command_durable_seconds: HistogramVec,
-    pub event_delivered_seconds: Histogram,
+    pub event_enqueued_seconds: Histogram,
     pub journal_batch_events: Histogram,
     pub command_queue_depth: IntGauge,
     pub journal_queue_depth: IntGauge,
@@ -26,6 +26,10 @@ pub struct Metrics {
     pub events_published: IntCounter,
     pub snapshot_write_seconds: Histogram,
     pub snapshots_written: IntCounter,
+    pub connections_refused: IntCounter,
+    pub write_timeouts: IntCounter,
+    pub catch_ups: IntGauge,
+    pub replayed_events: IntCounter,
 }
 
 impl Metrics {
@@ -57,9 +61,9 @@ impl Metrics {
                 &["type"],
             )
             .unwrap(),
-            event_delivered_seconds: Histogram::with_opts(
+            event_enqueued_seconds: Histogram::with_opts(
                 HistogramOpts::new(
-                    "event_delivered_seconds",
+                    "event_enqueued_seconds",
                     "from an event being decided to its frames being queued to every subscriber",
                 )
                 .buckets(latency()),
@@ -118,6 +122,26 @@ impl Metrics {
             )
             .unwrap(),
             snapshots_written: IntCounter::new("snapshots_written_total", "snapshots written to storage").unwrap(),
+            connections_refused: IntCounter::new(
+                "connections_refused_total",
+                "upgrades refused with 503 at [limits] max_connections",
+            )
+            .unwrap(),
+            write_timeouts: IntCounter::new(
+                "write_timeouts_total",
+                "connections closed because a write took over [limits] write_timeout_secs",
+            )
+            .unwrap(),
+            catch_ups: IntGauge::new(
+                "catch_ups",
+                "resumes being replayed from the journal at their client's pace",
+            )
+            .unwrap(),
+            replayed_events: IntCounter::new(
+                "replayed_events_total",
+                "event frames sent by resumes (history ring or journal)",
+            )
+            .unwrap(),
             registry,
         };
         for c in [
@@ -125,7 +149,7 @@ impl Metrics {
             Box::new(m.subscriptions.clone()),
             Box::new(m.commands.clone()),
             Box::new(m.command_durable_seconds.clone()),
-            Box::new(m.event_delivered_seconds.clone()),
+            Box::new(m.event_enqueued_seconds.clone()),
             Box::new(m.journal_batch_events.clone()),
             Box::new(m.command_queue_depth.clone()),
             Box::new(m.journal_queue_depth.clone()),
@@ -137,6 +161,10 @@ impl Metrics {
             Box::new(m.events_published.clone()),
             Box::new(m.snapshot_write_seconds.clone()),
             Box::new(m.snapshots_written.clone()),
+            Box::new(m.connections_refused.clone()),
+            Box::new(m.write_timeouts.clone()),
+            Box::new(m.catch_ups.clone()),
+            Box::new(m.replayed_events.clone()),
         ] {
             m.registry.register(c).expect("metric names are unique");
         }

@@ -12,6 +12,11 @@
 //! [limits]
 //! commands_per_minute = 100
 //! command_burst = 20
+//! write_timeout_secs = 10
+//! max_subscriptions = 64
+//! subscribes_per_minute = 120
+//! max_connections = 50000
+//! max_replay_events = 100000
 //!
 //! [retention]
 //! final_task_minutes = 60
@@ -78,6 +83,20 @@ pub struct Limits {
     pub ping_interval_secs: u64,
     /// Seconds of silence after which a connection is closed.
     pub idle_timeout_secs: u64,
+    /// Seconds a write to one socket may take; a client that stops reading is closed with
+    /// 4008 after this and its memory released (contract §13).
+    pub write_timeout_secs: u64,
+    /// Topics one connection may hold at once; one more is `CONFLICT`.
+    pub max_subscriptions: usize,
+    /// Sustained `subscribe` frames per user per minute (a budget of their own, apart from
+    /// commands), with bursts of `subscribe_burst` so a reconnect can resubscribe at once.
+    pub subscribes_per_minute: u32,
+    pub subscribe_burst: u32,
+    /// Open WebSocket connections per node; beyond it the upgrade is refused with HTTP 503.
+    pub max_connections: usize,
+    /// Events of a topic a `since` resume may replay; further behind gets a fresh snapshot
+    /// with `reset: true`.
+    pub max_replay_events: u64,
 }
 
 impl Default for Limits {
@@ -91,6 +110,12 @@ impl Default for Limits {
             bad_frame_window_secs: 10,
             ping_interval_secs: 20,
             idle_timeout_secs: 60,
+            write_timeout_secs: 10,
+            max_subscriptions: 64,
+            subscribes_per_minute: 120,
+            subscribe_burst: 64,
+            max_connections: 50_000,
+            max_replay_events: 100_000,
         }
     }
 }
@@ -161,6 +186,17 @@ impl ServerConfig {
         if l.ping_interval_secs == 0 || l.idle_timeout_secs <= l.ping_interval_secs {
             return Err("limits: idle_timeout_secs must exceed ping_interval_secs (> 0)".into());
         }
+        if l.write_timeout_secs == 0 {
+            return Err("limits: write_timeout_secs must be at least 1".into());
+        }
+        if l.max_subscriptions == 0 || l.max_connections == 0 {
+            return Err("limits: max_subscriptions and max_connections must be at least 1".into());
+        }
+        if l.subscribes_per_minute == 0 || l.subscribe_burst == 0 {
+            return Err(
+                "limits: subscribes_per_minute and subscribe_burst must be at least 1".into(),
+            );
+        }
         Ok(())
     }
 }
@@ -177,6 +213,12 @@ mod tests {
         assert_eq!(c.limits.command_burst, 20);
         assert_eq!(c.limits.max_frame_bytes, 65536);
         assert_eq!(c.limits.read_buffer_bytes, 1024);
+        assert_eq!(c.limits.write_timeout_secs, 10);
+        assert_eq!(c.limits.max_subscriptions, 64);
+        assert_eq!(c.limits.subscribes_per_minute, 120);
+        assert_eq!(c.limits.subscribe_burst, 64);
+        assert_eq!(c.limits.max_connections, 50_000);
+        assert_eq!(c.limits.max_replay_events, 100_000);
         assert_eq!(c.retention.archive_after_ms(), Some(3_600_000));
         let keep = ServerConfig::parse("[retention]\nfinal_task_minutes = 0\n").unwrap();
         assert_eq!(keep.retention.archive_after_ms(), None);

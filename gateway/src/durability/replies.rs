@@ -6,12 +6,31 @@ use gavel_engine::{Rejection, Reply};
 use gavel_protocol::reply::{ErrorReply, OkReply};
 use gavel_protocol::views::Empty;
 use gavel_protocol::{RequestId, ServerFrame};
+use serde::Serialize;
 
 use crate::sequencer::messages::ReplyTo;
 
 /// Encodes an `ok` reply.
 pub fn ok_frame(id: RequestId, result: serde_json::Value) -> Utf8Bytes {
     let frame = ServerFrame::Ok(OkReply { id, result });
+    Utf8Bytes::from(serde_json::to_string(&frame).expect("replies serialize"))
+}
+
+/// Encodes an `ok` reply straight from a result's type (no intermediate JSON value: a large
+/// snapshot is serialized once).
+pub fn ok_value_frame<T: Serialize>(id: RequestId, result: &T) -> Utf8Bytes {
+    #[derive(Serialize)]
+    struct OkRef<'a, T> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        id: &'a RequestId,
+        result: &'a T,
+    }
+    let frame = OkRef {
+        kind: "ok",
+        id: &id,
+        result,
+    };
     Utf8Bytes::from(serde_json::to_string(&frame).expect("replies serialize"))
 }
 

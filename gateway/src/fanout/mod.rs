@@ -3,14 +3,18 @@
 //! - [`publisher`] — the pipeline's last stage: takes durable batches in order, fans their
 //!   events out, answers their commands, registers subscriptions, serves resumes.
 //! - [`topic_router`] — topics → subscribers, audience and feed filter; encodes each event once.
+//! - [`subscribe`] — the publisher's side of `subscribe`: snapshot, short resume, or a
+//!   [`catch_up`] reader that replays a long one at the client's pace and hands over exactly.
 //! - [`history`] — the ring of recent events for `since` resumes.
 //! - [`frames`] — an event encoded once into shared bytes.
 //! - [`outbox`] — one connection's bounded queue and its slow-consumer policy.
 //! - [`stats`] — the admin `stats` ticker.
 
+pub mod catch_up;
 pub mod frames;
 pub mod history;
 pub mod outbox;
 pub mod publisher;
 pub mod stats;
+pub mod subscribe;
 pub mod topic_router;

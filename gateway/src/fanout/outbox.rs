@@ -33,6 +33,8 @@ struct Shared {
     /// The close code the server decided on (0: none yet).
     close: AtomicU64,
     closing: Notify,
+    /// Woken after each batch the session writes: a catch-up reader waits on it for room.
+    written: Notify,
     metrics: Arc<Metrics>,
 }
 
@@ -53,6 +55,7 @@ pub fn connection(id: ConnId, user: UserId, metrics: Arc<Metrics>) -> (ConnHandl
         queued_bytes: AtomicUsize::new(0),
         close: AtomicU64::new(0),
         closing: Notify::new(),
+        written: Notify::new(),
         metrics,
     }));
     (handle.clone(), Outbox { rx, handle })
@@ -87,6 +90,59 @@ impl ConnHandle {
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Queues a reply that may exceed the byte budget on its own — a snapshot of any size
+    /// (contract §13). It still counts toward the budget, so events behind a huge snapshot
+    /// find the queue full sooner; the write timeout ends a client that never reads it.
+    pub fn send_large(&self, frame: Utf8Bytes) -> bool {
+        if self.0.close.load(Ordering::Acquire) != 0 {
+            return false;
+        }
+        let len = frame.as_str().len();
+        self.0.queued_bytes.fetch_add(len, Ordering::AcqRel);
+        match self.0.tx.try_send(frame) {
+            Ok(()) => true,
+            Err(e) => {
+                self.0.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                    self.slow_consumer();
+                }
+                false
+            }
+        }
+    }
+
+    /// Frames queued and not yet taken by the session.
+    pub fn queued_frames(&self) -> usize {
+        QUEUE_FRAMES - self.0.tx.capacity()
+    }
+
+    /// Whether the queue is under half full (frames and bytes): a catch-up reader sends only
+    /// then, so a resume never fills the queue and never counts as a slow consumer.
+    pub fn has_room(&self) -> bool {
+        self.queued_frames() < QUEUE_FRAMES / 2
+            && self.0.queued_bytes.load(Ordering::Acquire) < QUEUE_BYTES / 2
+    }
+
+    /// Waits until the queue has drained to a quarter (frames and bytes); `false` when the
+    /// connection closed. A resume is thus sent at the speed the client reads.
+    pub async fn wait_for_room(&self) -> bool {
+        loop {
+            let written = self.0.written.notified();
+            tokio::pin!(written);
+            written.as_mut().enable();
+            if self.is_closed() {
+                return false;
+            }
+            if self.queued_frames() <= QUEUE_FRAMES / 4
+                && self.0.queued_bytes.load(Ordering::Acquire) <= QUEUE_BYTES / 4
+            {
+                return true;
+            }
+            // The session wakes us after every write; the timeout is a backstop only.
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(250), written).await;
         }
     }
 
@@ -144,6 +200,11 @@ impl Outbox {
             .0
             .queued_bytes
             .fetch_sub(frame.as_str().len(), Ordering::AcqRel);
+    }
+
+    /// Called by the session after each write: wakes a catch-up reader waiting for room.
+    pub fn written(&self) {
+        self.handle.0.written.notify_waiters();
     }
 
     /// The close code the server asked for, if any.

@@ -6,37 +6,54 @@
 //! A failed commit switches it to failing mode: every reply is `UNAVAILABLE` until the engine
 //! has rebuilt itself from the journal ([`PublisherMsg::Rebuilt`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use gavel_engine::routing::deliveries;
 use gavel_engine::{Event, EventKind};
-use gavel_protocol::views::{SubscribeResult, UrgencyCounts};
 use gavel_protocol::{ErrorCode, Seq, Topic};
 use gavel_storage::Store;
 use tokio::sync::mpsc;
 
 use crate::durability::durable_gate::DurableGate;
-use crate::durability::replies::{error_frame, ok_empty_frame, ok_frame, reply};
+use crate::durability::replies::{error_frame, ok_empty_frame, reply};
+use crate::fanout::catch_up::{self, CatchUpMsg};
 use crate::fanout::history::History;
+use crate::fanout::outbox::ConnId;
+use crate::fanout::stats::StatsTick;
 use crate::fanout::topic_router::{FeedMeta, Router};
 use crate::metrics::Metrics;
 use crate::sequencer::engine_task::{RebuildSignal, WeakEngineHandle, unavailable};
 use crate::sequencer::messages::*;
 
-/// Journal rows read per query when a resume is older than the ring.
-const JOURNAL_PAGE: u32 = 5_000;
+/// Limits the publisher enforces on subscriptions (contract §13).
+#[derive(Debug, Clone, Copy)]
+pub struct SubscriptionLimits {
+    /// Topics one connection may hold.
+    pub max_subscriptions: usize,
+    /// Events of a topic a resume may replay before it gets a fresh snapshot.
+    pub max_replay_events: u64,
+}
 
 /// The publisher task's state.
 #[derive(Debug)]
 pub struct Publisher {
-    pub router: Router,
-    pub history: History,
-    pub store: Store,
-    pub epoch: String,
-    pub engine: WeakEngineHandle,
-    pub metrics: Arc<Metrics>,
-    /// `seq` of the last published event.
-    pub published: Seq,
+    pub(super) router: Router,
+    pub(super) history: History,
+    pub(super) store: Store,
+    pub(super) epoch: String,
+    pub(super) engine: WeakEngineHandle,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) limits: SubscriptionLimits,
+    /// `seq` of the last published event (also shared with catch-up readers).
+    pub(super) published: Seq,
+    pub(super) published_shared: Arc<AtomicU64>,
+    /// Resumes being served by catch-up readers, by connection and topic: the generation of
+    /// the current one (a newer subscribe of the same topic supersedes it).
+    pub(super) catch_ups: HashMap<(ConnId, Topic), (u64, Arc<AtomicBool>)>,
+    pub(super) next_generation: u64,
+    pub(super) catch_up_tx: mpsc::Sender<CatchUpMsg>,
     gate: DurableGate,
     events_this_second: u64,
     /// Where durable batches go for the snapshot replica.
@@ -56,10 +73,12 @@ impl Publisher {
         published: Seq,
         task_meta: impl IntoIterator<Item = (gavel_protocol::TaskId, FeedMeta)>,
         snapshots: mpsc::Sender<gavel_storage::Batch>,
-    ) -> Self {
-        let mut router = Router::default();
-        router.task_meta = task_meta.into_iter().collect();
-        Publisher {
+        limits: SubscriptionLimits,
+    ) -> (Self, mpsc::Receiver<CatchUpMsg>) {
+        let router = Router::default();
+        *router.task_meta.write().expect("feed meta lock") = task_meta.into_iter().collect();
+        let (catch_up_tx, catch_up_rx) = mpsc::channel(catch_up::QUEUE);
+        let publisher = Publisher {
             router,
             history: History::new(ring_capacity),
             store,
@@ -67,10 +86,16 @@ impl Publisher {
             engine,
             gate: DurableGate::new(rebuild, metrics.clone()),
             metrics,
+            limits,
             published,
+            published_shared: Arc::new(AtomicU64::new(published)),
+            catch_ups: HashMap::new(),
+            next_generation: 0,
+            catch_up_tx,
             events_this_second: 0,
             snapshots,
-        }
+        };
+        (publisher, catch_up_rx)
     }
 
     /// Runs until the engine task is gone and every item is published. `stats` brings the
@@ -78,20 +103,22 @@ impl Publisher {
     pub async fn run(
         mut self,
         mut rx: mpsc::Receiver<PublisherMsg>,
-        mut stats: mpsc::Receiver<UrgencyCounts>,
+        mut catch_up_rx: mpsc::Receiver<CatchUpMsg>,
+        mut stats: mpsc::Receiver<StatsTick>,
     ) {
         loop {
             tokio::select! {
+                Some(msg) = catch_up_rx.recv() => self.on_catch_up(msg),
                 msg = rx.recv() => match msg {
                     Some(PublisherMsg::Item(item)) => self.publish(item).await,
                     Some(PublisherMsg::Rebuilt { seq }) => {
                         tracing::info!(seq, "publishing resumes after the rebuild");
                         self.gate.reopen();
-                        self.published = seq;
+                        self.set_published(seq);
                     }
                     None => break,
                 },
-                Some(open) = stats.recv() => self.send_stats(open),
+                Some(tick) = stats.recv() => self.send_stats(tick),
             }
         }
         tracing::info!(seq = self.published, "publisher stopped");
@@ -108,16 +135,16 @@ impl Publisher {
         let mut steps = item.steps.into_iter().peekable();
         for (seq, event) in item.events.iter() {
             while let Some(step) = steps.next_if(|s| s.after() < *seq) {
-                self.take(step).await;
+                self.take(step);
             }
             self.publish_event(*seq, event);
         }
         for step in steps {
-            self.take(step).await;
+            self.take(step);
         }
         if !item.events.is_empty() {
             self.metrics
-                .event_delivered_seconds
+                .event_enqueued_seconds
                 .observe(item.decided_at.elapsed().as_secs_f64());
             // Only durable batches reach the snapshot replica.
             let _ = self.snapshots.send(item.events).await;
@@ -131,12 +158,14 @@ impl Publisher {
                 task_type: task.task_type.clone(),
                 suggested_price: task.suggested_price,
             };
-            self.router.task_meta.insert(task.task_id.clone(), meta);
+            let mut table = self.router.task_meta.write().expect("feed meta lock");
+            table.insert(task.task_id.clone(), meta);
         }
         // An archived task gets no more events: forget what the feed filter knew of it.
         if let EventKind::TasksArchived { task_ids } = &event.kind {
+            let mut table = self.router.task_meta.write().expect("feed meta lock");
             for id in task_ids {
-                self.router.task_meta.remove(id);
+                table.remove(id);
             }
         }
         // A coach watches `task:<id>` only while it holds the task (contract §3): once it loses
@@ -154,13 +183,18 @@ impl Publisher {
             self.router.remove_unprivileged(&topic, &self.metrics);
         }
         self.history.push(seq, event);
-        self.published = seq;
+        self.set_published(seq);
         self.events_this_second += 1;
         self.metrics.events_published.inc();
     }
 
+    pub(super) fn set_published(&mut self, seq: Seq) {
+        self.published = seq;
+        self.published_shared.store(seq, Ordering::Release);
+    }
+
     /// Takes one step of a durable batch.
-    async fn take(&mut self, step: Step) {
+    fn take(&mut self, step: Step) {
         match step {
             Step::Reply {
                 reply_to,
@@ -183,16 +217,36 @@ impl Publisher {
                     .observe(received.elapsed().as_secs_f64());
                 reply(reply_to, result);
             }
-            Step::Subscribe { subscription, .. } => self.subscribe(*subscription).await,
+            Step::Subscribe { subscription, .. } => self.subscribe(*subscription),
+            step => self.take_unsubscribe(step),
+        }
+    }
+
+    /// Unsubscribes and disconnects: the same whether or not the batch is durable.
+    fn take_unsubscribe(&mut self, step: Step) {
+        match step {
             Step::Unsubscribe {
                 conn, topic, id, ..
             } => {
+                self.cancel_catch_up(conn.id(), &topic);
                 self.router.remove(conn.id(), &topic, &self.metrics);
                 if let Some(id) = id {
                     conn.send(ok_empty_frame(id));
                 }
             }
-            Step::Disconnected { conn } => self.router.remove_conn(conn, &self.metrics),
+            Step::Disconnected { conn } => {
+                self.catch_ups.retain(|(c, _), (_, cancelled)| {
+                    let keep = *c != conn;
+                    if !keep {
+                        cancelled.store(true, Ordering::Release);
+                    }
+                    keep
+                });
+                self.router.remove_conn(conn, &self.metrics);
+            }
+            Step::Reply { .. } | Step::Subscribe { .. } => {
+                unreachable!("replies and subscribes are taken by their own paths")
+            }
         }
     }
 
@@ -213,147 +267,19 @@ impl Publisher {
                 let SubscribeRequest { conn, id, .. } = subscription.request;
                 conn.send(error_frame(id, &refusal(), None));
             }
-            Step::Unsubscribe {
-                conn, topic, id, ..
-            } => {
-                self.router.remove(conn.id(), &topic, &self.metrics);
-                if let Some(id) = id {
-                    conn.send(ok_empty_frame(id));
-                }
-            }
-            Step::Disconnected { conn } => self.router.remove_conn(conn, &self.metrics),
+            step => self.take_unsubscribe(step),
         }
-    }
-
-    /// Answers a subscription and registers it: a snapshot, or the events after `since`
-    /// (from the ring, or the journal when older), then live events.
-    async fn subscribe(&mut self, sub: Subscription) {
-        let Subscription {
-            request,
-            privileged,
-            seq,
-            snapshot,
-            reset,
-        } = sub;
-        let conn = request.conn.clone();
-        let result = match snapshot {
-            Some(snapshot) => SubscribeResult {
-                topic: request.topic.clone(),
-                epoch: self.epoch.clone(),
-                seq,
-                snapshot: Some(snapshot),
-                reset: reset.then_some(true),
-            },
-            None => {
-                let since = request.since.expect("a resume has since");
-                match self.replay_events(since, seq).await {
-                    Some(events) => {
-                        self.answer_subscribe(
-                            &request,
-                            SubscribeResult {
-                                topic: request.topic.clone(),
-                                epoch: self.epoch.clone(),
-                                seq: since,
-                                snapshot: None,
-                                reset: None,
-                            },
-                        );
-                        for (s, event) in &events {
-                            for delivery in deliveries(event)
-                                .iter()
-                                .filter(|d| d.topic == request.topic)
-                            {
-                                if !self.router.replay_to(
-                                    &conn,
-                                    privileged,
-                                    request.filter.as_ref(),
-                                    *s,
-                                    delivery,
-                                ) {
-                                    return;
-                                }
-                            }
-                        }
-                        self.router.add(
-                            request.topic.clone(),
-                            conn,
-                            privileged,
-                            request.filter.clone(),
-                            &self.metrics,
-                        );
-                        return;
-                    }
-                    None => {
-                        // Not replayable (or the journal failed): ask the engine for a snapshot.
-                        let retry = SubscribeRequest {
-                            resume_failed: true,
-                            ..request
-                        };
-                        if let Err(refused) = self.engine.try_send(EngineMsg::Subscribe(retry))
-                            && let EngineMsg::Subscribe(r) = *refused
-                        {
-                            r.conn.send(error_frame(
-                                r.id,
-                                &unavailable("the server is busy; retry"),
-                                None,
-                            ));
-                        }
-                        return;
-                    }
-                }
-            }
-        };
-        self.answer_subscribe(&request, result);
-        self.router.add(
-            request.topic.clone(),
-            conn,
-            privileged,
-            request.filter.clone(),
-            &self.metrics,
-        );
-    }
-
-    fn answer_subscribe(&self, request: &SubscribeRequest, result: SubscribeResult) {
-        if let Some(id) = &request.id {
-            let value = serde_json::to_value(&result).expect("subscribe results serialize");
-            request.conn.send(ok_frame(id.clone(), value));
-        }
-    }
-
-    /// Every event in `(since, upto]`, or `None` when they cannot all be had.
-    async fn replay_events(&self, since: Seq, upto: Seq) -> Option<Vec<(Seq, Event)>> {
-        if since > upto {
-            return None;
-        }
-        if since == upto {
-            return Some(Vec::new());
-        }
-        if self.history.covers(since) {
-            return Some(self.history.range(since, upto).cloned().collect());
-        }
-        let mut events = Vec::new();
-        let mut after = since;
-        while after < upto {
-            let page = self.store.read_after(after, JOURNAL_PAGE).await.ok()?;
-            let last = page.last()?;
-            after = last.seq;
-            for row in page.into_iter().filter(|r| r.seq <= upto) {
-                events.push((row.seq, row.decode().ok()?));
-            }
-        }
-        (events.len() as u64 == upto - since).then_some(events)
     }
 
     /// The admin `stats` event (not journaled: it carries the last event's `seq`).
-    fn send_stats(&mut self, open_tasks: UrgencyCounts) {
+    fn send_stats(&mut self, StatsTick { open_tasks, now }: StatsTick) {
         let per_sec = std::mem::take(&mut self.events_this_second);
         if !self.router.has_subscribers(&Topic::Admin) {
             return;
         }
         let event = gavel_protocol::Event {
-            at: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            // Engine time, like every other event's `at` (contract §8).
+            at: now,
             task_id: None,
             payload: gavel_protocol::EventPayload::Stats {
                 connections: self.metrics.connections.get().max(0) as u64,

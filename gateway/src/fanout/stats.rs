@@ -3,15 +3,27 @@
 
 use std::time::Duration;
 
+use gavel_protocol::Millis;
 use gavel_protocol::views::UrgencyCounts;
 use tokio::sync::mpsc;
 
+use crate::sequencer::clock::EngineClock;
 use crate::sequencer::engine_task::EngineHandle;
+
+/// What the ticker hands the publisher each second.
+#[derive(Debug, Clone, Copy)]
+pub struct StatsTick {
+    pub open_tasks: UrgencyCounts,
+    /// Engine time now: `stats` carries engine time like every event (with `--time-scale`
+    /// it runs ahead of the wall clock).
+    pub now: Millis,
+}
 
 /// Feeds the publisher the open-task counts once a second, for `stats`, until `stop` fires.
 pub async fn stats_ticker(
     engine: EngineHandle,
-    tx: mpsc::Sender<UrgencyCounts>,
+    clock: EngineClock,
+    tx: mpsc::Sender<StatsTick>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -21,13 +33,17 @@ pub async fn stats_ticker(
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        let Some(counts) = engine.query(|e| e.state().open_by_urgency).await else {
+        let Some(open_tasks) = engine.query(|e| e.state().open_by_urgency).await else {
             if tx.is_closed() {
                 return;
             }
             continue;
         };
-        if tx.send(counts).await.is_err() {
+        let tick = StatsTick {
+            open_tasks,
+            now: clock.now(),
+        };
+        if tx.send(tick).await.is_err() {
             return;
         }
     }

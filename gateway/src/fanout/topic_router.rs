@@ -3,6 +3,9 @@
 //! whose queue is full is closed (4008) and forgotten, so it never slows the others.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+use axum::extract::ws::Utf8Bytes;
 
 use gavel_engine::routing::{Audience, Delivery};
 use gavel_protocol::{Cents, FeedFilter, Seq, TaskId, Topic, Urgency};
@@ -19,11 +22,23 @@ pub struct FeedMeta {
     pub suggested_price: Cents,
 }
 
+/// Feed attributes of every task in memory, for filtered `feed` subscribers. Written by the
+/// publisher (on `task.opened`, and when tasks are archived), read by it on every fan-out and
+/// by catch-up readers filtering replayed events.
+pub type FeedMetaTable = Arc<RwLock<HashMap<TaskId, FeedMeta>>>;
+
+/// Most live frames held for a subscription whose resume is finishing (see
+/// [`Router::add_buffering`]); more means the client reads slower than events arrive.
+pub const HANDOVER_BUFFER_FRAMES: usize = 1024;
+
 #[derive(Debug)]
 struct Subscriber {
     conn: ConnHandle,
     privileged: bool,
     filter: Option<FeedFilter>,
+    /// `Some` while a catch-up reader finishes the replay: live frames wait here, in order,
+    /// until the replay has reached the position the subscription was added at.
+    held: Option<Vec<Utf8Bytes>>,
 }
 
 /// Subscriptions by topic, and by connection (for cleanup).
@@ -31,8 +46,27 @@ struct Subscriber {
 pub struct Router {
     topics: HashMap<Topic, HashMap<ConnId, Subscriber>>,
     conns: HashMap<ConnId, HashSet<Topic>>,
-    /// Feed attributes of every task, for filtered `feed` subscribers.
-    pub task_meta: HashMap<TaskId, FeedMeta>,
+    pub task_meta: FeedMetaTable,
+}
+
+/// Whether a delivery passes a subscriber's view: its audience and its feed filter.
+/// `meta` is what the filter knows of the delivery's task (a task it knows nothing of
+/// passes: better an extra event than a gap).
+pub fn passes(
+    privileged: bool,
+    filter: Option<&FeedFilter>,
+    delivery: &Delivery,
+    meta: Option<&FeedMeta>,
+) -> bool {
+    if delivery.audience == Audience::Privileged && !privileged {
+        return false;
+    }
+    match filter {
+        Some(filter) => {
+            meta.is_none_or(|m| filter.matches(m.urgency, &m.task_type, m.suggested_price))
+        }
+        None => true,
+    }
 }
 
 impl Router {
@@ -57,6 +91,7 @@ impl Router {
                     conn,
                     privileged,
                     filter,
+                    held: None,
                 },
             )
             .is_none();
@@ -130,60 +165,84 @@ impl Router {
         self.topics.values().map(|s| s.len() as u64).sum()
     }
 
-    /// Whether a delivery passes a subscriber's view: its audience and its feed filter.
-    fn passes(&self, sub: &Subscriber, delivery: &Delivery) -> bool {
-        if delivery.audience == Audience::Privileged && !sub.privileged {
-            return false;
-        }
-        match (&sub.filter, &delivery.event.task_id) {
-            (Some(filter), Some(task_id)) => self
-                .task_meta
-                .get(task_id)
-                .is_none_or(|m| filter.matches(m.urgency, &m.task_type, m.suggested_price)),
-            _ => true,
-        }
-    }
-
-    /// Sends one delivery to every subscriber of its topic that may see it.
+    /// Sends one delivery to every subscriber of its topic that may see it (or holds it for
+    /// a subscription whose resume is finishing).
     pub fn fan_out(&mut self, seq: Seq, delivery: &Delivery, metrics: &Metrics) {
-        let Some(subs) = self.topics.get(&delivery.topic) else {
+        let Some(subs) = self.topics.get_mut(&delivery.topic) else {
             return;
         };
+        let table = self.task_meta.read().expect("feed meta lock");
+        let meta = delivery.event.task_id.as_ref().and_then(|id| table.get(id));
         let mut frame = None;
         let mut gone = Vec::new();
-        for (id, sub) in subs {
-            if !self.passes(sub, delivery) {
+        for (id, sub) in subs.iter_mut() {
+            if !passes(sub.privileged, sub.filter.as_ref(), delivery, meta) {
                 continue;
             }
             let bytes = frame
                 .get_or_insert_with(|| encode_event(&delivery.topic, seq, &delivery.event))
                 .clone();
-            if !sub.conn.send(bytes) {
+            let delivered = match &mut sub.held {
+                Some(held) if held.len() < HANDOVER_BUFFER_FRAMES => {
+                    held.push(bytes);
+                    true
+                }
+                Some(_) => {
+                    metrics.slow_consumer_closes.inc();
+                    sub.conn.close(gavel_protocol::CloseCode::SlowConsumer);
+                    false
+                }
+                None => sub.conn.send(bytes),
+            };
+            if !delivered {
                 gone.push(*id);
             }
         }
+        drop(table);
         for id in gone {
             self.remove_conn(id, metrics);
         }
     }
 
-    /// Sends a resume's replayed deliveries to one connection only.
-    pub fn replay_to(
-        &self,
-        conn: &ConnHandle,
+    /// Adds a subscription whose live frames are held until [`Router::release`]: a catch-up
+    /// reader is still sending the events up to now.
+    pub fn add_buffering(
+        &mut self,
+        topic: Topic,
+        conn: ConnHandle,
         privileged: bool,
-        filter: Option<&FeedFilter>,
-        seq: Seq,
-        delivery: &Delivery,
-    ) -> bool {
-        let sub = Subscriber {
-            conn: conn.clone(),
-            privileged,
-            filter: filter.cloned(),
-        };
-        if !self.passes(&sub, delivery) {
-            return true;
+        filter: Option<FeedFilter>,
+        metrics: &Metrics,
+    ) {
+        let id = conn.id();
+        self.add(topic.clone(), conn, privileged, filter, metrics);
+        if let Some(sub) = self.topics.get_mut(&topic).and_then(|s| s.get_mut(&id)) {
+            sub.held = Some(Vec::new());
         }
-        conn.send(encode_event(&delivery.topic, seq, &delivery.event))
+    }
+
+    /// The replay has caught up: the held frames go out, and the subscription is live.
+    pub fn release(&mut self, conn: ConnId, topic: &Topic, metrics: &Metrics) {
+        let Some(sub) = self.topics.get_mut(topic).and_then(|s| s.get_mut(&conn)) else {
+            return;
+        };
+        let held = sub.held.take().unwrap_or_default();
+        let handle = sub.conn.clone();
+        for frame in held {
+            if !handle.send(frame) {
+                self.remove_conn(conn, metrics);
+                return;
+            }
+        }
+    }
+
+    /// Whether `conn` holds `topic`.
+    pub fn is_subscribed(&self, conn: ConnId, topic: &Topic) -> bool {
+        self.conns.get(&conn).is_some_and(|t| t.contains(topic))
+    }
+
+    /// The topics `conn` holds.
+    pub fn topics_of(&self, conn: ConnId) -> impl Iterator<Item = &Topic> {
+        self.conns.get(&conn).into_iter().flatten()
     }
 }

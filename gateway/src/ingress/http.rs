@@ -94,6 +94,19 @@ async fn websocket(
     if *state.shutting_down.borrow() {
         return http_error(ErrorCode::Unavailable, "shutting down", None);
     }
+    // The permit is taken before the upgrade, so a node at its limit refuses with 503 before
+    // any WebSocket frame; the session holds it until the connection ends.
+    let Ok(permit) = state.connection_permits.clone().try_acquire_owned() else {
+        state.metrics.connections_refused.inc();
+        return http_error(
+            ErrorCode::Unavailable,
+            format!(
+                "this node holds its maximum of {} connections; retry on another node or later",
+                state.limits.max_connections
+            ),
+            None,
+        );
+    };
     let limits = &state.limits;
     upgrade
         // Small buffers keep idle connections cheap (tungstenite's defaults are 128 KiB each).
@@ -101,10 +114,13 @@ async fn websocket(
         // Frames queued for a connection are fed into this buffer and written with one
         // syscall at the flush that ends each batch (0 would write every frame on its own).
         .write_buffer_size(WRITE_BATCH_BYTES)
-        .max_write_buffer_size(limits.max_frame_bytes * 4)
+        // No cap of tungstenite's own on what the server sends: a snapshot of any size must
+        // go out (contract §13). What bounds a connection's memory is its outbox (frames and
+        // bytes) and the write timeout, which closes a client that stops reading.
+        .max_write_buffer_size(usize::MAX)
         .max_message_size(limits.max_frame_bytes)
         .max_frame_size(limits.max_frame_bytes)
-        .on_upgrade(move |socket| crate::ingress::session::run(socket, claims, state))
+        .on_upgrade(move |socket| crate::ingress::session::run(socket, claims, state, permit))
 }
 
 /// Bytes of queued frames gathered into one socket write (the session flushes after each batch

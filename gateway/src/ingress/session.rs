@@ -12,6 +12,7 @@ use futures_util::SinkExt;
 use gavel_engine::{Actor, Command, Rejection, Request};
 use gavel_protocol::command::Command as WireCommand;
 use gavel_protocol::{Claims, CloseCode, ErrorCode, parse_client_frame};
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 use crate::app::AppState;
@@ -24,7 +25,12 @@ use crate::sequencer::messages::{EngineMsg, ReplyTo, SubscribeRequest};
 const MAX_FRAMES_PER_FLUSH: usize = 256;
 
 /// Serves one upgraded connection until it closes.
-pub async fn run(socket: WebSocket, claims: Claims, state: Arc<AppState>) {
+pub async fn run(
+    socket: WebSocket,
+    claims: Claims,
+    state: Arc<AppState>,
+    permit: OwnedSemaphorePermit,
+) {
     let id = state.conn_ids.next();
     let span = tracing::info_span!("conn", id, user = %claims.sub, role = %claims.role);
     async move {
@@ -51,6 +57,7 @@ pub async fn run(socket: WebSocket, claims: Claims, state: Arc<AppState>) {
             .remove(&id);
         state.metrics.connections.dec();
         let _ = state.engine.try_send(EngineMsg::Disconnected { conn: id });
+        drop(permit);
     }
     .instrument(span)
     .await
@@ -68,6 +75,7 @@ impl Session {
     /// The connection's loop; returns the close code sent, if any.
     async fn serve(&mut self, mut socket: WebSocket, mut outbox: Outbox, exp: u64) -> Option<u16> {
         let limits = self.state.limits.clone();
+        let write_timeout = Duration::from_secs(limits.write_timeout_secs);
         let mut ping = tokio::time::interval(Duration::from_secs(limits.ping_interval_secs));
         ping.tick().await;
         let mut last_heard = Instant::now();
@@ -80,11 +88,11 @@ impl Session {
             tokio::select! {
                 biased;
                 frame = outbox.recv() => match frame {
-                    Some(first) => {
-                        if write_all(&mut socket, first, &mut outbox).await.is_err() {
-                            break None;
-                        }
-                    }
+                    Some(first) => match tokio::time::timeout(write_timeout, write_all(&mut socket, first, &mut outbox)).await {
+                        Ok(Ok(())) => outbox.written(),
+                        Ok(Err(_)) => break None,
+                        Err(_) => return self.write_timed_out(),
+                    },
                     None => break outbox.close_code(),
                 },
                 incoming = socket.recv() => {
@@ -116,8 +124,10 @@ impl Session {
                     if last_heard.elapsed() > Duration::from_secs(limits.idle_timeout_secs) {
                         break Some(1000);
                     }
-                    if socket.send(Message::Ping(Default::default())).await.is_err() {
-                        break None;
+                    match tokio::time::timeout(write_timeout, socket.send(Message::Ping(Default::default()))).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break None,
+                        Err(_) => return self.write_timed_out(),
                     }
                 }
                 () = &mut expires => break Some(CloseCode::TokenExpired.code()),
@@ -152,6 +162,17 @@ impl Session {
             .await;
         }
         close_code
+    }
+
+    /// A write did not complete within `write_timeout_secs`: the client stopped reading and
+    /// its socket buffer is full. No close frame can get through a full socket, so the
+    /// connection is dropped at once (4008 is what it counts as) and its queue freed.
+    fn write_timed_out(&self) -> Option<u16> {
+        tracing::debug!("write timed out: closing as a slow consumer");
+        self.state.metrics.write_timeouts.inc();
+        self.state.metrics.slow_consumer_closes.inc();
+        self.handle.close(CloseCode::SlowConsumer);
+        Some(CloseCode::SlowConsumer.code())
     }
 
     /// Records a bad frame; `true` when the policy says close.
@@ -199,6 +220,16 @@ impl Session {
                 }
             }
             WireCommand::Subscribe(s) => {
+                if let Err(wait_ms) = self.state.subscribe_limiter.check(&self.actor.user) {
+                    self.state.metrics.rate_limited.inc();
+                    let rejection = Rejection {
+                        code: ErrorCode::RateLimited,
+                        message: "too many subscribes; slow down".into(),
+                        field: None,
+                    };
+                    self.handle.send(error_frame(id, &rejection, Some(wait_ms)));
+                    return None;
+                }
                 let request = SubscribeRequest {
                     actor: self.actor.clone(),
                     topic: s.topic,
