@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::serve::ListenerExt as _;
 use gavel_engine::{Engine, EngineConfig};
-use gavel_storage::{JournalHandle, Store, WriterStats, recover};
+use gavel_storage::{AppendFaults, JournalHandle, Store, WriterStats, recover};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -25,8 +25,9 @@ use crate::ingress::rate_limit::UserRateLimiter;
 use crate::metrics::Metrics;
 use crate::replica::snapshotter::{self, SnapshotPolicy};
 use crate::sequencer::clock::EngineClock;
-use crate::sequencer::engine_task::{EngineActor, EngineHandle, RebuildSignal};
+use crate::sequencer::engine_task::{CommandHook, EngineActor, EngineHandle, RebuildSignal};
 use crate::sequencer::messages::PUBLISH_QUEUE;
+use crate::supervisor::{Fatal, supervise};
 
 /// Events kept in memory for `since` resumes (older ones come from the journal).
 pub const DEFAULT_HISTORY: usize = 100_000;
@@ -45,6 +46,29 @@ pub struct ServerOptions {
     pub snapshot_every_events: u64,
     /// …or this often, whichever comes first.
     pub snapshot_interval: Duration,
+    /// Fault injection, for tests of the pipeline's seams; `Default` injects nothing.
+    pub faults: FaultHooks,
+}
+
+/// Faults a test can inject into a running server (nothing a client can reach).
+#[derive(Clone, Default)]
+pub struct FaultHooks {
+    /// Called by the engine task before each command (a panic here ends the process).
+    pub before_command: Option<CommandHook>,
+    /// Faults for the journal writer's next appends.
+    pub appends: Option<Arc<AppendFaults>>,
+    /// The journal writer's queue, in batches (default [`gavel_storage::writer::QUEUE_CAPACITY`]).
+    pub journal_queue: Option<usize>,
+}
+
+impl std::fmt::Debug for FaultHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultHooks")
+            .field("before_command", &self.before_command.is_some())
+            .field("appends", &self.appends)
+            .field("journal_queue", &self.journal_queue)
+            .finish()
+    }
 }
 
 /// What request handlers share.
@@ -63,6 +87,8 @@ pub struct AppState {
     pub connections: Mutex<HashMap<ConnId, ConnHandle>>,
     pub store: Store,
     pub rebuild: Arc<RebuildSignal>,
+    /// Set when a pipeline task died (the process is ending).
+    pub fatal: Arc<Fatal>,
     pub shutting_down: watch::Receiver<bool>,
 }
 
@@ -112,6 +138,7 @@ impl Server {
             .collect();
         let seq = engine.seq();
         let metrics = Arc::new(Metrics::new());
+        let fatal = Arc::new(Fatal::default());
         let policy = SnapshotPolicy {
             every_events: options.snapshot_every_events,
             interval: options.snapshot_interval,
@@ -119,8 +146,23 @@ impl Server {
         };
         let replica =
             Engine::restore(config.clone(), engine.snapshot()).map_err(anyhow::Error::msg)?;
-        let snapshots = snapshotter::spawn(replica, policy, store.clone(), metrics.clone());
-        let journal = JournalHandle::spawn(store.clone(), seq, Arc::new(WriterStats::default()));
+        let snapshots = snapshotter::spawn(
+            replica,
+            policy,
+            store.clone(),
+            metrics.clone(),
+            fatal.clone(),
+        );
+        let (journal, writer_task) = JournalHandle::spawn_with(
+            store.clone(),
+            seq,
+            Arc::new(WriterStats::default()),
+            options
+                .faults
+                .journal_queue
+                .unwrap_or(gavel_storage::writer::QUEUE_CAPACITY),
+            options.faults.appends.clone(),
+        );
         let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
         let rebuild = Arc::new(RebuildSignal::default());
         let clock = EngineClock::new(options.time_scale, engine.state().now);
@@ -134,8 +176,12 @@ impl Server {
             metrics: metrics.clone(),
             rebuild: rebuild.clone(),
             epoch: epoch.clone(),
+            faults: options.faults.before_command.clone(),
         };
         let (engine_handle, engine_task) = actor.spawn();
+        let engine_task = supervise("engine task", engine_task, fatal.clone());
+        // The writer ends after the engine (its last handle); only a panic matters here.
+        drop(supervise("journal writer", writer_task, fatal.clone()));
         let subscription_limits = SubscriptionLimits {
             max_subscriptions: options.config.limits.max_subscriptions,
             max_replay_events: options.config.limits.max_replay_events,
@@ -160,7 +206,11 @@ impl Server {
             stats_tx,
             stopped.clone(),
         ));
-        let publisher_task = tokio::spawn(publisher.run(publish_rx, catch_up_rx, stats_rx));
+        let publisher_task = supervise(
+            "publisher",
+            tokio::spawn(publisher.run(publish_rx, catch_up_rx, stats_rx)),
+            fatal.clone(),
+        );
         let limits = options.config.limits.clone();
         let state = Arc::new(AppState {
             engine: engine_handle,
@@ -177,6 +227,7 @@ impl Server {
             connections: Mutex::new(HashMap::new()),
             store,
             rebuild,
+            fatal,
             shutting_down: stopped.clone(),
         });
         let listener = TcpListener::bind(options.listen).await?;

@@ -16,7 +16,8 @@
 //! - [`cli`] — the binary's edge: flags (also `GAVEL_*` variables), the TOML file, the JWT
 //!   secret, logs, signals, and `gavel connect`.
 //! - [`app`] — [`app::Server`]: assembly (storage, recovery, every stage) and graceful
-//!   shutdown; [`metrics`] — the Prometheus registry every stage writes to.
+//!   shutdown; [`metrics`] — the Prometheus registry every stage writes to; [`supervisor`] —
+//!   crash-only: a pipeline task that panics ends the process.
 //!
 //! A command flows: ingress (parse, authorise, rate limit) → sequencer (batch: fire deadlines,
 //! execute, hand events to the journal writer) → durability (wait until durable) → fanout
@@ -30,3 +31,4 @@ pub mod ingress;
 pub mod metrics;
 pub mod replica;
 pub mod sequencer;
+pub mod supervisor;

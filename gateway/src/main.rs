@@ -78,6 +78,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         history: args.history,
         snapshot_every_events: args.snapshot_every_events.max(1),
         snapshot_interval: std::time::Duration::from_secs(args.snapshot_interval_secs.max(1)),
+        faults: Default::default(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -20,4 +20,4 @@ pub mod writer;
 pub use error::StorageError;
 pub use recovery::{RecoveryReport, encode_snapshot, recover};
 pub use store::{Store, StoredEvent, StoredSnapshot};
-pub use writer::{Batch, JournalHandle, WriterStats};
+pub use writer::{AppendFault, AppendFaults, AppendSlot, Batch, JournalHandle, WriterStats};

@@ -19,6 +19,9 @@ use sqlx::sqlite::{
 
 use crate::error::StorageError;
 
+/// Postgres statement timeout for each journal append (`SET LOCAL`: this transaction only).
+pub const APPEND_STATEMENT_TIMEOUT: &str = "SET LOCAL statement_timeout = '5s'";
+
 /// File name of the SQLite database inside the data directory.
 pub const SQLITE_FILE: &str = "gavel.db";
 
@@ -175,7 +178,8 @@ impl Store {
         Ok(seq.unwrap_or(0) as Seq)
     }
 
-    /// Appends events atomically: all of them or none. The caller guarantees they are in `seq`
+    /// Appends events atomically: all of them or none (on Postgres within
+    /// [`APPEND_STATEMENT_TIMEOUT`]). The caller guarantees they are in `seq`
     /// order and continue the journal; the primary key refuses any position written before.
     pub async fn append(&self, events: &[StoredEvent]) -> Result<(), StorageError> {
         if events.is_empty() {
@@ -204,6 +208,12 @@ impl Store {
                 let ats: Vec<i64> = events.iter().map(|e| e.at as i64).collect();
                 let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
                 let payloads: Vec<&str> = events.iter().map(|e| e.payload.as_str()).collect();
+                let mut tx = pool.begin().await?;
+                // A journal write that hangs (locks, a dying server) must fail, not hold the
+                // writer for ever: the commit is then resolved by reading the journal's end.
+                sqlx::query(APPEND_STATEMENT_TIMEOUT)
+                    .execute(&mut *tx)
+                    .await?;
                 sqlx::query(
                     "INSERT INTO journal (seq, at, kind, payload) \
                      SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[])",
@@ -212,8 +222,9 @@ impl Store {
                 .bind(ats)
                 .bind(kinds)
                 .bind(payloads)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?;
+                tx.commit().await?;
             }
         }
         Ok(())

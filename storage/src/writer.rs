@@ -28,7 +28,7 @@ pub const QUEUE_CAPACITY: usize = 1024;
 /// Events to make durable, in `seq` order, shared with the publisher (no copy).
 pub type Batch = Arc<Vec<(Seq, Event)>>;
 
-struct Append {
+pub struct Append {
     batch: Batch,
     done: oneshot::Sender<Result<(), StorageError>>,
 }
@@ -54,21 +54,36 @@ pub struct WriterStats {
     pub commits: AtomicU64,
     pub events: AtomicU64,
     pub failures: AtomicU64,
+    /// Failed commits that the journal's end showed had landed after all.
+    pub ambiguous_landed: AtomicU64,
 }
 
 impl JournalHandle {
     /// Starts the writer on the current tokio runtime. `durable` is the journal's end now.
     pub fn spawn(store: Store, durable: Seq, stats: Arc<WriterStats>) -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        Self::spawn_with(store, durable, stats, QUEUE_CAPACITY, None).0
+    }
+
+    /// [`JournalHandle::spawn`] with a queue of `capacity` batches and, for fault tests,
+    /// faults injected into the appends; also returns the writer task (to supervise it).
+    pub fn spawn_with(
+        store: Store,
+        durable: Seq,
+        stats: Arc<WriterStats>,
+        capacity: usize,
+        faults: Option<Arc<AppendFaults>>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(capacity);
         let durable = Arc::new(AtomicU64::new(durable));
         let writer = Writer {
             store,
             rx,
             durable: durable.clone(),
             stats,
+            faults,
         };
-        tokio::spawn(writer.run());
-        JournalHandle { tx, durable }
+        let task = tokio::spawn(writer.run());
+        (JournalHandle { tx, durable }, task)
     }
 
     /// Queues `batch` and waits until it is durable (or refused). Fails at once with
@@ -99,6 +114,19 @@ impl JournalHandle {
         Ok(wait)
     }
 
+    /// Waits for room in the queue and returns a slot that sends one batch without waiting.
+    /// The engine takes a slot before deciding a batch, so a full queue makes it wait (and
+    /// commands pile up in front of it) instead of failing a batch it already applied.
+    pub async fn reserve(&self) -> Result<AppendSlot, StorageError> {
+        let permit = self
+            .tx
+            .clone()
+            .reserve_owned()
+            .await
+            .map_err(|_| StorageError::Closed)?;
+        Ok(AppendSlot(permit))
+    }
+
     /// The last `seq` known to be durable.
     pub fn durable(&self) -> Seq {
         self.durable.load(Ordering::Acquire)
@@ -112,7 +140,46 @@ impl JournalHandle {
 
     /// Batches waiting for the writer (a metric: the group-commit queue depth).
     pub fn queued(&self) -> usize {
-        QUEUE_CAPACITY - self.tx.capacity()
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+}
+
+/// Room for one batch in the writer's queue (see [`JournalHandle::reserve`]).
+#[derive(Debug)]
+pub struct AppendSlot(mpsc::OwnedPermit<Append>);
+
+impl AppendSlot {
+    /// Queues `batch`; the receiver answers once it is durable (or refused).
+    pub fn send(self, batch: Batch) -> oneshot::Receiver<Result<(), StorageError>> {
+        let (done, wait) = oneshot::channel();
+        self.0.send(Append { batch, done });
+        wait
+    }
+}
+
+/// A fault to inject into one append (tests of the durability seam).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendFault {
+    /// The commit fails and nothing lands.
+    FailBeforeCommit,
+    /// The rows land, but the writer sees an error (the answer was lost).
+    FailAfterCommit,
+    /// The append waits this long first (a slow database: the queue fills behind it).
+    Stall(std::time::Duration),
+}
+
+/// Faults for the next appends, taken in order; none left means appends run normally.
+#[derive(Debug, Default)]
+pub struct AppendFaults(std::sync::Mutex<std::collections::VecDeque<AppendFault>>);
+
+impl AppendFaults {
+    /// Plans `fault` for the append after those already planned.
+    pub fn push(&self, fault: AppendFault) {
+        self.0.lock().expect("fault plan lock").push_back(fault);
+    }
+
+    fn next(&self) -> Option<AppendFault> {
+        self.0.lock().expect("fault plan lock").pop_front()
     }
 }
 
@@ -121,6 +188,7 @@ struct Writer {
     rx: mpsc::Receiver<Append>,
     durable: Arc<AtomicU64>,
     stats: Arc<WriterStats>,
+    faults: Option<Arc<AppendFaults>>,
 }
 
 impl Writer {
@@ -170,7 +238,7 @@ impl Writer {
         if accepted.is_empty() {
             return;
         }
-        match self.store.append(&rows).await {
+        match self.append(&rows).await {
             Ok(()) => {
                 self.durable.store(next - 1, Ordering::Release);
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -184,17 +252,61 @@ impl Writer {
             Err(error) => {
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(%error, events = rows.len(), "journal commit failed");
-                // The commit may have landed with only the reply lost: believe the database.
-                if let Ok(end) = self.store.latest_seq().await {
-                    self.durable.store(end, Ordering::Release);
+                // The outcome is ambiguous: the commit may have landed with only its answer
+                // lost. The journal's end says which (one transaction: all landed or none),
+                // and each batch is answered by what is durable — never refused if it landed.
+                let end = self.journal_end().await;
+                self.durable.store(end, Ordering::Release);
+                if end > durable {
+                    self.stats.ambiguous_landed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(end, "the failed commit had landed: publishing it");
                 }
                 let message = error.to_string();
                 for append in accepted {
-                    let _ = append
-                        .done
-                        .send(Err(StorageError::CommitFailed(message.clone())));
+                    let last = append.batch.last().map_or(0, |(seq, _)| *seq);
+                    let outcome = if last <= end {
+                        Ok(())
+                    } else {
+                        Err(StorageError::CommitFailed(message.clone()))
+                    };
+                    let _ = append.done.send(outcome);
                 }
             }
+        }
+    }
+
+    /// Runs one append, with the injected fault if the tests planned one.
+    async fn append(&self, rows: &[StoredEvent]) -> Result<(), StorageError> {
+        let fault = self.faults.as_ref().and_then(|f| f.next());
+        match fault {
+            None => self.store.append(rows).await,
+            Some(AppendFault::FailBeforeCommit) => Err(StorageError::CommitFailed(
+                "injected: failed before the rows landed".into(),
+            )),
+            Some(AppendFault::FailAfterCommit) => {
+                self.store.append(rows).await?;
+                Err(StorageError::CommitFailed(
+                    "injected: the rows landed, the answer was lost".into(),
+                ))
+            }
+            Some(AppendFault::Stall(pause)) => {
+                tokio::time::sleep(pause).await;
+                self.store.append(rows).await
+            }
+        }
+    }
+
+    /// Where the journal ends, read from the database — retried until it answers: until
+    /// then nothing after the ambiguous commit can be answered either way.
+    async fn journal_end(&self) -> Seq {
+        let mut backoff = std::time::Duration::from_millis(50);
+        loop {
+            match self.store.latest_seq().await {
+                Ok(end) => return end,
+                Err(error) => tracing::warn!(%error, "reading the journal's end; retrying"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
         }
     }
 }

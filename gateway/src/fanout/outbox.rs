@@ -28,7 +28,8 @@ pub struct ConnHandle(Arc<Shared>);
 struct Shared {
     id: ConnId,
     user: UserId,
-    tx: mpsc::Sender<Utf8Bytes>,
+    /// Each frame with the bytes it counts toward the budget.
+    tx: mpsc::Sender<(Utf8Bytes, usize)>,
     queued_bytes: AtomicUsize,
     /// The close code the server decided on (0: none yet).
     close: AtomicU64,
@@ -41,7 +42,7 @@ struct Shared {
 /// The receiving side, owned by the connection's session.
 #[derive(Debug)]
 pub struct Outbox {
-    rx: mpsc::Receiver<Utf8Bytes>,
+    rx: mpsc::Receiver<(Utf8Bytes, usize)>,
     handle: ConnHandle,
 }
 
@@ -82,33 +83,30 @@ impl ConnHandle {
             self.slow_consumer();
             return false;
         }
-        match self.0.tx.try_send(frame) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.0.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-                self.slow_consumer();
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
+        self.enqueue(frame, len)
     }
 
-    /// Queues a reply that may exceed the byte budget on its own — a snapshot of any size
-    /// (contract §13). It still counts toward the budget, so events behind a huge snapshot
-    /// find the queue full sooner; the write timeout ends a client that never reads it.
+    /// Queues a reply that may be larger than the whole byte budget — a snapshot of any size
+    /// (contract §13). It is not counted toward the budget (the events queued behind it still
+    /// are): its size is bounded by the state it shows, and the write timeout ends a client
+    /// that never reads it.
     pub fn send_large(&self, frame: Utf8Bytes) -> bool {
         if self.0.close.load(Ordering::Acquire) != 0 {
             return false;
         }
-        let len = frame.as_str().len();
-        self.0.queued_bytes.fetch_add(len, Ordering::AcqRel);
-        match self.0.tx.try_send(frame) {
+        self.enqueue(frame, 0)
+    }
+
+    fn enqueue(&self, frame: Utf8Bytes, counted: usize) -> bool {
+        match self.0.tx.try_send((frame, counted)) {
             Ok(()) => true,
-            Err(e) => {
-                self.0.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-                if matches!(e, mpsc::error::TrySendError::Full(_)) {
-                    self.slow_consumer();
-                }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.0.queued_bytes.fetch_sub(counted, Ordering::AcqRel);
+                self.slow_consumer();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.0.queued_bytes.fetch_sub(counted, Ordering::AcqRel);
                 false
             }
         }
@@ -186,20 +184,21 @@ impl Outbox {
                 shared.closing.notify_one();
                 None
             }
-            frame = self.rx.recv() => frame.inspect(|f| self.took(f)),
+            frame = self.rx.recv() => frame.map(|f| self.took(f)),
         }
     }
 
     /// Takes a frame without waiting, if one is queued.
     pub fn try_recv(&mut self) -> Option<Utf8Bytes> {
-        self.rx.try_recv().ok().inspect(|f| self.took(f))
+        self.rx.try_recv().ok().map(|f| self.took(f))
     }
 
-    fn took(&self, frame: &Utf8Bytes) {
+    fn took(&self, (frame, counted): (Utf8Bytes, usize)) -> Utf8Bytes {
         self.handle
             .0
             .queued_bytes
-            .fetch_sub(frame.as_str().len(), Ordering::AcqRel);
+            .fetch_sub(counted, Ordering::AcqRel);
+        frame
     }
 
     /// Called by the session after each write: wakes a catch-up reader waiting for room.

@@ -300,6 +300,9 @@ async fn payment_failed(
 
 /// Ready when the journal answers and the engine is not rebuilding.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.fatal.is_set() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "a pipeline task died").into_response();
+    }
     if state.rebuild.is_raised() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,

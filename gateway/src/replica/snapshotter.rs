@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
+use crate::supervisor::{DieOnPanic, Fatal};
 use std::sync::Arc;
 
 /// Durable batches waiting for the replica. The publisher waits when it is full (the replica
@@ -43,12 +44,14 @@ pub fn spawn(
     policy: SnapshotPolicy,
     store: Store,
     metrics: Arc<Metrics>,
+    fatal: Arc<Fatal>,
 ) -> mpsc::Sender<Batch> {
     let (tx, mut rx) = mpsc::channel::<Batch>(QUEUE);
     let runtime = tokio::runtime::Handle::current();
     std::thread::Builder::new()
         .name("gavel-snapshots".into())
         .spawn(move || {
+            let _die_on_panic = DieOnPanic { name: "snapshot replica", fatal };
             let mut last_seq = replica.seq();
             let mut last_at = Instant::now();
             while let Some(batch) = rx.blocking_recv() {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use gavel_engine::{Engine, EngineConfig, Rejection};
 use gavel_protocol::{ErrorCode, Role, Topic};
-use gavel_storage::{JournalHandle, StorageError, Store, recover};
+use gavel_storage::{JournalHandle, Store, recover};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::metrics::Metrics;
@@ -119,7 +119,6 @@ impl WeakEngineHandle {
 }
 
 /// The engine task's state.
-#[derive(Debug)]
 pub struct EngineActor {
     pub engine: Engine,
     pub config: EngineConfig,
@@ -130,6 +129,21 @@ pub struct EngineActor {
     pub metrics: Arc<Metrics>,
     pub rebuild: Arc<RebuildSignal>,
     pub epoch: String,
+    /// Tests only: called before each command runs (a panic here is a bug in the engine).
+    pub faults: Option<CommandHook>,
+}
+
+/// A hook the engine task calls before each command (fault-injection tests).
+pub type CommandHook = Arc<dyn Fn(&gavel_engine::Request) + Send + Sync>;
+
+impl std::fmt::Debug for EngineActor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineActor")
+            .field("seq", &self.engine.seq())
+            .field("epoch", &self.epoch)
+            .field("faults", &self.faults.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl EngineActor {
@@ -180,6 +194,10 @@ impl EngineActor {
 
     /// Executes one batch and hands it to the journal and the publisher.
     async fn publish(&mut self, batch: Vec<EngineMsg>) -> Result<(), ()> {
+        // Room in the journal's queue first: a full queue makes the engine wait (commands
+        // queue in front of it, then get UNAVAILABLE at the session), never fails a batch —
+        // deadline events included — that was already applied in memory.
+        let slot = self.journal.reserve().await.map_err(|_| ())?;
         let now = self.clock.now();
         let decided_at = Instant::now();
         let mut events = self.engine.fire(now);
@@ -191,15 +209,12 @@ impl EngineActor {
                     reply_to,
                     received,
                 } => {
-                    let result =
-                        if self.journal.queued() + 1 >= gavel_storage::writer::QUEUE_CAPACITY {
-                            self.metrics.queue_full_rejections.inc();
-                            Err(unavailable("the journal is not keeping up; retry shortly"))
-                        } else {
-                            let outcome = self.engine.execute(&request, now);
-                            events.extend(outcome.events);
-                            outcome.reply
-                        };
+                    if let Some(hook) = &self.faults {
+                        hook(&request);
+                    }
+                    let outcome = self.engine.execute(&request, now);
+                    events.extend(outcome.events);
+                    let result = outcome.reply;
                     let command = request.command.name();
                     steps.push(Step::Reply {
                         after: self.engine.seq(),
@@ -229,15 +244,7 @@ impl EngineActor {
             self.metrics
                 .journal_batch_events
                 .observe(events.len() as f64);
-            Some(match self.journal.try_append(events.clone()) {
-                Ok(wait) => wait,
-                Err(error) => {
-                    // Applied in memory but not journaled: fail the batch and rebuild.
-                    let (tx, rx) = oneshot::channel();
-                    let _ = tx.send(Err::<(), StorageError>(error));
-                    rx
-                }
-            })
+            Some(slot.send(events.clone()))
         };
         self.metrics
             .journal_queue_depth

@@ -41,6 +41,7 @@ pub fn options(dir: PathBuf) -> ServerOptions {
         history: 1000,
         snapshot_every_events: 50,
         snapshot_interval: Duration::from_secs(300),
+        faults: Default::default(),
     }
 }
 
