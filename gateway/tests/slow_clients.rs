@@ -201,10 +201,14 @@ async fn a_resume_from_zero_over_100k_events_streams_without_stalling_anyone() {
         100_000 + probe_ids.len(),
         "every task exactly once"
     );
-    eprintln!(
-        "probe: {} posts during the resume, slowest reply {worst:?}",
-        probe_ids.len()
-    );
+    // Shown with --no-capture; the test's own output, not a log line of the server.
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!(
+            "probe: {} posts during the resume, slowest reply {worst:?}",
+            probe_ids.len()
+        );
+    }
     // Before the catch-up reader, the probe waited for the whole replay (seconds). The bound
     // is loose on purpose (debug build, loaded machine): the figure to beat is measured in
     // docs/benchmarks.md with a release build.
