@@ -120,6 +120,47 @@ impl Engine {
         })
     }
 
+    /// The `feed` snapshot: the open tasks matching `filter` (coach view when `actor` is a
+    /// coach). With `limit`, only the `limit` newest of them (by `created_at`, then id) and
+    /// `total`, the count of all that match — for a UI that shows 50 of 100,000.
+    pub fn feed_snapshot(
+        &self,
+        actor: &Actor,
+        filter: Option<&FeedFilter>,
+        limit: Option<usize>,
+    ) -> FeedSnapshot {
+        let me = (actor.role == Role::Coach).then_some(&actor.user);
+        let matching = self
+            .state
+            .open_tasks
+            .iter()
+            .map(|id| &self.state.tasks[id])
+            .filter(|t| {
+                filter.is_none_or(|f| {
+                    f.matches(t.spec.urgency, &t.spec.task_type, t.spec.suggested_price)
+                })
+            });
+        let Some(limit) = limit else {
+            let tasks = matching.map(|t| feed_task(t, me)).collect();
+            return FeedSnapshot { tasks, total: None };
+        };
+        let mut newest: Vec<_> = matching.collect();
+        let total = newest.len() as u64;
+        let newer = |a: &&crate::state::Task, b: &&crate::state::Task| {
+            (b.spec.created_at, &b.spec.task_id).cmp(&(a.spec.created_at, &a.spec.task_id))
+        };
+        if newest.len() > limit {
+            newest.select_nth_unstable_by(limit, newer);
+            newest.truncate(limit);
+        }
+        newest.sort_unstable_by(newer);
+        let tasks = newest.into_iter().map(|t| feed_task(t, me)).collect();
+        FeedSnapshot {
+            tasks,
+            total: Some(total),
+        }
+    }
+
     /// The snapshot of `topic` for `actor` (authorized first). `connections` is the node's
     /// connection count for the admin snapshot (the engine does not know it).
     pub fn snapshot_for(
@@ -131,22 +172,7 @@ impl Engine {
     ) -> Result<Snapshot, Rejection> {
         self.authorize_subscribe(actor, topic)?;
         Ok(match topic {
-            Topic::Feed => {
-                let me = (actor.role == Role::Coach).then_some(&actor.user);
-                let tasks = self
-                    .state
-                    .open_tasks
-                    .iter()
-                    .map(|id| &self.state.tasks[id])
-                    .filter(|t| {
-                        filter.is_none_or(|f| {
-                            f.matches(t.spec.urgency, &t.spec.task_type, t.spec.suggested_price)
-                        })
-                    })
-                    .map(|t| feed_task(t, me))
-                    .collect();
-                Snapshot::Feed(FeedSnapshot { tasks })
-            }
+            Topic::Feed => Snapshot::Feed(self.feed_snapshot(actor, filter, None)),
             Topic::Task(id) => {
                 let task = &self.state.tasks[id];
                 let viewer = if actor.role == Role::Coach {

@@ -26,7 +26,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// Journals `tasks` posted tasks (one `task.opened` each) into a fresh SQLite store in `dir`.
+/// Journals `tasks` posted tasks (one `task.opened` each, a millisecond apart) into a fresh
+/// SQLite store in `dir`.
 async fn populate(dir: &Path, tasks: usize) {
     let store = Store::open_sqlite(dir).await.unwrap();
     let config = EngineConfig {
@@ -54,7 +55,7 @@ async fn populate(dir: &Path, tasks: usize) {
                 owner: None,
             }),
         };
-        let outcome = engine.execute(&request, now);
+        let outcome = engine.execute(&request, now + i as u64);
         assert!(outcome.reply.is_ok());
         rows.extend(
             outcome
@@ -286,6 +287,26 @@ async fn a_feed_snapshot_of_100k_open_tasks_arrives_whole_and_live_events_follow
             .len(),
         100_000
     );
+    // With `limit`: the 50 newest (the last posted first) and the total.
+    let mut ben = Client::connect(&server, "ana", Role::Coach).await;
+    let limited = ben
+        .ok(
+            "l",
+            json!({"type": "subscribe", "topic": "feed", "limit": 50}),
+        )
+        .await;
+    let tasks = limited["snapshot"]["tasks"].as_array().unwrap();
+    assert_eq!(limited["snapshot"]["total"], 100_000);
+    assert_eq!(tasks.len(), 50);
+    let ids: Vec<u64> = tasks
+        .iter()
+        .map(|t| t["task_id"].as_str().unwrap()[2..].parse().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        (99_950..100_000).rev().collect::<Vec<u64>>(),
+        "newest first"
+    );
     let mut seeker = Client::connect(&server, "sally", Role::Seeker).await;
     let posted = seeker
         .ok(
@@ -296,6 +317,11 @@ async fn a_feed_snapshot_of_100k_open_tasks_arrives_whole_and_live_events_follow
     let frame = next(&mut ws, &mut closed).await.unwrap();
     assert_eq!(frame["event"]["kind"], "task.opened");
     assert_eq!(frame["event"]["task_id"], posted["task_id"]);
+    let frame = ben.event().await;
+    assert_eq!(
+        frame["event"]["task_id"], posted["task_id"],
+        "live events for every task"
+    );
     server.shutdown().await;
 }
 

@@ -182,6 +182,7 @@ pub async fn connect_and_subscribe(
         .await
         .map_err(|e| e.key)?;
     let subscribe = Command::Subscribe(Subscribe {
+        limit: None,
         topic: Topic::Feed,
         filter: None,
         since: None,

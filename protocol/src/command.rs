@@ -100,6 +100,10 @@ pub struct Subscribe {
     /// Only on `feed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<FeedFilter>,
+    /// Only on `feed` (1–1000): the snapshot holds the `limit` newest matching open tasks and
+    /// their `total`; live events still cover every matching task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
     /// The last `seq` the client saw on this topic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<Seq>,

@@ -128,9 +128,17 @@ fn parse_command(kind: &str, f: &Fields<'_>) -> Result<Command, FrameError> {
                     "filter is only allowed on `feed`",
                 ));
             }
+            let limit = f.opt_u64("limit", 1, 1000)?.map(|l| l as u32);
+            if limit.is_some() && topic != Topic::Feed {
+                return Err(FrameError::invalid(
+                    "limit",
+                    "limit is only allowed on `feed`",
+                ));
+            }
             Command::Subscribe(Subscribe {
                 topic,
                 filter,
+                limit,
                 since: f.opt_u64("since", 0, u64::MAX)?,
                 epoch: f.opt_text("epoch", 1, 64)?,
             })

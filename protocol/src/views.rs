@@ -98,6 +98,9 @@ pub struct FeedTask {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FeedSnapshot {
     pub tasks: Vec<FeedTask>,
+    /// With a `limit`: how many open tasks match in all (`tasks` holds the newest of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
 }
 
 /// Snapshot of `coach:<id>`: its live bids and the tasks it holds.

@@ -234,6 +234,7 @@ impl Session {
                     actor: self.actor.clone(),
                     topic: s.topic,
                     filter: s.filter,
+                    limit: s.limit,
                     since: s.since,
                     epoch: s.epoch,
                     conn: self.handle.clone(),

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use gavel_engine::{Engine, EngineConfig, Rejection};
+use gavel_protocol::views::Snapshot;
 use gavel_protocol::{ErrorCode, Role, Topic};
 use gavel_storage::{JournalHandle, Store, recover};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -288,12 +289,21 @@ impl EngineActor {
             None
         } else {
             let connections = self.metrics.connections.get().max(0) as u64;
-            match self.engine.snapshot_for(
-                &request.actor,
-                &request.topic,
-                request.filter.as_ref(),
-                connections,
-            ) {
+            let limit = request.limit.map(|l| l as usize);
+            let snapshot = match (&request.topic, limit) {
+                (Topic::Feed, Some(_)) => Ok(Snapshot::Feed(self.engine.feed_snapshot(
+                    &request.actor,
+                    request.filter.as_ref(),
+                    limit,
+                ))),
+                _ => self.engine.snapshot_for(
+                    &request.actor,
+                    &request.topic,
+                    request.filter.as_ref(),
+                    connections,
+                ),
+            };
+            match snapshot {
                 Ok(s) => Some(s),
                 Err(rejection) => {
                     let reply_to = ReplyTo::Conn {

@@ -39,6 +39,8 @@ pub struct SubscribeRequest {
     pub actor: gavel_engine::Actor,
     pub topic: Topic,
     pub filter: Option<FeedFilter>,
+    /// On `feed`: only the newest `limit` open tasks in the snapshot, with `total`.
+    pub limit: Option<u32>,
     pub since: Option<Seq>,
     pub epoch: Option<String>,
     pub conn: ConnHandle,

@@ -232,6 +232,7 @@ impl Client {
             initial,
         };
         let command = Command::Subscribe(Subscribe {
+            limit: None,
             topic,
             filter,
             since: None,
