@@ -139,15 +139,17 @@ async fn probe(
 }
 
 /// A coach resumes `feed` from `since: 0` over 100,000 journaled events while a probe posts a
-/// task every 50 ms. `max_replay_events` at 100,000 (the default) covers them: every event
-/// after 0 arrives in order, the probe's tasks follow live, nothing twice, never a 4008 — and
-/// the probe is never held up by the replay.
+/// task every 50 ms. `max_replay_events` is raised to 150,000 so the probe's own posts (which
+/// may be decided before the resume) cannot tip it over the bound (the bound has its own
+/// test): every event after 0 arrives in order, the probe's tasks follow, nothing twice, never
+/// a 4008 — and the probe is never held up by the replay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resume_from_zero_over_100k_events_streams_without_stalling_anyone() {
     let dir = fresh_dir("resume-100k");
     populate(&dir, 100_000).await;
     let mut opts = big_options(dir);
     opts.history = 1000;
+    opts.config.limits.max_replay_events = 150_000;
     let server = Server::start(opts).await.unwrap();
     register_coach(&server, "ana", 4.0, false).await;
 

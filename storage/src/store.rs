@@ -19,8 +19,11 @@ use sqlx::sqlite::{
 
 use crate::error::StorageError;
 
-/// Postgres statement timeout for each journal append (`SET LOCAL`: this transaction only).
-pub const APPEND_STATEMENT_TIMEOUT: &str = "SET LOCAL statement_timeout = '5s'";
+/// Postgres `statement_timeout` on every connection of the pool: a journal append (or any
+/// read) that hangs — locks, a dying server — fails instead of holding the writer for ever;
+/// the writer then resolves the commit by reading the journal's end. Generous, because a
+/// snapshot of a large state is one statement too.
+pub const POSTGRES_STATEMENT_TIMEOUT: &str = "30s";
 
 /// File name of the SQLite database inside the data directory.
 pub const SQLITE_FILE: &str = "gavel.db";
@@ -109,7 +112,8 @@ impl Store {
 
     /// Connects to Postgres at `url` and brings the schema up to date.
     pub async fn open_postgres(url: &str) -> Result<Self, StorageError> {
-        let options = PgConnectOptions::from_str(url)?;
+        let options = PgConnectOptions::from_str(url)?
+            .options([("statement_timeout", POSTGRES_STATEMENT_TIMEOUT)]);
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(5))
@@ -179,7 +183,7 @@ impl Store {
     }
 
     /// Appends events atomically: all of them or none (on Postgres within
-    /// [`APPEND_STATEMENT_TIMEOUT`]). The caller guarantees they are in `seq`
+    /// [`POSTGRES_STATEMENT_TIMEOUT`]). The caller guarantees they are in `seq`
     /// order and continue the journal; the primary key refuses any position written before.
     pub async fn append(&self, events: &[StoredEvent]) -> Result<(), StorageError> {
         if events.is_empty() {
@@ -208,12 +212,8 @@ impl Store {
                 let ats: Vec<i64> = events.iter().map(|e| e.at as i64).collect();
                 let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
                 let payloads: Vec<&str> = events.iter().map(|e| e.payload.as_str()).collect();
-                let mut tx = pool.begin().await?;
-                // A journal write that hangs (locks, a dying server) must fail, not hold the
-                // writer for ever: the commit is then resolved by reading the journal's end.
-                sqlx::query(APPEND_STATEMENT_TIMEOUT)
-                    .execute(&mut *tx)
-                    .await?;
+                // One autocommit statement: it either landed or not, and a lost answer is
+                // resolved by the writer reading the journal's end.
                 sqlx::query(
                     "INSERT INTO journal (seq, at, kind, payload) \
                      SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[])",
@@ -222,9 +222,8 @@ impl Store {
                 .bind(ats)
                 .bind(kinds)
                 .bind(payloads)
-                .execute(&mut *tx)
+                .execute(pool)
                 .await?;
-                tx.commit().await?;
             }
         }
         Ok(())
