@@ -30,6 +30,7 @@ pub struct Metrics {
     pub write_timeouts: IntCounter,
     pub catch_ups: IntGauge,
     pub replayed_events: IntCounter,
+    pub feed_snapshot_seconds: Histogram,
 }
 
 impl Metrics {
@@ -142,6 +143,14 @@ impl Metrics {
                 "event frames sent by resumes (history ring or journal)",
             )
             .unwrap(),
+            feed_snapshot_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "feed_snapshot_seconds",
+                    "building a large feed snapshot on the replica thread (never on the engine)",
+                )
+                .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            )
+            .unwrap(),
             registry,
         };
         for c in [
@@ -165,6 +174,7 @@ impl Metrics {
             Box::new(m.write_timeouts.clone()),
             Box::new(m.catch_ups.clone()),
             Box::new(m.replayed_events.clone()),
+            Box::new(m.feed_snapshot_seconds.clone()),
         ] {
             m.registry.register(c).expect("metric names are unique");
         }

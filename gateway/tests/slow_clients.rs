@@ -272,24 +272,58 @@ async fn a_feed_snapshot_of_100k_open_tasks_arrives_whole_and_live_events_follow
     let server = Server::start(big_options(dir)).await.unwrap();
     register_coach(&server, "ana", 4.0, false).await;
     let mut ws = connect_big(&server, "ana", Role::Coach).await;
-    send(
-        &mut ws,
-        json!({"type": "subscribe", "id": "s", "topic": "feed"}),
-    )
-    .await;
-    let mut closed = None;
-    let reply = next(&mut ws, &mut closed)
-        .await
-        .expect("the snapshot arrives");
+    // A probe posts every 50 ms while the ~30 MB snapshot is built and sent.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let probing = probe(&server, stop_rx);
+    let subscribing = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        send(
+            &mut ws,
+            json!({"type": "subscribe", "id": "s", "topic": "feed"}),
+        )
+        .await;
+        let mut closed = None;
+        let reply = next(&mut ws, &mut closed)
+            .await
+            .expect("the snapshot arrives");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stop_tx.send(true).unwrap();
+        reply
+    };
+    let ((worst, probe_ids), reply) = tokio::join!(probing, subscribing);
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!(
+            "probe: {} posts around a 100k-task feed snapshot, slowest reply {worst:?}",
+            probe_ids.len()
+        );
+    }
     assert_eq!(reply["type"], "ok");
-    assert_eq!(
-        reply["result"]["snapshot"]["tasks"]
-            .as_array()
-            .unwrap()
-            .len(),
-        100_000
+    // Built on the replica thread, not on the engine task (which would hold every command).
+    let (_, text) = http_text(&server, "GET", "/metrics", None).await;
+    assert_eq!(metric(&text, "gavel_feed_snapshot_seconds_count"), 1.0);
+    assert!(
+        worst < Duration::from_millis(1000),
+        "probe waited {worst:?}"
     );
-    // With `limit`: the 50 newest (the last posted first) and the total.
+    // Every task exactly once: in the snapshot, or live after it (the probe's later ones).
+    let mut seen: HashSet<String> = reply["result"]["snapshot"]["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["task_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(seen.len() >= 100_000);
+    let mut closed = None;
+    while probe_ids.iter().any(|id| !seen.contains(id)) {
+        let frame = next(&mut ws, &mut closed).await.expect("still connected");
+        assert_eq!(frame["event"]["kind"], "task.opened", "{frame}");
+        let id = frame["event"]["task_id"].as_str().unwrap().to_owned();
+        assert!(seen.insert(id), "no task twice: {frame}");
+    }
+    assert_eq!(seen.len(), 100_000 + probe_ids.len());
+
+    // With `limit`: the 50 newest (the probe's last task first) and the total.
     let mut ben = Client::connect(&server, "ana", Role::Coach).await;
     let limited = ben
         .ok(
@@ -298,17 +332,16 @@ async fn a_feed_snapshot_of_100k_open_tasks_arrives_whole_and_live_events_follow
         )
         .await;
     let tasks = limited["snapshot"]["tasks"].as_array().unwrap();
-    assert_eq!(limited["snapshot"]["total"], 100_000);
+    assert_eq!(limited["snapshot"]["total"], 100_000 + probe_ids.len());
     assert_eq!(tasks.len(), 50);
-    let ids: Vec<u64> = tasks
+    assert_eq!(tasks[0]["task_id"], probe_ids.last().unwrap().as_str());
+    let created: Vec<u64> = tasks
         .iter()
-        .map(|t| t["task_id"].as_str().unwrap()[2..].parse().unwrap())
+        .map(|t| t["created_at"].as_u64().unwrap())
         .collect();
-    assert_eq!(
-        ids,
-        (99_950..100_000).rev().collect::<Vec<u64>>(),
-        "newest first"
-    );
+    assert!(created.windows(2).all(|w| w[0] >= w[1]), "newest first");
+
+    // Live events follow for every task, either way.
     let mut seeker = Client::connect(&server, "sally", Role::Seeker).await;
     let posted = seeker
         .ok(

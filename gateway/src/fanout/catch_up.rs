@@ -68,6 +68,13 @@ pub enum CatchUpMsg {
     },
     /// The connection went away or the catch-up was cancelled.
     Ended { key: CatchUpKey },
+    /// The replica sent a large `feed` snapshot at `seq`: replay from there into live.
+    Snapshotted {
+        key: CatchUpKey,
+        request: Box<SubscribeRequest>,
+        privileged: bool,
+        seq: Seq,
+    },
 }
 
 /// Everything one catch-up reader needs.
@@ -87,6 +94,8 @@ pub struct CatchUp {
     pub cancelled: Arc<AtomicBool>,
     pub max_replay_events: u64,
     pub metrics: Arc<Metrics>,
+    /// The subscribe was already answered (with a snapshot at `since`, by the replica).
+    pub answered: bool,
 }
 
 /// Why a replay stopped early.
@@ -123,7 +132,9 @@ impl CatchUp {
                 return Err(Stop::Unreadable);
             }
         }
-        self.answer_ok(since);
+        if !self.answered {
+            self.answer_ok(since);
+        }
         let mut cursor = since;
         let mut attached: Option<Seq> = None;
         loop {

@@ -24,6 +24,7 @@ use crate::fanout::outbox::ConnId;
 use crate::fanout::stats::StatsTick;
 use crate::fanout::topic_router::{FeedMeta, Router};
 use crate::metrics::Metrics;
+use crate::replica::snapshotter::ReplicaMsg;
 use crate::sequencer::engine_task::{RebuildSignal, WeakEngineHandle, unavailable};
 use crate::sequencer::messages::*;
 
@@ -57,7 +58,7 @@ pub struct Publisher {
     gate: DurableGate,
     events_this_second: u64,
     /// Where durable batches go for the snapshot replica.
-    snapshots: mpsc::Sender<gavel_storage::Batch>,
+    pub(super) snapshots: mpsc::Sender<ReplicaMsg>,
 }
 
 impl Publisher {
@@ -72,7 +73,7 @@ impl Publisher {
         ring_capacity: usize,
         published: Seq,
         task_meta: impl IntoIterator<Item = (gavel_protocol::TaskId, FeedMeta)>,
-        snapshots: mpsc::Sender<gavel_storage::Batch>,
+        snapshots: mpsc::Sender<ReplicaMsg>,
         limits: SubscriptionLimits,
     ) -> (Self, mpsc::Receiver<CatchUpMsg>) {
         let router = Router::default();
@@ -147,7 +148,7 @@ impl Publisher {
                 .event_enqueued_seconds
                 .observe(item.decided_at.elapsed().as_secs_f64());
             // Only durable batches reach the snapshot replica.
-            let _ = self.snapshots.send(item.events).await;
+            let _ = self.snapshots.send(ReplicaMsg::Batch(item.events)).await;
         }
     }
 

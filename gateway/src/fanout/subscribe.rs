@@ -16,6 +16,7 @@ use crate::fanout::frames::encode_event;
 use crate::fanout::outbox::ConnId;
 use crate::fanout::publisher::Publisher;
 use crate::fanout::topic_router::passes;
+use crate::replica::snapshotter::{FeedRequest, ReplicaMsg};
 use crate::sequencer::engine_task::unavailable;
 use crate::sequencer::messages::{EngineMsg, SubscribeRequest, Subscription};
 
@@ -33,6 +34,7 @@ impl Publisher {
             seq,
             snapshot,
             reset,
+            deferred,
         } = sub;
         let conn_id = request.conn.id();
         if self.subscription_limit_reached(conn_id, &request.topic) {
@@ -49,6 +51,9 @@ impl Publisher {
         }
         // A new subscribe of a topic replaces whatever this connection had of it.
         self.cancel_catch_up(conn_id, &request.topic);
+        if deferred {
+            return self.defer_feed_snapshot(request, privileged, reset);
+        }
         let Some(snapshot) = snapshot else {
             return self.resume(request, privileged, seq);
         };
@@ -151,17 +156,7 @@ impl Publisher {
         // A live subscription of the same topic would deliver events the replay also sends.
         self.router
             .remove(request.conn.id(), &request.topic, &self.metrics);
-        self.next_generation += 1;
-        let key = CatchUpKey {
-            conn: request.conn.id(),
-            topic: request.topic.clone(),
-            generation: self.next_generation,
-        };
-        let cancelled = Arc::new(AtomicBool::new(false));
-        self.catch_ups.insert(
-            (key.conn, key.topic.clone()),
-            (key.generation, cancelled.clone()),
-        );
+        let (key, cancelled) = self.register_catch_up(&request);
         let catch_up = CatchUp {
             key,
             request,
@@ -175,6 +170,77 @@ impl Publisher {
             cancelled,
             max_replay_events: self.limits.max_replay_events,
             metrics: self.metrics.clone(),
+            answered: false,
+        };
+        tokio::spawn(catch_up.run());
+    }
+
+    /// Registers a catch-up for `request` (cancelling any earlier one of its topic) and
+    /// returns its key and cancel flag.
+    fn register_catch_up(&mut self, request: &SubscribeRequest) -> (CatchUpKey, Arc<AtomicBool>) {
+        self.next_generation += 1;
+        let key = CatchUpKey {
+            conn: request.conn.id(),
+            topic: request.topic.clone(),
+            generation: self.next_generation,
+        };
+        let cancelled = Arc::new(AtomicBool::new(false));
+        self.catch_ups.insert(
+            (key.conn, key.topic.clone()),
+            (key.generation, cancelled.clone()),
+        );
+        (key, cancelled)
+    }
+
+    /// A `feed` snapshot too large for the engine task: the replica builds it at its own
+    /// position R and answers; a catch-up from R then brings the subscription live.
+    fn defer_feed_snapshot(&mut self, request: SubscribeRequest, privileged: bool, reset: bool) {
+        self.router
+            .remove(request.conn.id(), &request.topic, &self.metrics);
+        let (key, _) = self.register_catch_up(&request);
+        let feed = FeedRequest {
+            key: key.clone(),
+            request,
+            privileged,
+            reset,
+            epoch: self.epoch.clone(),
+            reply: self.catch_up_tx.clone(),
+        };
+        if let Err(refused) = self.snapshots.try_send(ReplicaMsg::Feed(Box::new(feed)))
+            && let ReplicaMsg::Feed(feed) = refused.into_inner()
+        {
+            self.catch_ups.remove(&(key.conn, key.topic));
+            let busy = unavailable("the server is busy; retry");
+            let FeedRequest { request, .. } = *feed;
+            request.conn.send(error_frame(request.id, &busy, None));
+        }
+    }
+
+    /// The replica's snapshot is out: replay from its position into live delivery.
+    fn follow_snapshot(
+        &mut self,
+        key: CatchUpKey,
+        request: SubscribeRequest,
+        privileged: bool,
+        seq: Seq,
+    ) {
+        let Some((_, cancelled)) = self.catch_ups.get(&(key.conn, key.topic.clone())) else {
+            return;
+        };
+        let catch_up = CatchUp {
+            key,
+            request,
+            privileged,
+            decided_at: seq,
+            epoch: self.epoch.clone(),
+            store: self.store.clone(),
+            published: self.published_shared.clone(),
+            meta: self.router.task_meta.clone(),
+            publisher: self.catch_up_tx.clone(),
+            cancelled: cancelled.clone(),
+            max_replay_events: self.limits.max_replay_events,
+            metrics: self.metrics.clone(),
+            answered: true,
         };
         tokio::spawn(catch_up.run());
     }
@@ -223,6 +289,16 @@ impl Publisher {
                 if self.is_current(&key) {
                     self.catch_ups.remove(&(key.conn, key.topic.clone()));
                     self.router.remove(key.conn, &key.topic, &self.metrics);
+                }
+            }
+            CatchUpMsg::Snapshotted {
+                key,
+                request,
+                privileged,
+                seq,
+            } => {
+                if self.is_current(&key) {
+                    self.follow_snapshot(key, *request, privileged, seq);
                 }
             }
             CatchUpMsg::Reset { key, request } => {

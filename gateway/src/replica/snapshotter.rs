@@ -1,6 +1,8 @@
 //! Snapshots without stalling the engine: a replica of the engine, on its own thread, applies
 //! every *durable* batch the publisher has published and, every N events or T seconds,
-//! encodes itself and writes the snapshot. The live engine never pauses for a snapshot (at
+//! encodes itself and writes the snapshot. It also builds the `feed` snapshots too large for
+//! the engine task (past [`crate::sequencer::engine_task::FEED_SNAPSHOT_ON_ENGINE_MAX`] open
+//! tasks). The live engine never pauses for a snapshot (at
 //! 100,000 open tasks a copy of its state takes ~100 ms), and the replica can only ever hold
 //! durable state. The price is a second copy of the state in memory and a second `evolve`
 //! per event (the cheap part of a command).
@@ -8,16 +10,21 @@
 use std::time::{Duration, Instant};
 
 use gavel_engine::{Engine, SNAPSHOT_VERSION, State};
+use gavel_protocol::views::{Snapshot, SubscribeResult};
 use gavel_storage::{Batch, Store, StoredSnapshot};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::durability::replies::ok_value_frame;
+use crate::fanout::catch_up::{CatchUpKey, CatchUpMsg};
 use crate::metrics::Metrics;
+use crate::sequencer::messages::SubscribeRequest;
 use crate::supervisor::{DieOnPanic, Fatal};
 use std::sync::Arc;
 
-/// Durable batches waiting for the replica. The publisher waits when it is full (the replica
-/// only evolves, so it falls behind only while encoding a snapshot).
+/// Durable batches and feed requests waiting for the replica. The publisher waits when it is
+/// full (the replica only evolves, so it falls behind only while encoding a snapshot); a feed
+/// request that finds it full is refused `UNAVAILABLE`.
 pub const QUEUE: usize = 4096;
 
 /// When a snapshot is written: every `every_events` events or every `interval`, whichever
@@ -37,60 +44,195 @@ struct SnapshotRef<'a> {
     state: &'a State,
 }
 
+/// What reaches the replica thread, in the publisher's order.
+#[derive(Debug)]
+pub enum ReplicaMsg {
+    /// A durable, published batch.
+    Batch(Batch),
+    /// A `feed` snapshot too large to build on the engine task.
+    Feed(Box<FeedRequest>),
+}
+
+/// A `feed` subscription whose snapshot the replica builds, at its own position R; the
+/// subscription then goes live through a catch-up reader from R (see
+/// [`crate::fanout::catch_up`]), so neither the engine nor the publisher pays for it.
+#[derive(Debug)]
+pub struct FeedRequest {
+    pub key: CatchUpKey,
+    pub request: SubscribeRequest,
+    pub privileged: bool,
+    /// Whether the snapshot answers a resume that could not be honoured (`reset: true`).
+    pub reset: bool,
+    pub epoch: String,
+    /// Where the replica says the snapshot is out (to start the catch-up from R).
+    pub reply: mpsc::Sender<CatchUpMsg>,
+}
+
 /// Starts the replica thread from `replica` (a copy of the recovered engine); returns where
-/// the publisher sends durable batches.
+/// the publisher sends durable batches and feed snapshot requests.
 pub fn spawn(
-    mut replica: Engine,
+    replica: Engine,
     policy: SnapshotPolicy,
     store: Store,
     metrics: Arc<Metrics>,
     fatal: Arc<Fatal>,
-) -> mpsc::Sender<Batch> {
-    let (tx, mut rx) = mpsc::channel::<Batch>(QUEUE);
+) -> mpsc::Sender<ReplicaMsg> {
+    let (tx, mut rx) = mpsc::channel::<ReplicaMsg>(QUEUE);
     let runtime = tokio::runtime::Handle::current();
     std::thread::Builder::new()
         .name("gavel-snapshots".into())
         .spawn(move || {
             let _die_on_panic = DieOnPanic { name: "snapshot replica", fatal };
-            let mut last_seq = replica.seq();
-            let mut last_at = Instant::now();
-            while let Some(batch) = rx.blocking_recv() {
-                let Some((first, _)) = batch.first() else { continue };
-                if *first != replica.seq() + 1 && !catch_up(&mut replica, *first - 1, &store, &runtime) {
-                    tracing::error!("snapshot replica cannot follow the journal; snapshots stop until restart");
-                    return;
-                }
-                for (seq, event) in batch.iter() {
-                    if *seq > replica.seq() {
-                        replica.evolve(event);
-                    }
-                }
-                let seq = replica.seq();
-                let due = seq > last_seq && (seq - last_seq >= policy.every_events || last_at.elapsed() >= policy.interval);
-                if !due {
-                    continue;
-                }
-                let started = Instant::now();
-                let state = serde_json::to_vec(&SnapshotRef { version: SNAPSHOT_VERSION, state: replica.state() })
-                    .expect("engine state always serializes");
-                let snapshot = StoredSnapshot { seq, at: replica.state().now, state };
-                match runtime.block_on(store.write_snapshot(&snapshot)) {
-                    Ok(()) => {
-                        metrics.snapshots_written.inc();
-                        metrics.snapshot_write_seconds.observe(started.elapsed().as_secs_f64());
-                        if let Err(error) = runtime.block_on(store.prune_snapshots(policy.keep)) {
-                            tracing::warn!(%error, "pruning old snapshots failed");
+            let mut replica = Replica {
+                last_seq: replica.seq(),
+                engine: replica,
+                last_at: Instant::now(),
+                policy,
+                store,
+                metrics,
+                runtime,
+            };
+            while let Some(msg) = rx.blocking_recv() {
+                match msg {
+                    ReplicaMsg::Batch(batch) => {
+                        if !replica.apply(&batch) {
+                            tracing::error!(
+                                "snapshot replica cannot follow the journal; snapshots stop until restart"
+                            );
+                            return;
                         }
-                        tracing::info!(seq, bytes = snapshot.state.len(), took_ms = started.elapsed().as_millis() as u64, "snapshot written");
-                        last_seq = seq;
-                        last_at = Instant::now();
+                        replica.snapshot_if_due();
                     }
-                    Err(error) => tracing::warn!(%error, seq, "writing a snapshot failed; the journal still has everything"),
+                    ReplicaMsg::Feed(request) => replica.serve_feed(*request),
                 }
             }
         })
         .expect("spawning the snapshot thread");
     tx
+}
+
+/// The replica thread's state.
+struct Replica {
+    engine: Engine,
+    last_seq: u64,
+    last_at: Instant,
+    policy: SnapshotPolicy,
+    store: Store,
+    metrics: Arc<Metrics>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Replica {
+    /// Evolves a durable batch; `false` when a gap before it cannot be filled.
+    fn apply(&mut self, batch: &Batch) -> bool {
+        let Some((first, _)) = batch.first() else {
+            return true;
+        };
+        if *first != self.engine.seq() + 1
+            && !catch_up(&mut self.engine, *first - 1, &self.store, &self.runtime)
+        {
+            return false;
+        }
+        for (seq, event) in batch.iter() {
+            if *seq > self.engine.seq() {
+                self.engine.evolve(event);
+            }
+        }
+        true
+    }
+
+    /// Writes a snapshot every N events or T seconds (when something changed).
+    fn snapshot_if_due(&mut self) {
+        let seq = self.engine.seq();
+        let policy = &self.policy;
+        let due = seq > self.last_seq
+            && (seq - self.last_seq >= policy.every_events
+                || self.last_at.elapsed() >= policy.interval);
+        if !due {
+            return;
+        }
+        let started = Instant::now();
+        let state = serde_json::to_vec(&SnapshotRef {
+            version: SNAPSHOT_VERSION,
+            state: self.engine.state(),
+        })
+        .expect("engine state always serializes");
+        let snapshot = StoredSnapshot {
+            seq,
+            at: self.engine.state().now,
+            state,
+        };
+        match self.runtime.block_on(self.store.write_snapshot(&snapshot)) {
+            Ok(()) => {
+                self.metrics.snapshots_written.inc();
+                self.metrics
+                    .snapshot_write_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                if let Err(error) = self
+                    .runtime
+                    .block_on(self.store.prune_snapshots(policy.keep))
+                {
+                    tracing::warn!(%error, "pruning old snapshots failed");
+                }
+                tracing::info!(
+                    seq,
+                    bytes = snapshot.state.len(),
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "snapshot written"
+                );
+                self.last_seq = seq;
+                self.last_at = Instant::now();
+            }
+            Err(error) => tracing::warn!(
+                %error,
+                seq,
+                "writing a snapshot failed; the journal still has everything"
+            ),
+        }
+    }
+
+    /// Builds and sends a feed snapshot at the replica's position R, then asks the publisher
+    /// to replay from R into live delivery.
+    fn serve_feed(&self, feed: FeedRequest) {
+        let FeedRequest {
+            key,
+            mut request,
+            privileged,
+            reset,
+            epoch,
+            reply,
+        } = feed;
+        if request.conn.is_closed() {
+            let _ = reply.blocking_send(CatchUpMsg::Ended { key });
+            return;
+        }
+        let started = Instant::now();
+        let seq = self.engine.seq();
+        let limit = request.limit.map(|l| l as usize);
+        let snapshot = self
+            .engine
+            .feed_snapshot(&request.actor, request.filter.as_ref(), limit);
+        if let Some(id) = &request.id {
+            let result = SubscribeResult {
+                topic: request.topic.clone(),
+                epoch,
+                seq,
+                snapshot: Some(Snapshot::Feed(snapshot)),
+                reset: reset.then_some(true),
+            };
+            request.conn.send_large(ok_value_frame(id.clone(), &result));
+        }
+        self.metrics
+            .feed_snapshot_seconds
+            .observe(started.elapsed().as_secs_f64());
+        request.since = Some(seq);
+        let _ = reply.blocking_send(CatchUpMsg::Snapshotted {
+            key,
+            request: Box::new(request),
+            privileged,
+            seq,
+        });
+    }
 }
 
 /// Brings the replica up to `upto` from the journal (a commit whose reply was lost is durable

@@ -21,6 +21,11 @@ use crate::metrics::Metrics;
 use crate::sequencer::clock::EngineClock;
 use crate::sequencer::messages::*;
 
+/// Open tasks up to which a `feed` snapshot is built on the engine task; above it the snapshot
+/// replica builds it (measured in docs/benchmarks.md: at 100,000 open tasks the engine would
+/// hold every command for ~0.35 s in a debug build).
+pub const FEED_SNAPSHOT_ON_ENGINE_MAX: usize = 1_000;
+
 /// Raised by the publisher when a commit failed; cleared by the engine once rebuilt.
 #[derive(Debug, Default)]
 pub struct RebuildSignal {
@@ -285,7 +290,12 @@ impl EngineActor {
             !(request.actor.role == Role::Coach && matches!(request.topic, Topic::Task(_)));
         let same_epoch = request.epoch.as_ref().is_none_or(|e| *e == self.epoch);
         let resume = request.since.is_some() && same_epoch && !request.resume_failed;
-        let snapshot = if resume {
+        // A large feed snapshot (a 100,000-task one is ~30 MB of JSON) would hold up every
+        // command behind it: the replica builds it instead, off the engine and the publisher.
+        let deferred = !resume
+            && request.topic == Topic::Feed
+            && self.engine.state().open_tasks.len() > FEED_SNAPSHOT_ON_ENGINE_MAX;
+        let snapshot = if resume || deferred {
             None
         } else {
             let connections = self.metrics.connections.get().max(0) as u64;
@@ -329,6 +339,7 @@ impl EngineActor {
                 seq: after,
                 snapshot,
                 reset,
+                deferred,
             }),
         }
     }

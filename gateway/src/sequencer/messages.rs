@@ -93,6 +93,9 @@ pub struct Subscription {
     pub snapshot: Option<Snapshot>,
     /// Set when a resume could not be honoured and this is its fresh snapshot.
     pub reset: bool,
+    /// A `feed` snapshot too large for the engine task: the replica builds it (`snapshot`
+    /// is then `None` and this is not a resume).
+    pub deferred: bool,
 }
 
 /// One step of a published batch, taken once every event up to `after` is out.
