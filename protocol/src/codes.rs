@@ -83,6 +83,9 @@ impl fmt::Display for ErrorCode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u16)]
 pub enum CloseCode {
+    /// A normal closure: the server closes a connection that answered no ping for the idle
+    /// timeout (contract §1).
+    Idle = 1000,
     /// The server is shutting down: reconnect and resume with `since`.
     GoingAway = 1001,
     /// Policy: too many bad frames in a short time.
@@ -96,6 +99,21 @@ pub enum CloseCode {
 }
 
 impl CloseCode {
+    /// Every close code the server sends.
+    pub const ALL: &'static [CloseCode] = &[
+        CloseCode::Idle,
+        CloseCode::GoingAway,
+        CloseCode::Policy,
+        CloseCode::TooBig,
+        CloseCode::TokenExpired,
+        CloseCode::SlowConsumer,
+    ];
+
+    /// The close code with this number, if the server uses it.
+    pub fn from_code(code: u16) -> Option<CloseCode> {
+        Self::ALL.iter().copied().find(|c| c.code() == code)
+    }
+
     /// The numeric code sent in the close frame.
     pub fn code(self) -> u16 {
         self as u16
@@ -104,6 +122,7 @@ impl CloseCode {
     /// The reason text sent with the close frame.
     pub fn reason(self) -> &'static str {
         match self {
+            CloseCode::Idle => "idle: no answer to pings",
             CloseCode::GoingAway => "server shutting down; resume with since",
             CloseCode::Policy => "too many bad frames",
             CloseCode::TooBig => "frame too large",
@@ -133,14 +152,11 @@ mod tests {
 
     #[test]
     fn close_codes_are_the_documented_numbers() {
-        let codes = [
-            CloseCode::GoingAway,
-            CloseCode::Policy,
-            CloseCode::TooBig,
-            CloseCode::TokenExpired,
-            CloseCode::SlowConsumer,
-        ];
-        let numbers: Vec<u16> = codes.iter().map(|c| c.code()).collect();
-        assert_eq!(numbers, [1001, 1008, 1009, 4001, 4008]);
+        let numbers: Vec<u16> = CloseCode::ALL.iter().map(|c| c.code()).collect();
+        assert_eq!(numbers, [1000, 1001, 1008, 1009, 4001, 4008]);
+        for code in CloseCode::ALL {
+            assert_eq!(CloseCode::from_code(code.code()), Some(*code));
+        }
+        assert_eq!(CloseCode::from_code(1002), None);
     }
 }

@@ -79,6 +79,26 @@ const CASES: &[(&str, ErrorCode, Option<&str>)] = &[
         Some("filter"),
     ),
     (
+        r#"{"type":"subscribe","topic":"admin","limit":5}"#,
+        INVALID,
+        Some("limit"),
+    ),
+    (
+        r#"{"type":"subscribe","topic":"feed","limit":0}"#,
+        INVALID,
+        Some("limit"),
+    ),
+    (
+        r#"{"type":"subscribe","topic":"feed","limit":1001}"#,
+        INVALID,
+        Some("limit"),
+    ),
+    (
+        r#"{"type":"subscribe","topic":"feed","limit":"50"}"#,
+        INVALID,
+        Some("limit"),
+    ),
+    (
         r#"{"type":"subscribe","topic":"feed","filter":{"urgency":["soon"]}}"#,
         INVALID,
         Some("filter.urgency"),

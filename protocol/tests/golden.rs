@@ -148,7 +148,9 @@ fn check_result(path: &Path, what: &str) {
     let result = value
         .get("result")
         .unwrap_or_else(|| panic!("{name}: `ok` frame without `result`"));
+    // `result.<command>[.<variant>[.<more>]].json`: the variant names the topic kind.
     let (command, variant) = what.split_once('.').unwrap_or((what, ""));
+    let variant = variant.split('.').next().unwrap_or(variant);
     match command {
         "subscribe" => {
             let r: SubscribeResult = round_trip(name, "SubscribeResult", result);

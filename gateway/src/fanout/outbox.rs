@@ -207,11 +207,9 @@ impl Outbox {
     }
 
     /// The close code the server asked for, if any.
-    pub fn close_code(&self) -> Option<u16> {
-        match self.handle.0.close.load(Ordering::Acquire) {
-            0 => None,
-            code => Some(code as u16),
-        }
+    pub fn close_code(&self) -> Option<CloseCode> {
+        let code = self.handle.0.close.load(Ordering::Acquire);
+        u16::try_from(code).ok().and_then(CloseCode::from_code)
     }
 
     pub fn handle(&self) -> &ConnHandle {

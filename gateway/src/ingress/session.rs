@@ -73,7 +73,12 @@ struct Session {
 
 impl Session {
     /// The connection's loop; returns the close code sent, if any.
-    async fn serve(&mut self, mut socket: WebSocket, mut outbox: Outbox, exp: u64) -> Option<u16> {
+    async fn serve(
+        &mut self,
+        mut socket: WebSocket,
+        mut outbox: Outbox,
+        exp: u64,
+    ) -> Option<CloseCode> {
         let limits = self.state.limits.clone();
         let write_timeout = Duration::from_secs(limits.write_timeout_secs);
         let mut ping = tokio::time::interval(Duration::from_secs(limits.ping_interval_secs));
@@ -100,7 +105,7 @@ impl Session {
                     match incoming {
                         Some(Ok(Message::Text(text))) => {
                             if text.len() > limits.max_frame_bytes {
-                                break Some(CloseCode::TooBig.code());
+                                break Some(CloseCode::TooBig);
                             }
                             if let Some(code) = self.on_text(&text) {
                                 break Some(code);
@@ -110,19 +115,19 @@ impl Session {
                             let rejection = Rejection { code: ErrorCode::BadRequest, message: "binary frames are not supported; send JSON text".into(), field: None };
                             self.handle.send(error_frame(None, &rejection, None));
                             if self.bad_frame() {
-                                break Some(CloseCode::Policy.code());
+                                break Some(CloseCode::Policy);
                             }
                         }
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                         Some(Ok(Message::Close(_))) | None => break None,
                         // tungstenite refuses frames over the size limit before we see them.
-                        Some(Err(e)) if e.to_string().contains("too long") => break Some(CloseCode::TooBig.code()),
+                        Some(Err(e)) if is_too_long(&e) => break Some(CloseCode::TooBig),
                         Some(Err(_)) => break None,
                     }
                 }
                 _ = ping.tick() => {
                     if last_heard.elapsed() > Duration::from_secs(limits.idle_timeout_secs) {
-                        break Some(1000);
+                        break Some(CloseCode::Idle);
                     }
                     match tokio::time::timeout(write_timeout, socket.send(Message::Ping(Default::default()))).await {
                         Ok(Ok(())) => {}
@@ -130,21 +135,13 @@ impl Session {
                         Err(_) => return self.write_timed_out(),
                     }
                 }
-                () = &mut expires => break Some(CloseCode::TokenExpired.code()),
+                () = &mut expires => break Some(CloseCode::TokenExpired),
             }
         };
         if let Some(code) = close_code {
-            let reason = match code {
-                1001 => CloseCode::GoingAway.reason(),
-                1008 => CloseCode::Policy.reason(),
-                1009 => CloseCode::TooBig.reason(),
-                4001 => CloseCode::TokenExpired.reason(),
-                4008 => CloseCode::SlowConsumer.reason(),
-                _ => "idle: no answer to pings",
-            };
             let frame = CloseFrame {
-                code,
-                reason: Utf8Bytes::from_static(reason),
+                code: code.code(),
+                reason: Utf8Bytes::from_static(code.reason()),
             };
             // Send the close frame, then wait (briefly) for the client's close reply, reading
             // whatever it sent meanwhile (pongs, commands): closing the TCP connection with
@@ -167,12 +164,12 @@ impl Session {
     /// A write did not complete within `write_timeout_secs`: the client stopped reading and
     /// its socket buffer is full. No close frame can get through a full socket, so the
     /// connection is dropped at once (4008 is what it counts as) and its queue freed.
-    fn write_timed_out(&self) -> Option<u16> {
+    fn write_timed_out(&self) -> Option<CloseCode> {
         tracing::debug!("write timed out: closing as a slow consumer");
         self.state.metrics.write_timeouts.inc();
         self.state.metrics.slow_consumer_closes.inc();
         self.handle.close(CloseCode::SlowConsumer);
-        Some(CloseCode::SlowConsumer.code())
+        Some(CloseCode::SlowConsumer)
     }
 
     /// Records a bad frame; `true` when the policy says close.
@@ -192,7 +189,7 @@ impl Session {
     }
 
     /// Handles one text frame; returns a close code when the connection must close.
-    fn on_text(&mut self, text: &str) -> Option<u16> {
+    fn on_text(&mut self, text: &str) -> Option<CloseCode> {
         let frame = match parse_client_frame(text) {
             Ok(frame) => frame,
             Err(e) => {
@@ -202,7 +199,7 @@ impl Session {
                     field: e.field,
                 };
                 self.handle.send(error_frame(e.id, &rejection, None));
-                return self.bad_frame().then_some(CloseCode::Policy.code());
+                return self.bad_frame().then_some(CloseCode::Policy);
             }
         };
         let id = frame.id;
@@ -294,6 +291,18 @@ impl Session {
         }
         None
     }
+}
+
+/// Whether a read failed because the client's frame exceeded the size limit (tungstenite
+/// refuses it before we see it).
+fn is_too_long(error: &axum::Error) -> bool {
+    use std::error::Error as _;
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    use tokio_tungstenite::tungstenite::error::CapacityError;
+    matches!(
+        error.source().and_then(|e| e.downcast_ref::<WsError>()),
+        Some(WsError::Capacity(CapacityError::MessageTooLong { .. }))
+    )
 }
 
 /// Writes `first` and everything else already queued, then flushes once.
