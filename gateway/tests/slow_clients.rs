@@ -8,16 +8,12 @@
 mod common;
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use gavel_engine::{Actor, Command, Engine, EngineConfig, Request, TierTable};
 use gavel_gateway::app::{Server, ServerOptions};
-use gavel_protocol::command::PostTask;
-use gavel_protocol::{Role, Urgency, UserId};
-use gavel_storage::{Store, StoredEvent};
+use gavel_protocol::Role;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -25,51 +21,6 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// Journals `tasks` posted tasks (one `task.opened` each, a millisecond apart) into a fresh
-/// SQLite store in `dir`.
-async fn populate(dir: &Path, tasks: usize) {
-    let store = Store::open_sqlite(dir).await.unwrap();
-    let config = EngineConfig {
-        tiers: TierTable::default(),
-        archive_after: Some(3_600_000),
-    };
-    let mut engine = Engine::new(config);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let actor = Actor::new(UserId::new("sally").unwrap(), Role::Seeker);
-    let mut rows = Vec::new();
-    for i in 0..tasks {
-        let request = Request {
-            actor: actor.clone(),
-            request_id: None,
-            command: Command::PostTask(PostTask {
-                resume_id: format!("cv-{i}"),
-                task_type: None,
-                urgency: Urgency::Flexible,
-                base_price: None,
-                award: None,
-                task_id: None,
-                owner: None,
-            }),
-        };
-        let outcome = engine.execute(&request, now + i as u64);
-        assert!(outcome.reply.is_ok());
-        rows.extend(
-            outcome
-                .events
-                .iter()
-                .map(|(s, e)| StoredEvent::encode(*s, e)),
-        );
-        if rows.len() >= 5_000 {
-            store.append(&rows).await.unwrap();
-            rows.clear();
-        }
-    }
-    store.append(&rows).await.unwrap();
-}
 
 fn big_options(dir: std::path::PathBuf) -> ServerOptions {
     let mut o = options_unlimited(dir);
@@ -360,12 +311,19 @@ async fn a_feed_snapshot_of_100k_open_tasks_arrives_whole_and_live_events_follow
     server.shutdown().await;
 }
 
-/// A coach whose socket is full (it subscribed to a 30,000-task feed and stopped reading) is
-/// dropped within `write_timeout_secs` + 1 s; 200 admins keep receiving every event.
+/// A coach whose socket is full (it subscribed to a large feed and stopped reading) is dropped
+/// within `write_timeout_secs` plus what the snapshot's size allows at the 1 MiB/s floor, plus
+/// 1 s; 200 admins keep receiving every event meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_let_go_while_200_others_get_every_event() {
     let dir = fresh_dir("stuck-reader");
-    populate(&dir, 30_000).await;
+    // The snapshot must outgrow what the kernel buffers: twice the largest send buffer.
+    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|t| t.split_whitespace().nth(2)?.parse().ok())
+        .unwrap_or(4 << 20);
+    let tasks = (2 * wmem_max / FEED_TASK_MIN_BYTES).max(30_000);
+    populate(&dir, tasks).await;
     let mut opts = big_options(dir);
     opts.config.limits.write_timeout_secs = 2;
     let server = Server::start(opts).await.unwrap();
@@ -378,7 +336,7 @@ async fn a_client_that_stops_reading_is_let_go_while_200_others_get_every_event(
             .await;
         admins.push(admin);
     }
-    // The stuck reader: a small receive buffer, a ~8 MB snapshot, and it never reads.
+    // The stuck reader: a small receive buffer, a snapshot of several MB, and it never reads.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let tcp = socket.connect(server.addr).await.unwrap();
@@ -403,7 +361,12 @@ async fn a_client_that_stops_reading_is_let_go_while_200_others_get_every_event(
     let mut seeker = Client::connect(&server, "sally", Role::Seeker).await;
     let mut posted = Vec::new();
     let mut dropped_after = None;
-    for i in 0..40 {
+    // write_timeout + the snapshot's bytes at 1 MiB/s (FeedTask JSON is under 400 bytes).
+    let bound =
+        Duration::from_secs(2) + Duration::from_millis((tasks * 400 * 1000 / (1 << 20)) as u64);
+    let mut i = 0;
+    while dropped_after.is_none() && stuck_since.elapsed() < bound + Duration::from_secs(5) {
+        i += 1;
         let reply = seeker
             .ok(
                 &format!("p{i}"),
@@ -419,8 +382,8 @@ async fn a_client_that_stops_reading_is_let_go_while_200_others_get_every_event(
     }
     let dropped_after = dropped_after.expect("the stuck reader was let go");
     assert!(
-        dropped_after < Duration::from_secs(3 + 1),
-        "{dropped_after:?}"
+        dropped_after < bound + Duration::from_secs(1),
+        "{dropped_after:?} (bound {bound:?})"
     );
     for admin in &mut admins {
         let mut seen = Vec::new();
@@ -437,6 +400,9 @@ async fn a_client_that_stops_reading_is_let_go_while_200_others_get_every_event(
     drop(stuck);
     server.shutdown().await;
 }
+
+/// Fewest bytes one FeedTask takes in a snapshot frame (for sizing the stuck reader's).
+const FEED_TASK_MIN_BYTES: usize = 250;
 
 /// A metric's value in Prometheus text.
 fn metric(text: &str, name: &str) -> f64 {

@@ -6,28 +6,33 @@
 //! publisher to *attach*: the subscription joins the router holding its live frames, and the
 //! publisher answers with the position P it was added at. The reader sends the rest of the
 //! replay up to P, then asks to *release*: the held frames (all after P) follow, in order. No
-//! gap, no duplicate.
+//! gap, no duplicate. If the held frames overflow meanwhile (the client reads slower than the
+//! topic's events arrive), they are dropped and the reader goes on from P and attaches again.
 //!
 //! A resume further behind than `[limits] max_replay_events` events of the topic is sent back
 //! for a fresh snapshot with `reset: true` (counted first, without sending anything, when the
 //! journal span alone exceeds the bound).
+//!
+//! Every subscribe gets exactly one reply: the reader's `ok`, a reset's snapshot, or — when a
+//! later subscribe or unsubscribe of the topic supersedes it first — a `CONFLICT`.
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gavel_engine::routing::{Delivery, deliveries};
-use gavel_engine::{Event, EventKind};
+use axum::extract::ws::Utf8Bytes;
+use gavel_engine::Event;
+use gavel_engine::routing::Delivery;
 use gavel_protocol::views::SubscribeResult;
-use gavel_protocol::{FeedFilter, Seq, TaskId, Topic};
+use gavel_protocol::{CloseCode, ErrorCode, FeedFilter, Seq, Topic};
 use gavel_storage::Store;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::durability::replies::ok_value_frame;
+use crate::durability::replies::{error_frame, ok_value_frame};
 use crate::fanout::frames::encode_event;
 use crate::fanout::outbox::{ConnHandle, ConnId};
-use crate::fanout::topic_router::{FeedMeta, FeedMetaTable, passes};
+use crate::fanout::replay_filter::ReplayFilter;
+use crate::fanout::topic_router::FeedMetaTable;
 use crate::metrics::Metrics;
 use crate::sequencer::messages::SubscribeRequest;
 
@@ -37,6 +42,12 @@ const PAGE: u32 = 1_000;
 const NEAR: u64 = 1_000;
 /// Catch-up messages waiting for the publisher.
 pub const QUEUE: usize = 1024;
+/// Journal reads by catch-up readers at once: the journal writer shares the database pool,
+/// and a storm of resumes must never starve it of connections.
+pub const CONCURRENT_READS: usize = 2;
+/// Times the held frames may overflow before the client counts as a slow consumer: it reads
+/// slower than its topic's live events, so it would never catch up.
+const MAX_REATTACH: u32 = 8;
 
 /// Which catch-up a message is about: a newer subscribe of the same topic on the same
 /// connection supersedes an older one (its `generation` no longer matches).
@@ -47,7 +58,41 @@ pub struct CatchUpKey {
     pub generation: u64,
 }
 
-/// What a catch-up reader asks of the publisher.
+/// A cancellation a send can be made atomic with: once [`CancelToken::cancel`] returns, no
+/// frame of the cancelled catch-up reaches the connection any more (a superseding
+/// subscription's frames can never be followed by a stale one).
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<Mutex<bool>>);
+
+impl CancelToken {
+    pub fn cancel(&self) {
+        *self.0.lock().expect("cancel lock") = true;
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        *self.0.lock().expect("cancel lock")
+    }
+
+    /// Runs `send` unless cancelled; `false` when cancelled or `send` failed.
+    pub fn send_unless_cancelled(&self, send: impl FnOnce() -> bool) -> bool {
+        let cancelled = self.0.lock().expect("cancel lock");
+        !*cancelled && send()
+    }
+}
+
+/// What the publisher answers a release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Released {
+    /// The held frames are out: the subscription is live.
+    Live,
+    /// The held frames overflowed and were dropped: replay on from the attach position and
+    /// attach again.
+    Overflowed,
+    /// The subscription is gone (unsubscribed, superseded, lost its task, disconnected).
+    Gone,
+}
+
+/// What a catch-up reader (or the replica, for a feed snapshot) asks of the publisher.
 #[derive(Debug)]
 pub enum CatchUpMsg {
     /// Add the subscription with its live frames held; answer the position it was added at
@@ -60,20 +105,26 @@ pub enum CatchUpMsg {
         reply: oneshot::Sender<Option<Seq>>,
     },
     /// The replay reached the attach position: release the held frames.
-    Release { key: CatchUpKey },
-    /// Too far behind (or the journal could not be read): a fresh snapshot instead.
+    Release {
+        key: CatchUpKey,
+        reply: oneshot::Sender<Released>,
+    },
+    /// Too far behind (or the journal could not be read) before anything was answered: a
+    /// fresh snapshot instead.
     Reset {
         key: CatchUpKey,
         request: Box<SubscribeRequest>,
     },
-    /// The connection went away or the catch-up was cancelled.
+    /// The replay ended without going live (closed, cancelled, lost its task, or broken).
     Ended { key: CatchUpKey },
-    /// The replica sent a large `feed` snapshot at `seq`: replay from there into live.
+    /// The replica built a large `feed` snapshot at `seq`: send `frame` (the `ok`), then
+    /// replay from `seq` into live.
     Snapshotted {
         key: CatchUpKey,
         request: Box<SubscribeRequest>,
         privileged: bool,
         seq: Seq,
+        frame: Option<Utf8Bytes>,
     },
 }
 
@@ -83,7 +134,7 @@ pub struct CatchUp {
     pub key: CatchUpKey,
     pub request: SubscribeRequest,
     pub privileged: bool,
-    /// The position the subscription was decided at.
+    /// The position the subscription was decided (authorised) at.
     pub decided_at: Seq,
     pub epoch: String,
     pub store: Store,
@@ -91,18 +142,21 @@ pub struct CatchUp {
     pub published: Arc<AtomicU64>,
     pub meta: FeedMetaTable,
     pub publisher: mpsc::Sender<CatchUpMsg>,
-    pub cancelled: Arc<AtomicBool>,
+    pub cancel: CancelToken,
+    pub reads: Arc<Semaphore>,
     pub max_replay_events: u64,
     pub metrics: Arc<Metrics>,
-    /// The subscribe was already answered (with a snapshot at `since`, by the replica).
-    pub answered: bool,
+    /// Whether the subscribe was answered (the replica's snapshot at `since` answers it).
+    pub answered: AtomicBool,
 }
 
 /// Why a replay stopped early.
 enum Stop {
     /// The connection closed or the catch-up was cancelled/superseded.
     Ended,
-    /// The journal could not be read: fall back to a snapshot.
+    /// The subscriber lost the task its topic is about (a coach on `task:<id>`).
+    Lost,
+    /// Too far behind, or the journal could not be read.
     Unreadable,
 }
 
@@ -111,48 +165,83 @@ impl CatchUp {
     pub async fn run(self) {
         self.metrics.catch_ups.inc();
         let key = self.key.clone();
-        let msg = match self.replay().await {
-            Ok(()) => CatchUpMsg::Release { key },
-            Err(Stop::Ended) => CatchUpMsg::Ended { key },
-            Err(Stop::Unreadable) => CatchUpMsg::Reset {
+        let stop = self.replay().await;
+        let answered = self.answered.load(Ordering::Acquire);
+        let msg = match stop {
+            Ok(()) => None,
+            Err(Stop::Unreadable) if !answered => Some(CatchUpMsg::Reset {
                 key,
                 request: Box::new(self.request),
-            },
+            }),
+            Err(stop) => {
+                if matches!(stop, Stop::Unreadable) {
+                    // Answered already: no second reply. The client resumes with `since`.
+                    tracing::warn!("catch-up: the journal could not be read; closing (4008)");
+                    self.request.conn.close(CloseCode::SlowConsumer);
+                } else if !answered && self.cancel.is_cancelled() {
+                    self.answer_superseded();
+                }
+                Some(CatchUpMsg::Ended { key })
+            }
         };
         self.metrics.catch_ups.dec();
-        let _ = self.publisher.send(msg).await;
+        if let Some(msg) = msg {
+            let _ = self.publisher.send(msg).await;
+        }
     }
 
     async fn replay(&self) -> Result<(), Stop> {
         let since = self.request.since.expect("a resume has since");
-        let mut filter = Filter::new(self);
+        let mut filter = ReplayFilter::new(
+            self.request.topic.clone(),
+            self.privileged,
+            self.request.filter.clone(),
+            self.meta.clone(),
+        );
         if self.decided_at - since > self.max_replay_events {
             let count = self.count_topic_events(since, &mut filter).await?;
             if count > self.max_replay_events {
                 return Err(Stop::Unreadable);
             }
         }
-        if !self.answered {
-            self.answer_ok(since);
-        }
+        self.answer_ok(since)?;
         let mut cursor = since;
         let mut attached: Option<Seq> = None;
+        let mut overflows = 0;
         loop {
             if attached.is_none() && self.live_position().saturating_sub(cursor) <= NEAR {
                 attached = Some(self.attach().await?);
             }
             let upto = attached.unwrap_or_else(|| self.live_position());
             if cursor >= upto {
-                return match attached {
-                    Some(_) => Ok(()),
-                    None => continue,
-                };
+                if attached.is_none() {
+                    continue;
+                }
+                match self.release().await? {
+                    Released::Live | Released::Gone => return Ok(()),
+                    Released::Overflowed => {
+                        overflows += 1;
+                        if overflows > MAX_REATTACH {
+                            self.metrics.slow_consumer_closes.inc();
+                            self.request.conn.close(CloseCode::SlowConsumer);
+                            return Err(Stop::Ended);
+                        }
+                        attached = None;
+                        continue;
+                    }
+                }
             }
-            let page = self.read_page(cursor, upto).await?;
-            for (seq, event) in page {
+            for (seq, event) in self.read_page(cursor, upto).await? {
                 cursor = seq;
+                let ends = filter.ends_view(seq, self.decided_at, &event);
+                if ends == Some(false) {
+                    return Err(Stop::Lost);
+                }
                 for delivery in filter.deliveries(&event) {
                     self.send_paced(seq, &delivery).await?;
+                }
+                if ends == Some(true) {
+                    return Err(Stop::Lost);
                 }
             }
         }
@@ -164,20 +253,46 @@ impl CatchUp {
     }
 
     fn stopped(&self) -> bool {
-        self.cancelled.load(Ordering::Acquire) || self.request.conn.is_closed()
+        self.cancel.is_cancelled() || self.request.conn.is_closed()
     }
 
-    fn answer_ok(&self, since: Seq) {
-        if let Some(id) = &self.request.id {
-            let result = SubscribeResult {
-                topic: self.request.topic.clone(),
-                epoch: self.epoch.clone(),
-                seq: since,
-                snapshot: None,
-                reset: None,
-            };
-            self.request.conn.send(ok_value_frame(id.clone(), &result));
+    /// The resume's `ok` (`seq` = `since`, no snapshot), unless already answered.
+    fn answer_ok(&self, since: Seq) -> Result<(), Stop> {
+        if self.answered.swap(true, Ordering::AcqRel) {
+            return Ok(());
         }
+        let Some(id) = &self.request.id else {
+            return Ok(());
+        };
+        let result = SubscribeResult {
+            topic: self.request.topic.clone(),
+            epoch: self.epoch.clone(),
+            seq: since,
+            snapshot: None,
+            reset: None,
+        };
+        let frame = ok_value_frame(id.clone(), &result);
+        if self
+            .cancel
+            .send_unless_cancelled(|| self.request.conn.send(frame))
+        {
+            Ok(())
+        } else {
+            self.answered.store(false, Ordering::Release);
+            Err(Stop::Ended)
+        }
+    }
+
+    /// The one reply of a subscribe superseded before it was answered.
+    fn answer_superseded(&self) {
+        let rejection = gavel_engine::Rejection {
+            code: ErrorCode::Conflict,
+            message: "superseded by a later subscribe or unsubscribe of this topic".into(),
+            field: Some("topic".into()),
+        };
+        self.request
+            .conn
+            .send(error_frame(self.request.id.clone(), &rejection, None));
     }
 
     async fn attach(&self) -> Result<Seq, Stop> {
@@ -193,8 +308,18 @@ impl CatchUp {
         answer.await.ok().flatten().ok_or(Stop::Ended)
     }
 
-    /// The journal's events in `(after, upto]`, one page; retried a few times, then given up
-    /// (the subscriber gets a snapshot instead).
+    async fn release(&self) -> Result<Released, Stop> {
+        let (reply, answer) = oneshot::channel();
+        let msg = CatchUpMsg::Release {
+            key: self.key.clone(),
+            reply,
+        };
+        self.publisher.send(msg).await.map_err(|_| Stop::Ended)?;
+        answer.await.map_err(|_| Stop::Ended)
+    }
+
+    /// The journal's events in `(after, upto]`, one page, checked contiguous; retried a few
+    /// times, then given up.
     async fn read_page(&self, after: Seq, upto: Seq) -> Result<Vec<(Seq, Event)>, Stop> {
         let limit = PAGE.min((upto - after).min(u64::from(u32::MAX)) as u32);
         let mut backoff = Duration::from_millis(50);
@@ -202,8 +327,22 @@ impl CatchUp {
             if self.stopped() {
                 return Err(Stop::Ended);
             }
-            match self.store.read_after(after, limit).await {
-                Ok(rows) if !rows.is_empty() => {
+            let read = {
+                let _permit = self.reads.acquire().await.map_err(|_| Stop::Ended)?;
+                self.store.read_after(after, limit).await
+            };
+            match read {
+                Ok(rows) => {
+                    // Everything up to the live position is durable: a short or broken page
+                    // is a journal that does not hold what it acknowledged.
+                    let contiguous = !rows.is_empty()
+                        && rows
+                            .iter()
+                            .zip(after + 1..)
+                            .all(|(row, seq)| row.seq == seq);
+                    if !contiguous {
+                        return Err(Stop::Unreadable);
+                    }
                     return rows
                         .into_iter()
                         .filter(|r| r.seq <= upto)
@@ -211,9 +350,6 @@ impl CatchUp {
                         .collect::<Result<_, _>>()
                         .map_err(|_| Stop::Unreadable);
                 }
-                // Everything up to the live position is durable, so an empty page is a
-                // journal that does not hold what it acknowledged: not replayable.
-                Ok(_) => return Err(Stop::Unreadable),
                 Err(error) => tracing::warn!(%error, "catch-up: reading the journal failed"),
             }
             tokio::time::sleep(backoff).await;
@@ -223,7 +359,7 @@ impl CatchUp {
     }
 
     /// Counts the topic's events in `(since, decided_at]`, stopping past the bound.
-    async fn count_topic_events(&self, since: Seq, filter: &mut Filter) -> Result<u64, Stop> {
+    async fn count_topic_events(&self, since: Seq, filter: &mut ReplayFilter) -> Result<u64, Stop> {
         let mut count = 0;
         let mut cursor = since;
         while cursor < self.decided_at && count <= self.max_replay_events {
@@ -242,65 +378,11 @@ impl CatchUp {
         if !conn.has_room() && !conn.wait_for_room().await {
             return Err(Stop::Ended);
         }
-        if self.stopped() || !conn.send(encode_event(&delivery.topic, seq, &delivery.event)) {
+        let frame = encode_event(&delivery.topic, seq, &delivery.event);
+        if !self.cancel.send_unless_cancelled(|| conn.send(frame)) {
             return Err(Stop::Ended);
         }
         self.metrics.replayed_events.inc();
         Ok(())
-    }
-}
-
-/// The subscriber's view of replayed events: its topic, its audience, its feed filter.
-struct Filter {
-    topic: Topic,
-    privileged: bool,
-    filter: Option<FeedFilter>,
-    /// Feed attributes learned from replayed `task.opened` events (tasks since archived are
-    /// no longer in the shared table).
-    seen: HashMap<TaskId, FeedMeta>,
-    shared: FeedMetaTable,
-}
-
-impl Filter {
-    fn new(catch_up: &CatchUp) -> Self {
-        Filter {
-            topic: catch_up.request.topic.clone(),
-            privileged: catch_up.privileged,
-            filter: catch_up.request.filter.clone(),
-            seen: HashMap::new(),
-            shared: catch_up.meta.clone(),
-        }
-    }
-
-    fn reset(&mut self) {
-        self.seen.clear();
-    }
-
-    fn deliveries(&mut self, event: &Event) -> Vec<Delivery> {
-        if self.filter.is_some()
-            && let EventKind::TaskOpened { task, .. } = &event.kind
-        {
-            let meta = FeedMeta {
-                urgency: task.urgency,
-                task_type: task.task_type.clone(),
-                suggested_price: task.suggested_price,
-            };
-            self.seen.insert(task.task_id.clone(), meta);
-        }
-        let mut out = deliveries(event);
-        out.retain(|d| d.topic == self.topic);
-        if out.is_empty() {
-            return out;
-        }
-        let shared = self.shared.read().expect("feed meta lock");
-        out.retain(|d| {
-            let meta = d
-                .event
-                .task_id
-                .as_ref()
-                .and_then(|id| self.seen.get(id).or_else(|| shared.get(id)));
-            passes(self.privileged, self.filter.as_ref(), d, meta)
-        });
-        out
     }
 }

@@ -4,7 +4,7 @@
 //! nothing), and nobody else ever waits for it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use axum::extract::ws::Utf8Bytes;
 use gavel_protocol::{CloseCode, UserId};
@@ -34,6 +34,9 @@ struct Shared {
     /// The close code the server decided on (0: none yet).
     close: AtomicU64,
     closing: Notify,
+    /// Whether an uncounted large frame (a snapshot) is queued: only one at a time is let
+    /// past the byte budget, so a burst of snapshot subscribes cannot pile up memory.
+    large_queued: AtomicBool,
     /// Woken after each batch the session writes: a catch-up reader waits on it for room.
     written: Notify,
     metrics: Arc<Metrics>,
@@ -56,6 +59,7 @@ pub fn connection(id: ConnId, user: UserId, metrics: Arc<Metrics>) -> (ConnHandl
         queued_bytes: AtomicUsize::new(0),
         close: AtomicU64::new(0),
         closing: Notify::new(),
+        large_queued: AtomicBool::new(false),
         written: Notify::new(),
         metrics,
     }));
@@ -94,7 +98,16 @@ impl ConnHandle {
         if self.0.close.load(Ordering::Acquire) != 0 {
             return false;
         }
-        self.enqueue(frame, 0)
+        if self.0.large_queued.swap(true, Ordering::AcqRel) {
+            // One is already waiting: this one counts like any frame (and a client that asked
+            // for snapshot after snapshot without reading is a slow consumer).
+            return self.send(frame);
+        }
+        if !self.enqueue(frame, 0) {
+            self.0.large_queued.store(false, Ordering::Release);
+            return false;
+        }
+        true
     }
 
     fn enqueue(&self, frame: Utf8Bytes, counted: usize) -> bool {
@@ -194,10 +207,11 @@ impl Outbox {
     }
 
     fn took(&self, (frame, counted): (Utf8Bytes, usize)) -> Utf8Bytes {
-        self.handle
-            .0
-            .queued_bytes
-            .fetch_sub(counted, Ordering::AcqRel);
+        let shared = &self.handle.0;
+        if counted == 0 {
+            shared.large_queued.store(false, Ordering::Release);
+        }
+        shared.queued_bytes.fetch_sub(counted, Ordering::AcqRel);
         frame
     }
 

@@ -8,17 +8,17 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use gavel_engine::routing::deliveries;
 use gavel_engine::{Event, EventKind};
 use gavel_protocol::{ErrorCode, Seq, Topic};
 use gavel_storage::Store;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
 use crate::durability::durable_gate::DurableGate;
 use crate::durability::replies::{error_frame, ok_empty_frame, reply};
-use crate::fanout::catch_up::{self, CatchUpMsg};
+use crate::fanout::catch_up::{self, CancelToken, CatchUpMsg};
 use crate::fanout::history::History;
 use crate::fanout::outbox::ConnId;
 use crate::fanout::stats::StatsTick;
@@ -27,6 +27,13 @@ use crate::metrics::Metrics;
 use crate::replica::snapshotter::ReplicaMsg;
 use crate::sequencer::engine_task::{RebuildSignal, WeakEngineHandle, unavailable};
 use crate::sequencer::messages::*;
+
+/// Where catch-up readers and the replica reach the publisher.
+#[derive(Debug)]
+pub struct CatchUpInbox {
+    readers: mpsc::Receiver<CatchUpMsg>,
+    replica: mpsc::UnboundedReceiver<CatchUpMsg>,
+}
 
 /// Limits the publisher enforces on subscriptions (contract §13).
 #[derive(Debug, Clone, Copy)]
@@ -52,7 +59,13 @@ pub struct Publisher {
     pub(super) published_shared: Arc<AtomicU64>,
     /// Resumes being served by catch-up readers, by connection and topic: the generation of
     /// the current one (a newer subscribe of the same topic supersedes it).
-    pub(super) catch_ups: HashMap<(ConnId, Topic), (u64, Arc<AtomicBool>)>,
+    pub(super) catch_ups: HashMap<(ConnId, Topic), (u64, CancelToken)>,
+    /// Journal reads catch-up readers may make at once (the writer shares the pool).
+    pub(super) journal_reads: Arc<Semaphore>,
+    /// The replica's answers to feed requests. Unbounded so the replica never blocks on the
+    /// publisher while the publisher waits for room in the replica's queue; it holds at most
+    /// one message per feed request, and those are bounded by the replica's queue.
+    pub(super) replica_reply_tx: mpsc::UnboundedSender<CatchUpMsg>,
     pub(super) next_generation: u64,
     pub(super) catch_up_tx: mpsc::Sender<CatchUpMsg>,
     gate: DurableGate,
@@ -75,10 +88,11 @@ impl Publisher {
         task_meta: impl IntoIterator<Item = (gavel_protocol::TaskId, FeedMeta)>,
         snapshots: mpsc::Sender<ReplicaMsg>,
         limits: SubscriptionLimits,
-    ) -> (Self, mpsc::Receiver<CatchUpMsg>) {
+    ) -> (Self, CatchUpInbox) {
         let router = Router::default();
         *router.task_meta.write().expect("feed meta lock") = task_meta.into_iter().collect();
         let (catch_up_tx, catch_up_rx) = mpsc::channel(catch_up::QUEUE);
+        let (replica_reply_tx, replica_reply_rx) = mpsc::unbounded_channel();
         let publisher = Publisher {
             router,
             history: History::new(ring_capacity),
@@ -91,12 +105,18 @@ impl Publisher {
             published,
             published_shared: Arc::new(AtomicU64::new(published)),
             catch_ups: HashMap::new(),
+            journal_reads: Arc::new(Semaphore::new(catch_up::CONCURRENT_READS)),
+            replica_reply_tx,
             next_generation: 0,
             catch_up_tx,
             events_this_second: 0,
             snapshots,
         };
-        (publisher, catch_up_rx)
+        let inbox = CatchUpInbox {
+            readers: catch_up_rx,
+            replica: replica_reply_rx,
+        };
+        (publisher, inbox)
     }
 
     /// Runs until the engine task is gone and every item is published. `stats` brings the
@@ -104,19 +124,16 @@ impl Publisher {
     pub async fn run(
         mut self,
         mut rx: mpsc::Receiver<PublisherMsg>,
-        mut catch_up_rx: mpsc::Receiver<CatchUpMsg>,
+        mut inbox: CatchUpInbox,
         mut stats: mpsc::Receiver<StatsTick>,
     ) {
         loop {
             tokio::select! {
-                Some(msg) = catch_up_rx.recv() => self.on_catch_up(msg),
+                Some(msg) = inbox.readers.recv() => self.on_catch_up(msg),
+                Some(msg) = inbox.replica.recv() => self.on_catch_up(msg),
                 msg = rx.recv() => match msg {
                     Some(PublisherMsg::Item(item)) => self.publish(item).await,
-                    Some(PublisherMsg::Rebuilt { seq }) => {
-                        tracing::info!(seq, "publishing resumes after the rebuild");
-                        self.gate.reopen();
-                        self.set_published(seq);
-                    }
+                    Some(PublisherMsg::Rebuilt { seq }) => self.rebuilt(seq).await,
                     None => break,
                 },
                 Some(tick) = stats.recv() => self.send_stats(tick),
@@ -189,6 +206,58 @@ impl Publisher {
         self.metrics.events_published.inc();
     }
 
+    /// The engine rebuilt from the journal. If the journal holds events this publisher never
+    /// published (a commit that landed after its failure was resolved), they are published
+    /// now, from the journal, so live streams have no hole; then publishing resumes.
+    async fn rebuilt(&mut self, seq: Seq) {
+        let mut backoff = std::time::Duration::from_millis(50);
+        while self.published < seq {
+            match self.store.read_after(self.published, 1_000).await {
+                Ok(rows) if rows.first().is_some_and(|r| r.seq == self.published + 1) => {
+                    let mut batch = Vec::with_capacity(rows.len());
+                    for row in rows.into_iter().take_while(|r| r.seq <= seq) {
+                        match row.decode() {
+                            Ok(event) => batch.push((row.seq, event)),
+                            Err(error) => {
+                                tracing::error!(%error, seq = row.seq, "undecodable journal row");
+                                self.set_published(seq);
+                                break;
+                            }
+                        }
+                    }
+                    tracing::warn!(
+                        from = self.published + 1,
+                        events = batch.len(),
+                        "publishing events that landed after their commit failed"
+                    );
+                    for (s, event) in &batch {
+                        self.publish_event(*s, event);
+                    }
+                    let _ = self
+                        .snapshots
+                        .send(ReplicaMsg::Batch(Arc::new(batch)))
+                        .await;
+                }
+                Ok(_) => {
+                    tracing::error!(
+                        published = self.published,
+                        seq,
+                        "journal gap after a rebuild"
+                    );
+                    self.set_published(seq);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "reading the journal after a rebuild; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
+                }
+            }
+        }
+        tracing::info!(seq, "publishing resumes after the rebuild");
+        self.gate.reopen();
+        self.set_published(seq.max(self.published));
+    }
+
     pub(super) fn set_published(&mut self, seq: Seq) {
         self.published = seq;
         self.published_shared.store(seq, Ordering::Release);
@@ -236,13 +305,7 @@ impl Publisher {
                 }
             }
             Step::Disconnected { conn } => {
-                self.catch_ups.retain(|(c, _), (_, cancelled)| {
-                    let keep = *c != conn;
-                    if !keep {
-                        cancelled.store(true, Ordering::Release);
-                    }
-                    keep
-                });
+                self.cancel_catch_ups_of(conn);
                 self.router.remove_conn(conn, &self.metrics);
             }
             Step::Reply { .. } | Step::Subscribe { .. } => {

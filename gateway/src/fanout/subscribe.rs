@@ -1,22 +1,17 @@
 //! The publisher's side of `subscribe`: answer, register, and hand resumes to their catch-up
-//! readers. Everything here runs on the publisher task and does bounded work: a snapshot is
+//! readers (whose registry is [`crate::fanout::catch_ups`]). Everything here runs on the publisher task and does bounded work: a snapshot is
 //! sent as it came from the engine, a short resume from the history ring is sent at once, and
 //! anything longer is a [`CatchUp`] of its own.
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use gavel_engine::routing::deliveries;
 use gavel_protocol::views::SubscribeResult;
 use gavel_protocol::{ErrorCode, Seq, Topic};
 
 use crate::durability::replies::{error_frame, ok_value_frame};
-use crate::fanout::catch_up::{CatchUp, CatchUpKey, CatchUpMsg};
 use crate::fanout::frames::encode_event;
 use crate::fanout::outbox::ConnId;
 use crate::fanout::publisher::Publisher;
 use crate::fanout::topic_router::passes;
-use crate::replica::snapshotter::{FeedRequest, ReplicaMsg};
 use crate::sequencer::engine_task::unavailable;
 use crate::sequencer::messages::{EngineMsg, SubscribeRequest, Subscription};
 
@@ -37,6 +32,19 @@ impl Publisher {
             deferred,
         } = sub;
         let conn_id = request.conn.id();
+        if let Some(generation) = request.reset_generation {
+            // A resume sent back for a snapshot: still wanted only if nothing superseded it
+            // meanwhile (an unsubscribe, or a newer subscribe of the topic).
+            let key = (conn_id, request.topic.clone());
+            if self
+                .catch_ups
+                .get(&key)
+                .is_none_or(|(g, _)| *g != generation)
+            {
+                return answer_superseded(&request);
+            }
+            self.catch_ups.remove(&key);
+        }
         if self.subscription_limit_reached(conn_id, &request.topic) {
             let rejection = gavel_engine::Rejection {
                 code: ErrorCode::Conflict,
@@ -95,7 +103,7 @@ impl Publisher {
         let since = request.since.expect("a resume has since");
         if since > seq {
             // A position this journal never reached: a fresh snapshot.
-            return self.ask_for_snapshot(request);
+            return self.ask_for_snapshot(request, None);
         }
         let short = seq - since <= DIRECT_REPLAY && self.history.covers(since);
         if short && request.conn.has_room() {
@@ -152,176 +160,35 @@ impl Publisher {
         );
     }
 
-    fn start_catch_up(&mut self, request: SubscribeRequest, privileged: bool, seq: Seq) {
-        // A live subscription of the same topic would deliver events the replay also sends.
-        self.router
-            .remove(request.conn.id(), &request.topic, &self.metrics);
-        let (key, cancelled) = self.register_catch_up(&request);
-        let catch_up = CatchUp {
-            key,
-            request,
-            privileged,
-            decided_at: seq,
-            epoch: self.epoch.clone(),
-            store: self.store.clone(),
-            published: self.published_shared.clone(),
-            meta: self.router.task_meta.clone(),
-            publisher: self.catch_up_tx.clone(),
-            cancelled,
-            max_replay_events: self.limits.max_replay_events,
-            metrics: self.metrics.clone(),
-            answered: false,
-        };
-        tokio::spawn(catch_up.run());
-    }
-
-    /// Registers a catch-up for `request` (cancelling any earlier one of its topic) and
-    /// returns its key and cancel flag.
-    fn register_catch_up(&mut self, request: &SubscribeRequest) -> (CatchUpKey, Arc<AtomicBool>) {
-        self.next_generation += 1;
-        let key = CatchUpKey {
-            conn: request.conn.id(),
-            topic: request.topic.clone(),
-            generation: self.next_generation,
-        };
-        let cancelled = Arc::new(AtomicBool::new(false));
-        self.catch_ups.insert(
-            (key.conn, key.topic.clone()),
-            (key.generation, cancelled.clone()),
-        );
-        (key, cancelled)
-    }
-
-    /// A `feed` snapshot too large for the engine task: the replica builds it at its own
-    /// position R and answers; a catch-up from R then brings the subscription live.
-    fn defer_feed_snapshot(&mut self, request: SubscribeRequest, privileged: bool, reset: bool) {
-        self.router
-            .remove(request.conn.id(), &request.topic, &self.metrics);
-        let (key, _) = self.register_catch_up(&request);
-        let feed = FeedRequest {
-            key: key.clone(),
-            request,
-            privileged,
-            reset,
-            epoch: self.epoch.clone(),
-            reply: self.catch_up_tx.clone(),
-        };
-        if let Err(refused) = self.snapshots.try_send(ReplicaMsg::Feed(Box::new(feed)))
-            && let ReplicaMsg::Feed(feed) = refused.into_inner()
-        {
-            self.catch_ups.remove(&(key.conn, key.topic));
-            let busy = unavailable("the server is busy; retry");
-            let FeedRequest { request, .. } = *feed;
-            request.conn.send(error_frame(request.id, &busy, None));
-        }
-    }
-
-    /// The replica's snapshot is out: replay from its position into live delivery.
-    fn follow_snapshot(
-        &mut self,
-        key: CatchUpKey,
-        request: SubscribeRequest,
-        privileged: bool,
-        seq: Seq,
-    ) {
-        let Some((_, cancelled)) = self.catch_ups.get(&(key.conn, key.topic.clone())) else {
-            return;
-        };
-        let catch_up = CatchUp {
-            key,
-            request,
-            privileged,
-            decided_at: seq,
-            epoch: self.epoch.clone(),
-            store: self.store.clone(),
-            published: self.published_shared.clone(),
-            meta: self.router.task_meta.clone(),
-            publisher: self.catch_up_tx.clone(),
-            cancelled: cancelled.clone(),
-            max_replay_events: self.limits.max_replay_events,
-            metrics: self.metrics.clone(),
-            answered: true,
-        };
-        tokio::spawn(catch_up.run());
-    }
-
-    /// Stops the catch-up of `topic` on `conn`, if one runs.
-    pub(super) fn cancel_catch_up(&mut self, conn: ConnId, topic: &Topic) {
-        if let Some((_, cancelled)) = self.catch_ups.remove(&(conn, topic.clone())) {
-            cancelled.store(true, Ordering::Release);
-        }
-    }
-
-    /// Whether `key` is the catch-up currently serving its connection and topic.
-    fn is_current(&self, key: &CatchUpKey) -> bool {
-        self.catch_ups
-            .get(&(key.conn, key.topic.clone()))
-            .is_some_and(|(generation, _)| *generation == key.generation)
-    }
-
-    /// A catch-up reader's request.
-    pub(super) fn on_catch_up(&mut self, msg: CatchUpMsg) {
-        match msg {
-            CatchUpMsg::Attach {
-                key,
-                conn,
-                privileged,
-                filter,
-                reply,
-            } => {
-                if !self.is_current(&key) || conn.is_closed() {
-                    let _ = reply.send(None);
-                    return;
-                }
-                // From here every live frame of the topic is held for the connection; the
-                // reader sends the journal's events up to this position, then releases them.
-                self.router
-                    .add_buffering(key.topic, conn, privileged, filter, &self.metrics);
-                let _ = reply.send(Some(self.published));
-            }
-            CatchUpMsg::Release { key } => {
-                if self.is_current(&key) {
-                    self.catch_ups.remove(&(key.conn, key.topic.clone()));
-                    self.router.release(key.conn, &key.topic, &self.metrics);
-                }
-            }
-            CatchUpMsg::Ended { key } => {
-                if self.is_current(&key) {
-                    self.catch_ups.remove(&(key.conn, key.topic.clone()));
-                    self.router.remove(key.conn, &key.topic, &self.metrics);
-                }
-            }
-            CatchUpMsg::Snapshotted {
-                key,
-                request,
-                privileged,
-                seq,
-            } => {
-                if self.is_current(&key) {
-                    self.follow_snapshot(key, *request, privileged, seq);
-                }
-            }
-            CatchUpMsg::Reset { key, request } => {
-                if self.is_current(&key) {
-                    self.catch_ups.remove(&(key.conn, key.topic.clone()));
-                    self.router.remove(key.conn, &key.topic, &self.metrics);
-                    self.ask_for_snapshot(*request);
-                }
-            }
-        }
-    }
-
-    /// Sends a resume back to the engine for a fresh snapshot (`reset: true`).
-    fn ask_for_snapshot(&self, request: SubscribeRequest) {
+    /// Sends a resume back to the engine for a fresh snapshot (`reset: true`). A catch-up's
+    /// resume keeps its registration (`generation`) until the snapshot comes back, so an
+    /// unsubscribe meanwhile wins.
+    pub(super) fn ask_for_snapshot(&mut self, request: SubscribeRequest, generation: Option<u64>) {
         let retry = SubscribeRequest {
             resume_failed: true,
+            reset_generation: generation,
             ..request
         };
         if let Err(refused) = self.engine.try_send(EngineMsg::Subscribe(retry))
             && let EngineMsg::Subscribe(r) = *refused
         {
+            if generation.is_some() {
+                self.catch_ups.remove(&(r.conn.id(), r.topic.clone()));
+            }
             let busy = unavailable("the server is busy; retry");
             r.conn.send(error_frame(r.id, &busy, None));
         }
     }
+}
+
+/// The one reply of a subscribe superseded before it was answered.
+pub(super) fn answer_superseded(request: &SubscribeRequest) {
+    let rejection = gavel_engine::Rejection {
+        code: ErrorCode::Conflict,
+        message: "superseded by a later subscribe or unsubscribe of this topic".into(),
+        field: Some("topic".into()),
+    };
+    request
+        .conn
+        .send(error_frame(request.id.clone(), &rejection, None));
 }

@@ -10,6 +10,7 @@ use axum::extract::ws::Utf8Bytes;
 use gavel_engine::routing::{Audience, Delivery};
 use gavel_protocol::{Cents, FeedFilter, Seq, TaskId, Topic, Urgency};
 
+use crate::fanout::catch_up::Released;
 use crate::fanout::frames::encode_event;
 use crate::fanout::outbox::{ConnHandle, ConnId};
 use crate::metrics::Metrics;
@@ -28,7 +29,7 @@ pub struct FeedMeta {
 pub type FeedMetaTable = Arc<RwLock<HashMap<TaskId, FeedMeta>>>;
 
 /// Most live frames held for a subscription whose resume is finishing (see
-/// [`Router::add_buffering`]); more means the client reads slower than events arrive.
+/// [`Router::add_buffering`]); more are dropped, and the resume goes on from the journal.
 pub const HANDOVER_BUFFER_FRAMES: usize = 1024;
 
 #[derive(Debug)]
@@ -47,6 +48,9 @@ pub struct Router {
     topics: HashMap<Topic, HashMap<ConnId, Subscriber>>,
     conns: HashMap<ConnId, HashSet<Topic>>,
     pub task_meta: FeedMetaTable,
+    /// Held subscriptions whose held frames overflowed: removed from the topic, their
+    /// catch-up reader goes on from the journal and attaches again (see [`Router::release`]).
+    overflowed: HashSet<(ConnId, Topic)>,
 }
 
 /// Whether a delivery passes a subscriber's view: its audience and its feed filter.
@@ -124,6 +128,7 @@ impl Router {
 
     /// Removes every subscription of a connection.
     pub fn remove_conn(&mut self, conn: ConnId, metrics: &Metrics) {
+        self.overflowed.retain(|(c, _)| *c != conn);
         for topic in self.conns.remove(&conn).unwrap_or_default() {
             if let Some(subs) = self.topics.get_mut(&topic) {
                 if subs.remove(&conn).is_some() {
@@ -175,6 +180,7 @@ impl Router {
         let meta = delivery.event.task_id.as_ref().and_then(|id| table.get(id));
         let mut frame = None;
         let mut gone = Vec::new();
+        let mut overflowed = Vec::new();
         for (id, sub) in subs.iter_mut() {
             if !passes(sub.privileged, sub.filter.as_ref(), delivery, meta) {
                 continue;
@@ -182,23 +188,21 @@ impl Router {
             let bytes = frame
                 .get_or_insert_with(|| encode_event(&delivery.topic, seq, &delivery.event))
                 .clone();
-            let delivered = match &mut sub.held {
-                Some(held) if held.len() < HANDOVER_BUFFER_FRAMES => {
-                    held.push(bytes);
-                    true
+            match &mut sub.held {
+                Some(held) if held.len() < HANDOVER_BUFFER_FRAMES => held.push(bytes),
+                Some(_) => overflowed.push(*id),
+                None => {
+                    if !sub.conn.send(bytes) {
+                        gone.push(*id);
+                    }
                 }
-                Some(_) => {
-                    metrics.slow_consumer_closes.inc();
-                    sub.conn.close(gavel_protocol::CloseCode::SlowConsumer);
-                    false
-                }
-                None => sub.conn.send(bytes),
-            };
-            if !delivered {
-                gone.push(*id);
             }
         }
         drop(table);
+        for id in overflowed {
+            self.remove(id, &delivery.topic, metrics);
+            self.overflowed.insert((id, delivery.topic.clone()));
+        }
         for id in gone {
             self.remove_conn(id, metrics);
         }
@@ -221,19 +225,25 @@ impl Router {
         }
     }
 
-    /// The replay has caught up: the held frames go out, and the subscription is live.
-    pub fn release(&mut self, conn: ConnId, topic: &Topic, metrics: &Metrics) {
+    /// The replay has caught up: the held frames go out, and the subscription is live — or
+    /// the held frames had overflowed (the reader replays on and attaches again), or the
+    /// subscription is gone.
+    pub fn release(&mut self, conn: ConnId, topic: &Topic, metrics: &Metrics) -> Released {
+        if self.overflowed.remove(&(conn, topic.clone())) {
+            return Released::Overflowed;
+        }
         let Some(sub) = self.topics.get_mut(topic).and_then(|s| s.get_mut(&conn)) else {
-            return;
+            return Released::Gone;
         };
         let held = sub.held.take().unwrap_or_default();
         let handle = sub.conn.clone();
         for frame in held {
             if !handle.send(frame) {
                 self.remove_conn(conn, metrics);
-                return;
+                return Released::Gone;
             }
         }
+        Released::Live
     }
 
     /// Whether `conn` holds `topic`.

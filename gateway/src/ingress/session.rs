@@ -93,11 +93,14 @@ impl Session {
             tokio::select! {
                 biased;
                 frame = outbox.recv() => match frame {
-                    Some(first) => match tokio::time::timeout(write_timeout, write_all(&mut socket, first, &mut outbox)).await {
-                        Ok(Ok(())) => outbox.written(),
-                        Ok(Err(_)) => break None,
-                        Err(_) => return self.write_timed_out(),
-                    },
+                    Some(first) => {
+                        let batch = take_batch(first, &mut outbox);
+                        match tokio::time::timeout(write_deadline(write_timeout, &batch), write_all(&mut socket, batch)).await {
+                            Ok(Ok(())) => outbox.written(),
+                            Ok(Err(_)) => break None,
+                            Err(_) => return self.write_timed_out(),
+                        }
+                    }
                     None => break outbox.close_code(),
                 },
                 incoming = socket.recv() => {
@@ -237,6 +240,7 @@ impl Session {
                     conn: self.handle.clone(),
                     id: id.clone(),
                     resume_failed: false,
+                    reset_generation: None,
                 };
                 if self
                     .state
@@ -305,18 +309,33 @@ fn is_too_long(error: &axum::Error) -> bool {
     )
 }
 
-/// Writes `first` and everything else already queued, then flushes once.
-async fn write_all(
-    socket: &mut WebSocket,
-    first: Utf8Bytes,
-    outbox: &mut Outbox,
-) -> Result<(), axum::Error> {
-    socket.feed(Message::Text(first)).await?;
-    for _ in 1..MAX_FRAMES_PER_FLUSH {
+/// `first` and whatever else is already queued, up to [`MAX_FRAMES_PER_FLUSH`] frames.
+fn take_batch(first: Utf8Bytes, outbox: &mut Outbox) -> Vec<Utf8Bytes> {
+    let mut batch = vec![first];
+    while batch.len() < MAX_FRAMES_PER_FLUSH {
         match outbox.try_recv() {
-            Some(frame) => socket.feed(Message::Text(frame)).await?,
+            Some(frame) => batch.push(frame),
             None => break,
         }
+    }
+    batch
+}
+
+/// A write must go at least this fast once past `write_timeout_secs`: a large snapshot gets
+/// the time it needs at that rate, a client that stops reading none.
+const WRITE_RATE_FLOOR_BYTES_PER_SEC: u64 = 1024 * 1024;
+
+/// How long writing `batch` may take: the write timeout, plus what its size needs at
+/// [`WRITE_RATE_FLOOR_BYTES_PER_SEC`] (a batch of ordinary frames adds nothing that matters).
+fn write_deadline(write_timeout: Duration, batch: &[Utf8Bytes]) -> Duration {
+    let bytes: u64 = batch.iter().map(|f| f.as_str().len() as u64).sum();
+    write_timeout + Duration::from_millis(bytes * 1000 / WRITE_RATE_FLOOR_BYTES_PER_SEC)
+}
+
+/// Writes a batch of frames, then flushes once.
+async fn write_all(socket: &mut WebSocket, batch: Vec<Utf8Bytes>) -> Result<(), axum::Error> {
+    for frame in batch {
+        socket.feed(Message::Text(frame)).await?;
     }
     socket.flush().await
 }

@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::durability::replies::ok_value_frame;
-use crate::fanout::catch_up::{CatchUpKey, CatchUpMsg};
+use crate::fanout::catch_up::{CancelToken, CatchUpKey, CatchUpMsg};
 use crate::metrics::Metrics;
 use crate::sequencer::messages::SubscribeRequest;
 use crate::supervisor::{DieOnPanic, Fatal};
@@ -64,8 +64,12 @@ pub struct FeedRequest {
     /// Whether the snapshot answers a resume that could not be honoured (`reset: true`).
     pub reset: bool,
     pub epoch: String,
-    /// Where the replica says the snapshot is out (to start the catch-up from R).
-    pub reply: mpsc::Sender<CatchUpMsg>,
+    /// Set when the subscribe was superseded: the replica skips the work.
+    pub cancel: CancelToken,
+    /// Where the replica hands the encoded snapshot back (the publisher sends it, if still
+    /// wanted, and starts the catch-up from R). Unbounded: the replica must never wait for the
+    /// publisher, which may be waiting for room in the replica's queue.
+    pub reply: mpsc::UnboundedSender<CatchUpMsg>,
 }
 
 /// Starts the replica thread from `replica` (a copy of the recovered engine); returns where
@@ -82,8 +86,12 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("gavel-snapshots".into())
         .spawn(move || {
-            let _die_on_panic = DieOnPanic { name: "snapshot replica", fatal };
+            let _die_on_panic = DieOnPanic {
+                name: "snapshot replica",
+                fatal: fatal.clone(),
+            };
             let mut replica = Replica {
+                fatal,
                 last_seq: replica.seq(),
                 engine: replica,
                 last_at: Instant::now(),
@@ -96,10 +104,11 @@ pub fn spawn(
                 match msg {
                     ReplicaMsg::Batch(batch) => {
                         if !replica.apply(&batch) {
-                            tracing::error!(
-                                "snapshot replica cannot follow the journal; snapshots stop until restart"
-                            );
-                            return;
+                            // No snapshots and no large feed snapshots from here on: as broken
+                            // as a panic, and handled the same way.
+                            replica
+                                .fatal
+                                .die("snapshot replica", "cannot follow the journal");
                         }
                         replica.snapshot_if_due();
                     }
@@ -113,6 +122,7 @@ pub fn spawn(
 
 /// The replica thread's state.
 struct Replica {
+    fatal: Arc<Fatal>,
     engine: Engine,
     last_seq: u64,
     last_at: Instant,
@@ -191,8 +201,8 @@ impl Replica {
         }
     }
 
-    /// Builds and sends a feed snapshot at the replica's position R, then asks the publisher
-    /// to replay from R into live delivery.
+    /// Builds and encodes a feed snapshot at the replica's position R and hands it to the
+    /// publisher, which sends it and replays from R into live delivery.
     fn serve_feed(&self, feed: FeedRequest) {
         let FeedRequest {
             key,
@@ -200,37 +210,45 @@ impl Replica {
             privileged,
             reset,
             epoch,
+            cancel,
             reply,
         } = feed;
         if request.conn.is_closed() {
-            let _ = reply.blocking_send(CatchUpMsg::Ended { key });
+            let _ = reply.send(CatchUpMsg::Ended { key });
             return;
         }
-        let started = Instant::now();
         let seq = self.engine.seq();
-        let limit = request.limit.map(|l| l as usize);
-        let snapshot = self
-            .engine
-            .feed_snapshot(&request.actor, request.filter.as_ref(), limit);
-        if let Some(id) = &request.id {
-            let result = SubscribeResult {
-                topic: request.topic.clone(),
-                epoch,
-                seq,
-                snapshot: Some(Snapshot::Feed(snapshot)),
-                reset: reset.then_some(true),
-            };
-            request.conn.send_large(ok_value_frame(id.clone(), &result));
-        }
-        self.metrics
-            .feed_snapshot_seconds
-            .observe(started.elapsed().as_secs_f64());
+        let frame = if cancel.is_cancelled() {
+            // Superseded: no work; the publisher answers it.
+            None
+        } else {
+            let started = Instant::now();
+            let limit = request.limit.map(|l| l as usize);
+            let snapshot =
+                self.engine
+                    .feed_snapshot(&request.actor, request.filter.as_ref(), limit);
+            let frame = request.id.clone().map(|id| {
+                let result = SubscribeResult {
+                    topic: request.topic.clone(),
+                    epoch,
+                    seq,
+                    snapshot: Some(Snapshot::Feed(snapshot)),
+                    reset: reset.then_some(true),
+                };
+                ok_value_frame(id, &result)
+            });
+            self.metrics
+                .feed_snapshot_seconds
+                .observe(started.elapsed().as_secs_f64());
+            frame
+        };
         request.since = Some(seq);
-        let _ = reply.blocking_send(CatchUpMsg::Snapshotted {
+        let _ = reply.send(CatchUpMsg::Snapshotted {
             key,
             request: Box::new(request),
             privileged,
             seq,
+            frame,
         });
     }
 }

@@ -47,6 +47,9 @@ pub struct SubscribeRequest {
     pub id: Option<RequestId>,
     /// A resume the publisher could not serve, sent back for a fresh snapshot (`reset: true`).
     pub resume_failed: bool,
+    /// For such a resume sent back by a catch-up reader: that reader's generation (the
+    /// snapshot is wanted only if nothing superseded it meanwhile).
+    pub reset_generation: Option<u64>,
 }
 
 /// What reaches the engine task.
