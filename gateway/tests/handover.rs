@@ -195,3 +195,82 @@ async fn an_unsubscribe_during_a_replay_ends_it() {
     assert_eq!(replies_a, 1, "exactly one reply to the subscribe");
     server.shutdown().await;
 }
+
+/// A coach resuming `task:<id>` through a catch-up reader loses the task (its payment fails)
+/// while the replay runs: it hears `payment.failed` and then nothing more of the task — not
+/// the next coach's assignment, whether the replay or the live router meets the event first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coach_whose_resume_outlives_its_task_sees_nothing_of_the_next_coach() {
+    let mut opts = options_unlimited(fresh_dir("handover-lost"));
+    opts.history = 10;
+    let server = Server::start(opts).await.unwrap();
+    register_coach(&server, "coach_ana", 4.0, false).await;
+    register_coach(&server, "coach_ben", 4.0, false).await;
+    let mut seeker = Client::connect(&server, "sally", Role::Seeker).await;
+    let task = seeker
+        .ok(
+            "p",
+            json!({"type": "post_task", "resume_id": "cv", "urgency": "standard"}),
+        )
+        .await["task_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let topic = format!("task:{task}");
+    let mut ana = Client::connect(&server, "coach_ana", Role::Coach).await;
+    let bid = json!({"type": "place_bid", "task_id": task, "amount": 4111, "eta_hours": 10});
+    let ana_bid = ana.ok("b", bid).await["bid_id"].clone();
+    seeker
+        .ok(
+            "a",
+            json!({"type": "accept_bid", "task_id": task, "bid_id": ana_bid}),
+        )
+        .await;
+    let watched = ana
+        .ok("w", json!({"type": "subscribe", "topic": topic}))
+        .await;
+    let since = watched["seq"].as_u64().unwrap();
+    drop(ana);
+    // Other tasks push the resume past the ring and the direct replay: a catch-up reader.
+    for i in 0..400 {
+        let post = json!({"type": "post_task", "resume_id": format!("o{i}"), "urgency": "urgent"});
+        seeker.ok(&format!("o{i}"), post).await;
+    }
+    let mut ana = Client::connect(&server, "coach_ana", Role::Coach).await;
+    let resume =
+        json!({"type": "subscribe", "topic": topic, "since": since, "epoch": server.epoch});
+    ana.ok("r", resume).await;
+    let (status, _) = http(
+        &server,
+        "POST",
+        &format!("/v1/tasks/{task}/payment_failed"),
+        Some(&token("ops", Role::Admin)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    // The replay may hold the event until it hands over: wait for it, not for a barrier
+    // (a barrier on another topic does not order a catch-up's frames).
+    ana.wait_event(&topic, "payment.failed", Duration::from_secs(10))
+        .await;
+    let mut ben = Client::connect(&server, "coach_ben", Role::Coach).await;
+    let bid = json!({"type": "place_bid", "task_id": task, "amount": 4999, "eta_hours": 7});
+    let ben_bid = ben.ok("b", bid).await["bid_id"].clone();
+    seeker
+        .ok(
+            "a2",
+            json!({"type": "accept_bid", "task_id": task, "bid_id": ben_bid}),
+        )
+        .await;
+    let events = ana.drain_events().await;
+    assert!(
+        events.iter().all(|f| !f.to_string().contains("coach_ben")),
+        "the old coach saw the new one: {events:?}"
+    );
+    assert_eq!(
+        events.last().map(|f| f["event"]["kind"].clone()),
+        Some(json!("payment.failed")),
+        "{events:?}"
+    );
+    server.shutdown().await;
+}

@@ -40,6 +40,9 @@ struct Subscriber {
     /// `Some` while a catch-up reader finishes the replay: live frames wait here, in order,
     /// until the replay has reached the position the subscription was added at.
     held: Option<Vec<Utf8Bytes>>,
+    /// Set when a held subscriber lost its view (a coach that lost the task): it takes no
+    /// more frames and ends at its release.
+    ending: bool,
 }
 
 /// Subscriptions by topic, and by connection (for cleanup).
@@ -96,6 +99,7 @@ impl Router {
                     privileged,
                     filter,
                     held: None,
+                    ending: false,
                 },
             )
             .is_none();
@@ -147,14 +151,18 @@ impl Router {
     /// Removes every subscriber of `topic` that is not privileged — on `task:<id>`, the coach
     /// that held the task — when it loses the task.
     pub fn remove_unprivileged(&mut self, topic: &Topic, metrics: &Metrics) {
-        let Some(subs) = self.topics.get(topic) else {
+        let Some(subs) = self.topics.get_mut(topic) else {
             return;
         };
-        let gone: Vec<ConnId> = subs
-            .iter()
-            .filter(|(_, s)| !s.privileged)
-            .map(|(id, _)| *id)
-            .collect();
+        let mut gone = Vec::new();
+        for (id, sub) in subs.iter_mut().filter(|(_, s)| !s.privileged) {
+            match sub.held {
+                // Its resume is still being replayed: the frames held so far are its due and
+                // go out at the release; nothing more is added, then it ends.
+                Some(_) => sub.ending = true,
+                None => gone.push(*id),
+            }
+        }
         for id in gone {
             self.remove(id, topic, metrics);
         }
@@ -182,7 +190,7 @@ impl Router {
         let mut gone = Vec::new();
         let mut overflowed = Vec::new();
         for (id, sub) in subs.iter_mut() {
-            if !passes(sub.privileged, sub.filter.as_ref(), delivery, meta) {
+            if sub.ending || !passes(sub.privileged, sub.filter.as_ref(), delivery, meta) {
                 continue;
             }
             let bytes = frame
@@ -237,11 +245,16 @@ impl Router {
         };
         let held = sub.held.take().unwrap_or_default();
         let handle = sub.conn.clone();
+        let ending = sub.ending;
         for frame in held {
             if !handle.send(frame) {
                 self.remove_conn(conn, metrics);
                 return Released::Gone;
             }
+        }
+        if ending {
+            self.remove(conn, topic, metrics);
+            return Released::Gone;
         }
         Released::Live
     }
