@@ -318,3 +318,49 @@ async fn a_panic_in_the_engine_task_ends_the_process_and_a_restart_keeps_what_wa
     }
     server.shutdown().await;
 }
+
+/// The admin topic's `stats` (contract §8): engine time in `at` — with `--time-scale 600` far
+/// ahead of the wall clock, never behind the engine time of an event before it — and the
+/// `seq` of the last event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_carry_engine_time_and_the_last_events_seq() {
+    let mut opts = options(fresh_dir("stats-time"));
+    opts.time_scale = 600.0;
+    let server = Server::start(opts).await.unwrap();
+    let mut admin = Client::connect(&server, "ops", Role::Admin).await;
+    admin
+        .ok("s", json!({"type": "subscribe", "topic": "admin"}))
+        .await;
+    // A first tick: the server has run at least a second (ten engine minutes).
+    admin
+        .wait_event("admin", "stats", Duration::from_secs(5))
+        .await;
+    admin.backlog.clear();
+    let mut sally = Client::connect(&server, "sally", Role::Seeker).await;
+    let posted = sally.ok("p", post(0)).await;
+    // A standard bidding window is 30 minutes of engine time.
+    let engine_at_post = posted["bidding_closes_at"].as_u64().unwrap() - 30 * 60_000;
+    let opened = admin
+        .wait_event("admin", "task.opened", Duration::from_secs(5))
+        .await;
+    // Everything up to the task.opened is read (a tick may have come before it).
+    admin.backlog.clear();
+    let stats = admin
+        .wait_event("admin", "stats", Duration::from_secs(5))
+        .await;
+    let wall_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let at = stats["event"]["at"].as_u64().unwrap();
+    assert!(
+        at >= engine_at_post,
+        "stats at {at} before the post's {engine_at_post}"
+    );
+    assert!(
+        at > wall_ms + 5 * 60_000,
+        "engine time, not wall time: {at} vs {wall_ms}"
+    );
+    assert_eq!(stats["seq"], opened["seq"], "the last event's seq");
+    server.shutdown().await;
+}
