@@ -23,7 +23,7 @@ use crate::error::StorageError;
 /// read) that hangs — locks, a dying server — fails instead of holding the writer for ever;
 /// the writer then resolves the commit by reading the journal's end. Generous, because a
 /// snapshot of a large state is one statement too.
-pub const POSTGRES_STATEMENT_TIMEOUT: &str = "30s";
+pub const POSTGRES_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// File name of the SQLite database inside the data directory.
 pub const SQLITE_FILE: &str = "gavel.db";
@@ -112,8 +112,17 @@ impl Store {
 
     /// Connects to Postgres at `url` and brings the schema up to date.
     pub async fn open_postgres(url: &str) -> Result<Self, StorageError> {
-        let options = PgConnectOptions::from_str(url)?
-            .options([("statement_timeout", POSTGRES_STATEMENT_TIMEOUT)]);
+        Self::open_postgres_with(url, POSTGRES_STATEMENT_TIMEOUT).await
+    }
+
+    /// [`Store::open_postgres`] with another `statement_timeout` (tests of a hung write).
+    pub async fn open_postgres_with(
+        url: &str,
+        statement_timeout: Duration,
+    ) -> Result<Self, StorageError> {
+        let timeout = format!("{}ms", statement_timeout.as_millis().max(1));
+        let options =
+            PgConnectOptions::from_str(url)?.options([("statement_timeout", timeout.as_str())]);
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(5))

@@ -510,3 +510,66 @@ async fn postgres_commit_with_a_lost_reply_is_acknowledged_once_the_journal_end_
     }
     common::drop_postgres(&url).await;
 }
+
+/// A journal write that hangs (here: a lock held on the table by another session) fails at
+/// the statement timeout instead of holding the writer for ever; its batch is refused once
+/// the journal's end can be read (it did not land), and writes go on after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_hung_append_fails_at_the_statement_timeout() {
+    let url = common::fresh_postgres("hung").await;
+    let store = Store::open_postgres_with(&url, Duration::from_millis(500))
+        .await
+        .unwrap();
+    let stats = Arc::new(WriterStats::default());
+    let journal = JournalHandle::spawn(store.clone(), 0, stats.clone());
+    let batch = |id: u64, first: Seq| -> Arc<Vec<(Seq, Event)>> {
+        Arc::new(
+            (0..3)
+                .map(|i| (first + i, marked_event(id, i as usize, 3)))
+                .collect(),
+        )
+    };
+    journal.append(batch(1, 1)).await.unwrap();
+
+    let mut locker = PgConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
+    sqlx::query("LOCK TABLE journal IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let pending = {
+        let journal = journal.clone();
+        tokio::spawn(async move { journal.append(batch(2, 4)).await })
+    };
+    // The append times out while the lock is held (and so does every read of the journal's
+    // end); once it is released the end is known (3) and the batch is refused, not left
+    // hanging. Wait for the writer to have seen the failure, not for a fixed time.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while stats.failures.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the append timed out"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !pending.is_finished(),
+        "not answered while the journal's end is unknown"
+    );
+    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+    let refused = tokio::time::timeout(Duration::from_secs(20), pending)
+        .await
+        .expect("answered once the lock is gone")
+        .unwrap();
+    assert!(
+        refused.is_err(),
+        "the timed-out append did not land: {refused:?}"
+    );
+    assert_eq!(journal.durable(), 3);
+    journal.append(batch(3, 4)).await.unwrap();
+    assert_eq!(store.latest_seq().await.unwrap(), 6);
+    if let Store::Postgres(pool) = store {
+        pool.close().await;
+    }
+    common::drop_postgres(&url).await;
+}
