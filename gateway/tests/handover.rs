@@ -17,10 +17,14 @@ const JOURNALED: usize = 20_000;
 async fn server(name: &str) -> Server {
     let dir = fresh_dir(name);
     populate(&dir, JOURNALED).await;
+    Server::start(resume_options(dir)).await.unwrap()
+}
+
+fn resume_options(dir: std::path::PathBuf) -> ServerOptions {
     let mut opts: ServerOptions = options_unlimited(dir);
     opts.history = 100;
     opts.snapshot_every_events = 1_000_000;
-    Server::start(opts).await.unwrap()
+    opts
 }
 
 /// Posts tasks back to back until `stop`; returns how many.
@@ -65,10 +69,32 @@ async fn journal_end(server: &Server) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resume_hands_over_to_live_events_with_no_gap_and_no_duplicate_under_load() {
     let server = server("handover-load").await;
+    resume_under_load(&server).await;
+    server.shutdown().await;
+}
+
+/// The same on Postgres (the journal pages, the writer and the catch-up share its pool).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_hands_over_exactly_on_postgres() {
+    let url = fresh_postgres("handover_pg").await;
+    let store = gavel_storage::Store::open_postgres(&url).await.unwrap();
+    populate_store(&store, JOURNALED).await;
+    if let gavel_storage::Store::Postgres(pool) = store {
+        pool.close().await;
+    }
+    let mut opts = resume_options(fresh_dir("handover-pg"));
+    opts.database_url = Some(url.clone());
+    let server = Server::start(opts).await.unwrap();
+    resume_under_load(&server).await;
+    server.shutdown().await;
+    drop_postgres(&url).await;
+}
+
+async fn resume_under_load(server: &Server) {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let load = workload(&server, stop_rx);
+    let load = workload(server, stop_rx);
     let resume = async {
-        let mut ops = Client::connect(&server, "ops", Role::Admin).await;
+        let mut ops = Client::connect(server, "ops", Role::Admin).await;
         let resume =
             json!({"type": "subscribe", "topic": "admin", "since": 0, "epoch": server.epoch});
         let ok = ops.ok("r", resume).await;
@@ -80,9 +106,8 @@ async fn a_resume_hands_over_to_live_events_with_no_gap_and_no_duplicate_under_l
     let (posted, (mut ops, last)) = tokio::join!(load, resume);
     assert!(posted > 0);
     // The workload's last events, live.
-    let end = journal_end(&server).await;
+    let end = journal_end(server).await;
     read_contiguous(&mut ops, last, end).await;
-    server.shutdown().await;
 }
 
 /// A second subscribe of the topic while the first one's replay runs supersedes it: the first

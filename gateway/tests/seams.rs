@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use gavel_gateway::app::Server;
+use gavel_gateway::app::{Server, ServerOptions};
 use gavel_protocol::Role;
 use gavel_storage::{AppendFault, AppendFaults};
 use serde_json::{Value, json};
@@ -31,8 +31,24 @@ fn contiguous(seqs: &[u64]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_that_landed_despite_an_error_is_published_and_acknowledged() {
     let dir = fresh_dir("seam-after");
+    commit_landed_despite_an_error(|| options(dir.clone())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_landed_despite_an_error_is_published_and_acknowledged_on_postgres() {
+    let url = fresh_postgres("seam_after_pg").await;
+    let dir = fresh_dir("seam-after-pg");
+    commit_landed_despite_an_error(|| ServerOptions {
+        database_url: Some(url.clone()),
+        ..options(dir.clone())
+    })
+    .await;
+    drop_postgres(&url).await;
+}
+
+async fn commit_landed_despite_an_error(make: impl Fn() -> ServerOptions) {
     let faults = Arc::new(AppendFaults::default());
-    let mut opts = options(dir.clone());
+    let mut opts = make();
     opts.faults.appends = Some(faults.clone());
     let server = Server::start(opts).await.unwrap();
     let mut admin = Client::connect(&server, "ops", Role::Admin).await;
@@ -53,7 +69,7 @@ async fn a_commit_that_landed_despite_an_error_is_published_and_acknowledged() {
     assert_eq!(seen.first(), Some(&(s0 + 1)));
     assert!(contiguous(&seen), "{seen:?}");
     server.shutdown().await;
-    let server = Server::start(options(dir)).await.unwrap();
+    let server = Server::start(make()).await.unwrap();
     for task in [&a, &b, &c] {
         let id = task["task_id"].as_str().unwrap();
         let (status, _) = http(
@@ -74,8 +90,24 @@ async fn a_commit_that_landed_despite_an_error_is_published_and_acknowledged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_that_did_not_land_is_refused_and_the_stream_has_no_hole() {
     let dir = fresh_dir("seam-before");
+    commit_that_did_not_land(|| options(dir.clone())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_did_not_land_is_refused_and_the_stream_has_no_hole_on_postgres() {
+    let url = fresh_postgres("seam_before_pg").await;
+    let dir = fresh_dir("seam-before-pg");
+    commit_that_did_not_land(|| ServerOptions {
+        database_url: Some(url.clone()),
+        ..options(dir.clone())
+    })
+    .await;
+    drop_postgres(&url).await;
+}
+
+async fn commit_that_did_not_land(make: impl Fn() -> ServerOptions) {
     let faults = Arc::new(AppendFaults::default());
-    let mut opts = options(dir.clone());
+    let mut opts = make();
     opts.faults.appends = Some(faults.clone());
     let server = Server::start(opts).await.unwrap();
     let mut admin = Client::connect(&server, "ops", Role::Admin).await;
@@ -104,7 +136,7 @@ async fn a_commit_that_did_not_land_is_refused_and_the_stream_has_no_hole() {
     assert_eq!(opened, [&a["task_id"], &c["task_id"]]);
     assert!(contiguous(&seqs(&events)), "{events:?}");
     server.shutdown().await;
-    let server = Server::start(options(dir)).await.unwrap();
+    let server = Server::start(make()).await.unwrap();
     let admin_token = token("ops", Role::Admin);
     for task in [&a, &c] {
         let id = task["task_id"].as_str().unwrap();

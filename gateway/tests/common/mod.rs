@@ -557,6 +557,11 @@ pub fn mentions(value: &Value, needle: &Value) -> bool {
 /// SQLite store in `dir`.
 pub async fn populate(dir: &std::path::Path, tasks: usize) {
     let store = gavel_storage::Store::open_sqlite(dir).await.unwrap();
+    populate_store(&store, tasks).await;
+}
+
+/// [`populate`] into any store (Postgres: a [`fresh_postgres`] database).
+pub async fn populate_store(store: &gavel_storage::Store, tasks: usize) {
     let config = gavel_engine::EngineConfig {
         tiers: gavel_engine::TierTable::default(),
         archive_after: Some(3_600_000),
