@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use gavel_engine::{Engine, EngineConfig, Rejection};
 use gavel_protocol::views::Snapshot;
-use gavel_protocol::{ErrorCode, Role, Topic};
+use gavel_protocol::{ErrorCode, Role, Seq, Topic};
 use gavel_storage::{JournalHandle, Store, recover};
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -274,17 +274,7 @@ impl EngineActor {
             .engine
             .authorize_subscribe(&request.actor, &request.topic)
         {
-            let reply_to = ReplyTo::Conn {
-                conn: request.conn,
-                id: request.id,
-            };
-            return Step::Reply {
-                after,
-                reply_to,
-                result: Err(rejection),
-                command: "subscribe",
-                received: Instant::now(),
-            };
+            return refused_subscribe(after, request, rejection);
         }
         let privileged =
             !(request.actor.role == Role::Coach && matches!(request.topic, Topic::Task(_)));
@@ -315,19 +305,7 @@ impl EngineActor {
             };
             match snapshot {
                 Ok(s) => Some(s),
-                Err(rejection) => {
-                    let reply_to = ReplyTo::Conn {
-                        conn: request.conn,
-                        id: request.id,
-                    };
-                    return Step::Reply {
-                        after,
-                        reply_to,
-                        result: Err(rejection),
-                        command: "subscribe",
-                        received: Instant::now(),
-                    };
-                }
+                Err(rejection) => return refused_subscribe(after, request, rejection),
             }
         };
         let reset = request.since.is_some() && !resume;
@@ -380,6 +358,20 @@ impl EngineActor {
                 seq: self.engine.seq(),
             })
             .await;
+    }
+}
+
+/// The step that answers a refused subscribe (after the events decided before it).
+fn refused_subscribe(after: Seq, request: SubscribeRequest, rejection: Rejection) -> Step {
+    Step::Reply {
+        after,
+        reply_to: ReplyTo::Conn {
+            conn: request.conn,
+            id: request.id,
+        },
+        result: Err(rejection),
+        command: "subscribe",
+        received: Instant::now(),
     }
 }
 
