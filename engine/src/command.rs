@@ -24,7 +24,8 @@ impl Actor {
 }
 
 /// A state-changing command (subscriptions and pings never reach the engine's writer).
-#[derive(Debug, Clone, PartialEq)]
+/// Serializable so a cluster follower can forward it to the leader as it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     PostTask(wire::PostTask),
     PlaceBid(wire::PlaceBid),
@@ -90,7 +91,7 @@ impl Command {
 }
 
 /// A command with its sender and, when the client gave one, its request id.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Request {
     pub actor: Actor,
     pub request_id: Option<RequestId>,

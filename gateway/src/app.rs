@@ -10,12 +10,14 @@ use std::time::Duration;
 
 use axum::serve::ListenerExt as _;
 use gavel_engine::{Engine, EngineConfig};
-use gavel_storage::{AppendFaults, JournalHandle, Store, WriterStats, recover};
+use gavel_protocol::Seq;
+use gavel_storage::{AppendFaults, JournalHandle, Store, WriterOptions, WriterStats, recover};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::cli::config::{Limits, ServerConfig};
+use crate::cluster::state::{ClusterState, NodeRole};
 use crate::fanout::outbox::{ConnHandle, ConnId, ConnIds};
 use crate::fanout::publisher::{Publisher, SubscriptionLimits};
 use crate::fanout::stats::stats_ticker;
@@ -25,7 +27,8 @@ use crate::ingress::rate_limit::UserRateLimiter;
 use crate::metrics::Metrics;
 use crate::replica::snapshotter::{self, SnapshotPolicy};
 use crate::sequencer::clock::EngineClock;
-use crate::sequencer::engine_task::{CommandHook, EngineActor, EngineHandle, RebuildSignal};
+use crate::sequencer::engine_task::{CommandHook, EngineActor, EngineHandle, Mode, RebuildSignal};
+use crate::sequencer::follower::FollowerLink;
 use crate::sequencer::messages::PUBLISH_QUEUE;
 use crate::supervisor::{Fatal, supervise};
 
@@ -48,6 +51,9 @@ pub struct ServerOptions {
     pub snapshot_interval: Duration,
     /// Fault injection, for tests of the pipeline's seams; `Default` injects nothing.
     pub faults: FaultHooks,
+    /// Set when this server is one pipeline of a cluster node (see [`crate::cluster::node`]):
+    /// the role it runs in is the node's role at start.
+    pub cluster: Option<Arc<ClusterState>>,
 }
 
 /// Faults a test can inject into a running server (nothing a client can reach).
@@ -87,6 +93,8 @@ pub struct AppState {
     pub connections: Mutex<HashMap<ConnId, ConnHandle>>,
     pub store: Store,
     pub rebuild: Arc<RebuildSignal>,
+    /// The node's view of the cluster, when it is part of one.
+    pub cluster: Option<Arc<ClusterState>>,
     /// Set when a pipeline task died (the process is ending).
     pub fatal: Arc<Fatal>,
     pub shutting_down: watch::Receiver<bool>,
@@ -138,11 +146,19 @@ impl Server {
             .collect();
         let seq = engine.seq();
         let metrics = Arc::new(Metrics::new());
+        let cluster = options.cluster.clone();
+        let role = cluster.as_ref().map(|c| c.role());
+        if let Some(cluster) = &cluster {
+            cluster.metrics.register(metrics.registry());
+            cluster.count_connections_in(metrics.connections.clone());
+            cluster.note_applied(seq);
+        }
         let fatal = Arc::new(Fatal::default());
         let policy = SnapshotPolicy {
             every_events: options.snapshot_every_events,
             interval: options.snapshot_interval,
             keep: 2,
+            persist: role != Some(NodeRole::Follower),
         };
         let replica =
             Engine::restore(config.clone(), engine.snapshot()).map_err(anyhow::Error::msg)?;
@@ -153,16 +169,17 @@ impl Server {
             metrics.clone(),
             fatal.clone(),
         );
-        let (journal, writer_task) = JournalHandle::spawn_with(
-            store.clone(),
-            seq,
-            Arc::new(WriterStats::default()),
-            options
-                .faults
-                .journal_queue
-                .unwrap_or(gavel_storage::writer::QUEUE_CAPACITY),
-            options.faults.appends.clone(),
-        );
+        let (mode, follower_queue) = match (&cluster, role) {
+            (Some(cluster), Some(NodeRole::Follower)) => {
+                let (tx, rx) = mpsc::channel(crate::cluster::forward::FORWARD_QUEUE);
+                let link = FollowerLink::new(tx, cluster.clone());
+                (Mode::Follower(link), Some(rx))
+            }
+            _ => {
+                let journal = start_journal(&options, &store, seq, &fatal);
+                (Mode::Leader(journal), None)
+            }
+        };
         let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
         let rebuild = Arc::new(RebuildSignal::default());
         let clock = EngineClock::new(options.time_scale, engine.state().now);
@@ -170,7 +187,8 @@ impl Server {
             engine,
             config,
             store: store.clone(),
-            journal,
+            mode,
+            cluster: cluster.clone(),
             clock,
             publisher: publish_tx,
             metrics: metrics.clone(),
@@ -180,8 +198,18 @@ impl Server {
         };
         let (engine_handle, engine_task) = actor.spawn();
         let engine_task = supervise("engine task", engine_task, fatal.clone());
-        // The writer ends after the engine (its last handle); only a panic matters here.
-        drop(supervise("journal writer", writer_task, fatal.clone()));
+        let (stop, stopped) = watch::channel(false);
+        if let (Some(cluster), Some(queue)) = (&cluster, follower_queue) {
+            start_follower(
+                &options,
+                &store,
+                cluster,
+                &engine_handle,
+                queue,
+                seq,
+                &stopped,
+            );
+        }
         let subscription_limits = SubscriptionLimits {
             max_subscriptions: options.config.limits.max_subscriptions,
             max_replay_events: options.config.limits.max_replay_events,
@@ -199,7 +227,6 @@ impl Server {
             subscription_limits,
         );
         let (stats_tx, stats_rx) = mpsc::channel(4);
-        let (stop, stopped) = watch::channel(false);
         tokio::spawn(stats_ticker(
             engine_handle.clone(),
             clock,
@@ -227,6 +254,7 @@ impl Server {
             connections: Mutex::new(HashMap::new()),
             store,
             rebuild,
+            cluster,
             fatal,
             shutting_down: stopped.clone(),
         });
@@ -256,6 +284,66 @@ impl Server {
     pub fn stopper(&self) -> watch::Sender<bool> {
         self.stop.clone()
     }
+}
+
+/// The journal writer of a leader (or a single node): fenced by the lease epoch in a
+/// cluster, whose committed rows then also go to Redis for the followers.
+fn start_journal(
+    options: &ServerOptions,
+    store: &Store,
+    seq: Seq,
+    fatal: &Arc<Fatal>,
+) -> JournalHandle {
+    let mut writer = WriterOptions {
+        capacity: options
+            .faults
+            .journal_queue
+            .unwrap_or(gavel_storage::writer::QUEUE_CAPACITY),
+        faults: options.faults.appends.clone(),
+        ..WriterOptions::default()
+    };
+    if let Some(cluster) = &options.cluster
+        && let NodeRole::Leader { epoch } = cluster.role()
+    {
+        let (commits, published) = mpsc::channel(crate::cluster::replication::PUBLISH_QUEUE);
+        writer.fence = Some(epoch);
+        writer.on_commit = Some(commits);
+        tokio::spawn(crate::cluster::replication::publish_commits(
+            cluster.clone(),
+            published,
+        ));
+    }
+    let (journal, writer_task) =
+        JournalHandle::spawn_with(store.clone(), seq, Arc::new(WriterStats::default()), writer);
+    // The writer ends after the engine (its last handle); only a panic matters here.
+    drop(supervise("journal writer", writer_task, fatal.clone()));
+    journal
+}
+
+/// A follower's replication input and command link.
+fn start_follower(
+    options: &ServerOptions,
+    store: &Store,
+    cluster: &Arc<ClusterState>,
+    engine: &EngineHandle,
+    queue: mpsc::Receiver<crate::cluster::forward::Forward>,
+    seq: Seq,
+    stopped: &watch::Receiver<bool>,
+) {
+    tokio::spawn(crate::cluster::replication::follow(
+        store.clone(),
+        cluster.clone(),
+        engine.clone(),
+        seq,
+        stopped.clone(),
+    ));
+    tokio::spawn(crate::cluster::forward::forward(
+        cluster.clone(),
+        engine.clone(),
+        queue,
+        JwtKeys::new(&options.jwt_secret),
+        stopped.clone(),
+    ));
 }
 
 async fn serve(

@@ -13,6 +13,8 @@
 //!   topic router, the history ring, one connection's outbox.
 //! - [`replica`] — a replica of the engine on its own thread that writes snapshots of durable
 //!   state, so the engine never pauses for one.
+//! - [`cluster`] — many nodes: the Postgres lease, replication over Redis with gap filling
+//!   from the journal, command forwarding to the leader, `GET /v1/cluster`.
 //! - [`cli`] — the binary's edge: flags (also `GAVEL_*` variables), the TOML file, the JWT
 //!   secret, logs, signals, and `gavel connect`.
 //! - [`app`] — [`app::Server`]: assembly (storage, recovery, every stage) and graceful
@@ -25,6 +27,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod cluster;
 pub mod durability;
 pub mod fanout;
 pub mod ingress;

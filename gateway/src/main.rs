@@ -9,6 +9,7 @@ use gavel_gateway::cli::args::{Cli, CliCommand, ServeArgs, TokenArgs};
 use gavel_gateway::cli::config::ServerConfig;
 use gavel_gateway::cli::secret::{self, SecretSource};
 use gavel_gateway::cli::{logging, signals};
+use gavel_gateway::cluster::node::{ClusterOptions, default_node_id};
 use gavel_gateway::ingress::auth::JwtKeys;
 
 fn main() -> anyhow::Result<()> {
@@ -55,11 +56,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "no JWT secret configured: generated a random one and saved it; mint tokens on this machine with `gavel token`"
         ),
     }
-    if args.redis_url.is_some() {
-        tracing::warn!(
-            "--redis-url is accepted but not used yet: cross-node fan-out arrives with the cluster work"
-        );
-    }
+    let cluster = match (&args.redis_url, &args.database_url) {
+        (None, _) => None,
+        (Some(_), None) => anyhow::bail!(
+            "--redis-url runs a cluster, and a cluster needs Postgres: add --database-url postgres://… \
+             (the SQLite default is one process's file)"
+        ),
+        (Some(redis_url), Some(_)) => Some(ClusterOptions {
+            node_id: args
+                .node_id
+                .clone()
+                .unwrap_or_else(|| default_node_id(args.listen)),
+            advertise: args.advertise.unwrap_or(args.listen),
+            redis_url: redis_url.clone(),
+            drop_replication_every: args.fault_drop_replication_every,
+        }),
+    };
     tracing::info!(
         time_scale = args.time_scale,
         urgent = ?config.tiers.urgent,
@@ -79,12 +91,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         snapshot_every_events: args.snapshot_every_events.max(1),
         snapshot_interval: std::time::Duration::from_secs(args.snapshot_interval_secs.max(1)),
         faults: Default::default(),
+        cluster: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
+        if let Some(cluster) = cluster {
+            tracing::info!(node = %cluster.node_id, advertise = %cluster.advertise, "starting as a cluster node");
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                signals::shutdown_signal().await;
+                let _ = stop.send(true);
+            });
+            return gavel_gateway::cluster::node::run(options, cluster, stopped).await;
+        }
         let server = Server::start(options)
             .await
             .context("starting the server")?;

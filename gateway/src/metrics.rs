@@ -34,6 +34,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// The registry (for collectors kept outside, such as the cluster's).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     pub fn new() -> Self {
         let registry = Registry::new_custom(Some("gavel".into()), None).expect("a valid prefix");
         let latency = || {

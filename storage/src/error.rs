@@ -23,6 +23,13 @@ pub enum StorageError {
     /// The writer's queue is full: the database is not keeping up.
     #[error("journal writer queue is full")]
     Busy,
+    /// This node's lease epoch is no longer the leader's: the append was refused and nothing
+    /// was written (a stale leader must step down, never retry).
+    #[error("fenced: lease epoch {epoch} is no longer the leader's")]
+    Fenced { epoch: u64 },
+    /// The backend cannot do this (cluster tables on SQLite).
+    #[error("{0}")]
+    Unsupported(&'static str),
     /// The journal writer has stopped (shutdown).
     #[error("journal writer stopped")]
     Closed,

@@ -12,12 +12,17 @@
 //! writer commits everything queued in one transaction and answers each batch once it is
 //! durable. At start, [`recover`] rebuilds the engine from the same tables.
 
+pub mod cluster;
 pub mod error;
 pub mod recovery;
 pub mod store;
 pub mod writer;
 
+pub use cluster::{LeaseRow, NodeRow};
 pub use error::StorageError;
 pub use recovery::{RecoveryReport, encode_snapshot, recover};
 pub use store::{Store, StoredEvent, StoredSnapshot};
-pub use writer::{AppendFault, AppendFaults, AppendSlot, Batch, JournalHandle, WriterStats};
+pub use writer::{
+    AppendFault, AppendFaults, AppendSlot, Batch, CommitSink, JournalHandle, WriterOptions,
+    WriterStats,
+};

@@ -61,26 +61,27 @@ pub struct WriterStats {
 impl JournalHandle {
     /// Starts the writer on the current tokio runtime. `durable` is the journal's end now.
     pub fn spawn(store: Store, durable: Seq, stats: Arc<WriterStats>) -> Self {
-        Self::spawn_with(store, durable, stats, QUEUE_CAPACITY, None).0
+        Self::spawn_with(store, durable, stats, WriterOptions::default()).0
     }
 
-    /// [`JournalHandle::spawn`] with a queue of `capacity` batches and, for fault tests,
-    /// faults injected into the appends; also returns the writer task (to supervise it).
+    /// [`JournalHandle::spawn`] with [`WriterOptions`]; also returns the writer task (to
+    /// supervise it).
     pub fn spawn_with(
         store: Store,
         durable: Seq,
         stats: Arc<WriterStats>,
-        capacity: usize,
-        faults: Option<Arc<AppendFaults>>,
+        options: WriterOptions,
     ) -> (Self, tokio::task::JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(capacity);
+        let (tx, rx) = mpsc::channel(options.capacity);
         let durable = Arc::new(AtomicU64::new(durable));
         let writer = Writer {
             store,
             rx,
             durable: durable.clone(),
             stats,
-            faults,
+            faults: options.faults,
+            fence: options.fence,
+            on_commit: options.on_commit,
         };
         let task = tokio::spawn(writer.run());
         (JournalHandle { tx, durable }, task)
@@ -144,6 +145,35 @@ impl JournalHandle {
     }
 }
 
+/// How a writer runs beyond the defaults.
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    /// The queue, in batches (default [`QUEUE_CAPACITY`]).
+    pub capacity: usize,
+    /// Faults injected into the appends (tests of the durability seam).
+    pub faults: Option<Arc<AppendFaults>>,
+    /// A cluster leader's lease epoch: every append checks it ([`Store::append_fenced`]).
+    pub fence: Option<u64>,
+    /// Receives every committed group's rows, already encoded (a cluster leader publishes
+    /// them to the followers). Never waited on: a full sink drops, and followers fill the
+    /// gap from the journal.
+    pub on_commit: Option<CommitSink>,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            capacity: QUEUE_CAPACITY,
+            faults: None,
+            fence: None,
+            on_commit: None,
+        }
+    }
+}
+
+/// Where committed rows go (see [`WriterOptions::on_commit`]).
+pub type CommitSink = mpsc::Sender<Arc<Vec<StoredEvent>>>;
+
 /// Room for one batch in the writer's queue (see [`JournalHandle::reserve`]).
 #[derive(Debug)]
 pub struct AppendSlot(mpsc::OwnedPermit<Append>);
@@ -189,6 +219,8 @@ struct Writer {
     durable: Arc<AtomicU64>,
     stats: Arc<WriterStats>,
     faults: Option<Arc<AppendFaults>>,
+    fence: Option<u64>,
+    on_commit: Option<CommitSink>,
 }
 
 impl Writer {
@@ -248,6 +280,22 @@ impl Writer {
                 for append in accepted {
                     let _ = append.done.send(Ok(()));
                 }
+                if let Some(sink) = &self.on_commit {
+                    let _ = sink.try_send(Arc::new(rows));
+                }
+            }
+            Err(StorageError::Fenced { epoch }) => {
+                // Another node leads now: nothing of this group was written, and nothing
+                // after it may be. Every batch is refused; the node steps down.
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    epoch,
+                    events = rows.len(),
+                    "journal append fenced: stepping down"
+                );
+                for append in accepted {
+                    let _ = append.done.send(Err(StorageError::Fenced { epoch }));
+                }
             }
             Err(error) => {
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
@@ -278,6 +326,15 @@ impl Writer {
     /// Runs one append, with the injected fault if the tests planned one.
     async fn append(&self, rows: &[StoredEvent]) -> Result<(), StorageError> {
         let fault = self.faults.as_ref().and_then(|f| f.next());
+        if let Some(epoch) = self.fence {
+            return match fault {
+                Some(AppendFault::Stall(pause)) => {
+                    tokio::time::sleep(pause).await;
+                    self.store.append_fenced(rows, epoch).await
+                }
+                _ => self.store.append_fenced(rows, epoch).await,
+            };
+        }
         match fault {
             None => self.store.append(rows).await,
             Some(AppendFault::FailBeforeCommit) => Err(StorageError::CommitFailed(

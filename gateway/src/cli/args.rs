@@ -66,9 +66,19 @@ pub struct ServeArgs {
     /// Postgres URL for the journal and snapshots (default: SQLite in the data directory).
     #[arg(long, env = "GAVEL_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
-    /// Redis URL for cross-node fan-out.
+    /// Redis URL: runs this node as part of a cluster (needs --database-url postgres://…).
+    /// Every node runs the same command; one leads, the others follow.
     #[arg(long, env = "GAVEL_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// This node's name in the cluster (default: derived from the listen address).
+    #[arg(long, env = "GAVEL_NODE_ID")]
+    pub node_id: Option<String>,
+    /// The address other nodes reach this one at (default: the listen address).
+    #[arg(long, env = "GAVEL_ADVERTISE")]
+    pub advertise: Option<SocketAddr>,
+    /// Tests only: drop every Nth batch received over Redis (followers must fill the gaps).
+    #[arg(long, hide = true)]
+    pub fault_drop_replication_every: Option<u64>,
     /// TOML file with tiers and limits (every key optional).
     #[arg(long, env = "GAVEL_CONFIG")]
     pub config: Option<PathBuf>,

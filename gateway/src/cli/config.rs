@@ -20,6 +20,13 @@
 //!
 //! [retention]
 //! final_task_minutes = 60
+//!
+//! [cluster]          # used with --redis-url (see docs/operations.md, "Running a cluster")
+//! lease_ms = 2500
+//! poll_ms = 250
+//! max_lag_ms = 5000
+//! heartbeat_ms = 1000
+//! channel = "gavel:journal"
 //! ```
 
 use std::path::Path;
@@ -34,6 +41,38 @@ pub struct ServerConfig {
     pub tiers: TierTable,
     pub limits: Limits,
     pub retention: Retention,
+    pub cluster: ClusterConfig,
+}
+
+/// How the nodes of a cluster coordinate (only read when `--redis-url` is given).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// How long the leader's lease lasts without a renewal; it renews every fifth of it. A
+    /// killed or frozen leader is replaced within about this long (plus `poll_ms`).
+    pub lease_ms: u64,
+    /// How often a follower reads the lease (to find the leader, or take over) and, when no
+    /// message came over Redis meanwhile, the journal's tail.
+    pub poll_ms: u64,
+    /// A node whose replica is behind the journal by more than this answers commands
+    /// `UNAVAILABLE` and `/readyz` 503 (contract §12).
+    pub max_lag_ms: u64,
+    /// How often each node records its heartbeat (for `GET /v1/cluster`).
+    pub heartbeat_ms: u64,
+    /// The Redis pub/sub channel that carries the journal's committed batches.
+    pub channel: String,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            lease_ms: 2500,
+            poll_ms: 250,
+            max_lag_ms: 5000,
+            heartbeat_ms: 1000,
+            channel: "gavel:journal".into(),
+        }
+    }
 }
 
 /// How long the engine keeps what it no longer needs.
@@ -196,6 +235,16 @@ impl ServerConfig {
             return Err(
                 "limits: subscribes_per_minute and subscribe_burst must be at least 1".into(),
             );
+        }
+        let c = &self.cluster;
+        if c.lease_ms < 500 || c.poll_ms == 0 || c.poll_ms >= c.lease_ms || c.heartbeat_ms == 0 {
+            return Err(
+                "cluster: lease_ms must be at least 500, poll_ms within 1..lease_ms, heartbeat_ms at least 1"
+                    .into(),
+            );
+        }
+        if c.channel.is_empty() {
+            return Err("cluster: channel must not be empty".into());
         }
         Ok(())
     }

@@ -5,7 +5,7 @@ use axum::extract::ws::Utf8Bytes;
 use gavel_engine::{Rejection, Reply};
 use gavel_protocol::reply::{ErrorReply, OkReply};
 use gavel_protocol::views::Empty;
-use gavel_protocol::{RequestId, ServerFrame};
+use gavel_protocol::{RequestId, Seq, ServerFrame};
 use serde::Serialize;
 
 use crate::sequencer::messages::ReplyTo;
@@ -56,7 +56,7 @@ pub fn error_frame(
 }
 
 /// Answers a command (`ok` only when the frame had an `id`; errors always).
-pub fn reply(reply_to: ReplyTo, result: Result<Reply, Rejection>) {
+pub fn reply(reply_to: ReplyTo, after: Seq, result: Result<Reply, Rejection>) {
     match reply_to {
         ReplyTo::Conn { conn, id } => match (result, id) {
             (Ok(reply), Some(id)) => {
@@ -69,6 +69,9 @@ pub fn reply(reply_to: ReplyTo, result: Result<Reply, Rejection>) {
         },
         ReplyTo::Http(tx) => {
             let _ = tx.send(result);
+        }
+        ReplyTo::Forward(tx) => {
+            let _ = tx.send((after, result));
         }
     }
 }

@@ -267,11 +267,11 @@ impl Publisher {
     fn take(&mut self, step: Step) {
         match step {
             Step::Reply {
+                after,
                 reply_to,
                 result,
                 command,
                 received,
-                ..
             } => {
                 let outcome = match &result {
                     Ok(_) => "ok",
@@ -285,7 +285,7 @@ impl Publisher {
                     .command_durable_seconds
                     .with_label_values(&[command])
                     .observe(received.elapsed().as_secs_f64());
-                reply(reply_to, result);
+                reply(reply_to, after, result);
             }
             Step::Subscribe { subscription, .. } => self.subscribe(*subscription),
             step => self.take_unsubscribe(step),
@@ -319,13 +319,16 @@ impl Publisher {
         let refusal = || unavailable("the journal is unavailable; nothing was applied, retry");
         match step {
             Step::Reply {
-                reply_to, command, ..
+                after,
+                reply_to,
+                command,
+                ..
             } => {
                 self.metrics
                     .commands
                     .with_label_values(&[command, ErrorCode::Unavailable.as_str()])
                     .inc();
-                reply(reply_to, Err(refusal()));
+                reply(reply_to, after, Err(refusal()));
             }
             Step::Subscribe { subscription, .. } => {
                 let SubscribeRequest { conn, id, .. } = subscription.request;

@@ -22,6 +22,19 @@ pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    node_validation: Validation,
+}
+
+/// The audience of the tokens cluster nodes present to each other (a client's token has
+/// none, and a node's token has no `role`: neither passes for the other).
+pub const NODE_AUDIENCE: &str = "gavel-cluster";
+
+/// A cluster node's claims: its id, for [`NODE_AUDIENCE`].
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct NodeClaims {
+    sub: String,
+    aud: String,
+    exp: u64,
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -38,11 +51,34 @@ impl JwtKeys {
         // The contract says an expired token is refused: no grace period.
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
+        let mut node_validation = Validation::new(Algorithm::HS256);
+        node_validation.leeway = 0;
+        node_validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+        node_validation.set_audience(&[NODE_AUDIENCE]);
         JwtKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            node_validation,
         }
+    }
+
+    /// A token for cluster node `node_id` (how a follower authenticates to the leader).
+    pub fn mint_node(&self, node_id: &str, ttl: Duration, now_secs: u64) -> String {
+        let claims = NodeClaims {
+            sub: node_id.to_owned(),
+            aud: NODE_AUDIENCE.to_owned(),
+            exp: now_secs.saturating_add(ttl.as_secs()),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 signing of serializable claims cannot fail")
+    }
+
+    /// The node id of a valid node token.
+    pub fn verify_node(&self, token: &str) -> Result<String, AuthError> {
+        jsonwebtoken::decode::<NodeClaims>(token, &self.decoding, &self.node_validation)
+            .map(|data| data.claims.sub)
+            .map_err(|e| AuthError::Malformed(e.to_string()))
     }
 
     /// A token for `sub` in `role`, valid for `ttl` from `now_secs` (seconds since the epoch).

@@ -32,6 +32,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/tasks/{id}/payment_failed", post(payment_failed))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/v1/cluster", get(cluster_view))
+        .route("/v1/cluster/forward", get(cluster_forward))
         .route("/metrics", get(metrics))
         .route("/admin", get(|| async { Html(include_str!("admin.html")) }))
         .with_state(state)
@@ -310,6 +312,11 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         )
             .into_response();
     }
+    if let Some(cluster) = &state.cluster
+        && let Err(why) = cluster.can_serve()
+    {
+        return (StatusCode::SERVICE_UNAVAILABLE, why).into_response();
+    }
     match state.store.ping().await {
         Ok(()) => "ready".into_response(),
         Err(e) => (
@@ -326,4 +333,47 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         state.metrics.render(),
     )
         .into_response()
+}
+
+/// `GET /v1/cluster` (admin, contract §12).
+async fn cluster_view(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = admin(&state, &headers) {
+        return *r;
+    }
+    let Some(cluster) = &state.cluster else {
+        return http_error(
+            ErrorCode::NotFound,
+            "this node is not part of a cluster (start it with --redis-url)",
+            None,
+        );
+    };
+    match crate::cluster::nodes::view(&state.store, cluster).await {
+        Ok(view) => axum::Json(view).into_response(),
+        Err(e) => http_error(ErrorCode::Unavailable, e.to_string(), None),
+    }
+}
+
+/// `GET /v1/cluster/forward`: a follower's command link (node token only; leaders only).
+async fn cluster_forward(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(query): Query<TokenQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let Some(token) = bearer(&headers, query.token.as_deref()) else {
+        return http_error(ErrorCode::Unauthorized, "a node token is required", None);
+    };
+    let follower = match state.keys.verify_node(&token) {
+        Ok(node) => node,
+        Err(e) => return http_error(ErrorCode::Unauthorized, e.to_string(), None),
+    };
+    let leads = state
+        .cluster
+        .as_ref()
+        .is_some_and(|c| matches!(c.role(), crate::cluster::state::NodeRole::Leader { .. }));
+    if !leads || *state.shutting_down.borrow() {
+        return http_error(ErrorCode::Unavailable, "this node does not lead", None);
+    }
+    upgrade
+        .on_upgrade(move |socket| crate::cluster::forward::serve_follower(socket, state, follower))
 }

@@ -262,7 +262,17 @@ impl Session {
                 }
             }
             command => {
-                if let Err(wait_ms) = self.state.rate_limiter.check(&self.actor.user) {
+                // On a cluster follower the leader applies the limit (one limiter for the
+                // whole cluster); here only when this node decides.
+                let limited_here = self.state.cluster.as_ref().is_none_or(|c| {
+                    matches!(c.role(), crate::cluster::state::NodeRole::Leader { .. })
+                });
+                let checked = if limited_here {
+                    self.state.rate_limiter.check(&self.actor.user)
+                } else {
+                    Ok(())
+                };
+                if let Err(wait_ms) = checked {
                     self.state.metrics.rate_limited.inc();
                     let rejection = Rejection {
                         code: ErrorCode::RateLimited,

@@ -34,6 +34,9 @@ pub struct SnapshotPolicy {
     pub every_events: u64,
     pub interval: Duration,
     pub keep: u32,
+    /// Whether this node writes snapshots at all (in a cluster only the leader does; a
+    /// follower's replica serves feed snapshots only).
+    pub persist: bool,
 }
 
 /// The snapshot's serialized form, written from a borrowed state (same shape as
@@ -155,7 +158,8 @@ impl Replica {
     fn snapshot_if_due(&mut self) {
         let seq = self.engine.seq();
         let policy = &self.policy;
-        let due = seq > self.last_seq
+        let due = policy.persist
+            && seq > self.last_seq
             && (seq - self.last_seq >= policy.every_events
                 || self.last_at.elapsed() >= policy.interval);
         if !due {

@@ -17,8 +17,10 @@ use gavel_protocol::{ErrorCode, Role, Seq, Topic};
 use gavel_storage::{JournalHandle, Store, recover};
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use crate::cluster::state::ClusterState;
 use crate::metrics::Metrics;
 use crate::sequencer::clock::EngineClock;
+use crate::sequencer::follower::FollowerLink;
 use crate::sequencer::messages::*;
 
 /// Open tasks up to which a `feed` snapshot is built on the engine task; above it the snapshot
@@ -88,6 +90,12 @@ impl EngineHandle {
         rx.await.ok()
     }
 
+    /// Queues a message, waiting for room (for pipeline stages that must not drop, such as
+    /// a follower's replication input). Fails only when the engine is gone.
+    pub async fn send(&self, msg: EngineMsg) -> Result<(), ()> {
+        self.tx.send(msg).await.map_err(|_| ())
+    }
+
     /// Commands waiting for the engine.
     pub fn queued(&self) -> usize {
         COMMAND_QUEUE - self.tx.capacity()
@@ -129,7 +137,11 @@ pub struct EngineActor {
     pub engine: Engine,
     pub config: EngineConfig,
     pub store: Store,
-    pub journal: JournalHandle,
+    /// Leader (or single node): decides and journals. Follower: applies the leader's
+    /// durable batches and forwards commands.
+    pub mode: Mode,
+    /// The node's view of the cluster, when it is part of one.
+    pub cluster: Option<Arc<ClusterState>>,
     pub clock: EngineClock,
     pub publisher: mpsc::Sender<PublisherMsg>,
     pub metrics: Arc<Metrics>,
@@ -137,6 +149,15 @@ pub struct EngineActor {
     pub epoch: String,
     /// Tests only: called before each command runs (a panic here is a bug in the engine).
     pub faults: Option<CommandHook>,
+}
+
+/// How the engine task runs.
+#[derive(Debug)]
+pub enum Mode {
+    /// Executes commands and fires deadlines; the batches go to this journal writer.
+    Leader(JournalHandle),
+    /// Evolves the replica from the leader's durable batches; commands go to the leader.
+    Follower(FollowerLink),
 }
 
 /// A hook the engine task calls before each command (fault-injection tests).
@@ -163,7 +184,22 @@ impl EngineActor {
         (handle, tokio::spawn(self.run(rx)))
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<EngineMsg>) {
+    fn journal(&self) -> &JournalHandle {
+        match &self.mode {
+            Mode::Leader(journal) => journal,
+            Mode::Follower(_) => unreachable!("only a leader's engine journals"),
+        }
+    }
+
+    async fn run(self, rx: mpsc::Receiver<EngineMsg>) {
+        if matches!(self.mode, Mode::Follower(_)) {
+            self.run_follower(rx).await;
+        } else {
+            self.run_leader(rx).await;
+        }
+    }
+
+    async fn run_leader(mut self, mut rx: mpsc::Receiver<EngineMsg>) {
         loop {
             if self.rebuild.is_raised() {
                 self.rebuild_from_journal().await;
@@ -203,7 +239,7 @@ impl EngineActor {
         // Room in the journal's queue first: a full queue makes the engine wait (commands
         // queue in front of it, then get UNAVAILABLE at the session), never fails a batch —
         // deadline events included — that was already applied in memory.
-        let slot = self.journal.reserve().await.map_err(|_| ())?;
+        let slot = self.journal().reserve().await.map_err(|_| ())?;
         let now = self.clock.now();
         let decided_at = Instant::now();
         let mut events = self.engine.fire(now);
@@ -230,18 +266,26 @@ impl EngineActor {
                         received,
                     });
                 }
-                EngineMsg::Subscribe(request) => steps.push(self.subscribe(request)),
-                EngineMsg::Unsubscribe { conn, topic, id } => {
-                    steps.push(Step::Unsubscribe {
-                        after: self.engine.seq(),
-                        conn,
-                        topic,
-                        id,
-                    });
-                }
-                EngineMsg::Disconnected { conn } => steps.push(Step::Disconnected { conn }),
-                EngineMsg::Query(read) => read(&self.engine),
+                EngineMsg::Forwarded {
+                    reply_to,
+                    result,
+                    command,
+                    received,
+                    ..
+                } => steps.push(Step::Reply {
+                    after: self.engine.seq(),
+                    reply_to,
+                    result,
+                    command,
+                    received,
+                }),
+                // A leader's engine is the source of what followers replicate.
+                EngineMsg::Replicated(_) => {}
+                other => self.take_local(other, &mut steps),
             }
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.note_applied(self.engine.seq());
         }
         let events = Arc::new(events);
         let commit = if events.is_empty() {
@@ -254,7 +298,7 @@ impl EngineActor {
         };
         self.metrics
             .journal_queue_depth
-            .set(self.journal.queued() as i64);
+            .set(self.journal().queued() as i64);
         let item = PublishItem {
             commit,
             events,
@@ -265,6 +309,26 @@ impl EngineActor {
             .send(PublisherMsg::Item(item))
             .await
             .map_err(|_| ())
+    }
+
+    /// The messages both modes handle alike: subscriptions, disconnects and reads.
+    pub(super) fn take_local(&self, msg: EngineMsg, steps: &mut Vec<Step>) {
+        match msg {
+            EngineMsg::Subscribe(request) => steps.push(self.subscribe(request)),
+            EngineMsg::Unsubscribe { conn, topic, id } => {
+                steps.push(Step::Unsubscribe {
+                    after: self.engine.seq(),
+                    conn,
+                    topic,
+                    id,
+                });
+            }
+            EngineMsg::Disconnected { conn } => steps.push(Step::Disconnected { conn }),
+            EngineMsg::Query(read) => read(&self.engine),
+            EngineMsg::Command { .. } | EngineMsg::Replicated(_) | EngineMsg::Forwarded { .. } => {
+                unreachable!("each mode takes commands and replication itself")
+            }
+        }
     }
 
     /// Decides a subscription: authorization, and the snapshot unless it is a resume.
@@ -327,7 +391,7 @@ impl EngineActor {
     async fn rebuild_from_journal(&mut self) {
         tracing::warn!(
             seq = self.engine.seq(),
-            durable = self.journal.durable(),
+            durable = self.journal().durable(),
             "rebuilding the engine from the journal"
         );
         let mut backoff = Duration::from_millis(100);
@@ -342,7 +406,7 @@ impl EngineActor {
                     );
                     // The journal we just read is the truth about where it ends (a commit whose
                     // reply was lost may have landed).
-                    self.journal.set_durable(engine.seq());
+                    self.journal().set_durable(engine.seq());
                     self.engine = engine;
                     break;
                 }

@@ -31,6 +31,9 @@ pub enum ReplyTo {
     },
     /// An HTTP request waiting for the outcome.
     Http(oneshot::Sender<Result<Reply, Rejection>>),
+    /// A command a cluster follower forwarded to this leader: the outcome and the `seq` the
+    /// follower's replica must reach before it relays the reply (read your writes).
+    Forward(oneshot::Sender<(Seq, Result<Reply, Rejection>)>),
 }
 
 /// A `subscribe` on its way through the pipeline.
@@ -70,6 +73,18 @@ pub enum EngineMsg {
     },
     /// A read of the engine's state (e.g. `GET /v1/tasks/{id}`), run on the engine task.
     Query(Box<dyn FnOnce(&Engine) + Send>),
+    /// A cluster follower's replica input: durable events from the leader, in `seq` order
+    /// and contiguous with what came before.
+    Replicated(Vec<(Seq, gavel_engine::Event)>),
+    /// A cluster follower's forwarded command, answered by the leader: relayed once the
+    /// replica has applied everything up to `after`.
+    Forwarded {
+        after: Seq,
+        reply_to: ReplyTo,
+        result: Result<Reply, Rejection>,
+        command: &'static str,
+        received: Instant,
+    },
 }
 
 impl std::fmt::Debug for EngineMsg {
@@ -80,6 +95,8 @@ impl std::fmt::Debug for EngineMsg {
             EngineMsg::Unsubscribe { topic, .. } => write!(f, "Unsubscribe({topic})"),
             EngineMsg::Disconnected { conn } => write!(f, "Disconnected({conn})"),
             EngineMsg::Query(_) => f.write_str("Query"),
+            EngineMsg::Replicated(events) => write!(f, "Replicated({})", events.len()),
+            EngineMsg::Forwarded { command, .. } => write!(f, "Forwarded({command})"),
         }
     }
 }

@@ -8,4 +8,5 @@
 
 pub mod clock;
 pub mod engine_task;
+pub mod follower;
 pub mod messages;

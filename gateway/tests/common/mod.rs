@@ -47,6 +47,7 @@ pub fn options(dir: PathBuf) -> ServerOptions {
         snapshot_every_events: 50,
         snapshot_interval: Duration::from_secs(300),
         faults: Default::default(),
+        cluster: None,
     }
 }
 

@@ -1,0 +1,344 @@
+//! Commands from a follower to the leader: one WebSocket per follower to the leader's
+//! `/v1/cluster/forward`, many commands in flight on it, each tagged with a number. Chosen
+//! over Redis because a reply must reach one waiting follower, not every node, and a direct
+//! connection adds one hop instead of two (measured in docs/benchmarks.md).
+//!
+//! The leader runs each forwarded command like its own — rate-limited per user by the
+//! leader's one limiter, so the limit is cluster-wide — and answers with the outcome and the
+//! `seq` after the command's events. The follower relays the reply once its replica has
+//! applied that `seq` (read your writes). A connection lost with commands in flight answers
+//! them `UNAVAILABLE`: whether they were applied is unknown, and a retry with the same `id`
+//! gets the original reply from the replicated idempotency table.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::ws::{Message, WebSocket};
+use futures_util::{SinkExt as _, StreamExt as _};
+use gavel_engine::{Rejection, Reply, Request};
+use gavel_protocol::{ErrorCode, Seq};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_tungstenite::tungstenite;
+
+use crate::app::AppState;
+use crate::cluster::state::ClusterState;
+use crate::durability::replies::error_frame;
+use crate::ingress::auth::JwtKeys;
+use crate::sequencer::engine_task::{EngineHandle, unavailable};
+use crate::sequencer::messages::{EngineMsg, ReplyTo};
+
+/// Commands waiting to be forwarded; full → `UNAVAILABLE`.
+pub const FORWARD_QUEUE: usize = 4096;
+
+/// A command on its way to the leader.
+#[derive(Debug)]
+pub struct Forward {
+    pub request: Request,
+    pub reply_to: ReplyTo,
+    pub received: Instant,
+}
+
+/// Follower → leader.
+#[derive(Debug, Serialize, Deserialize)]
+struct ForwardFrame {
+    id: u64,
+    request: Request,
+}
+
+/// Leader → follower.
+#[derive(Debug, Serialize, Deserialize)]
+struct AnswerFrame {
+    id: u64,
+    /// The leader's `seq` after the command's events.
+    after: Seq,
+    result: Result<Reply, Rejection>,
+    /// Set on `RATE_LIMITED`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retry_after_ms: Option<u64>,
+}
+
+struct InFlight {
+    reply_to: ReplyTo,
+    command: &'static str,
+    received: Instant,
+    sent: Instant,
+}
+
+/// The follower's side: forwards queued commands to whoever leads, for as long as the
+/// pipeline runs.
+pub async fn forward(
+    cluster: Arc<ClusterState>,
+    engine: EngineHandle,
+    mut queue: mpsc::Receiver<Forward>,
+    keys: JwtKeys,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut leaders = cluster.watch_leader();
+    loop {
+        let leader = leaders.borrow_and_update().clone();
+        let Some(leader) = leader.filter(|l| l.node_id != cluster.node_id) else {
+            // No leader to forward to: refuse what is queued until one is known.
+            tokio::select! {
+                _ = leaders.changed() => continue,
+                item = queue.recv() => match item {
+                    Some(item) => { refuse(&engine, item, "no leader is known right now; retry shortly").await; continue }
+                    None => return,
+                },
+                () = crate::cluster::until_stopped(&mut stopped) => return,
+            }
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let token = keys.mint_node(&cluster.node_id, Duration::from_secs(3600), now);
+        let url = format!("ws://{}/v1/cluster/forward?token={token}", leader.addr);
+        let socket = match tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio_tungstenite::connect_async(url.as_str()),
+        )
+        .await
+        {
+            Ok(Ok((socket, _))) => socket,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, leader = %leader.node_id, "cannot reach the leader");
+                refuse_for(&engine, &mut queue, Duration::from_millis(200)).await;
+                continue;
+            }
+            Err(_) => {
+                refuse_for(&engine, &mut queue, Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        tracing::info!(leader = %leader.node_id, "forwarding commands to the leader");
+        let ended = run_link(
+            &cluster,
+            &engine,
+            &mut queue,
+            socket,
+            &mut leaders,
+            &mut stopped,
+        )
+        .await;
+        if ended {
+            return;
+        }
+    }
+}
+
+type LeaderSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Runs one connection to the leader; `true` when the pipeline is stopping.
+async fn run_link(
+    cluster: &ClusterState,
+    engine: &EngineHandle,
+    queue: &mut mpsc::Receiver<Forward>,
+    socket: LeaderSocket,
+    leaders: &mut watch::Receiver<Option<crate::cluster::state::LeaderInfo>>,
+    stopped: &mut watch::Receiver<bool>,
+) -> bool {
+    let (mut sink, mut stream) = socket.split();
+    let mut in_flight: HashMap<u64, InFlight> = HashMap::new();
+    let mut next_id: u64 = 0;
+    let stopping = loop {
+        tokio::select! {
+            item = queue.recv() => {
+                let Some(item) = item else { break true };
+                next_id += 1;
+                let frame = ForwardFrame { id: next_id, request: item.request };
+                let text = serde_json::to_string(&frame).expect("requests serialize");
+                in_flight.insert(next_id, InFlight {
+                    reply_to: item.reply_to,
+                    command: frame.request.command.name(),
+                    received: item.received,
+                    sent: Instant::now(),
+                });
+                if sink.send(tungstenite::Message::text(text)).await.is_err() {
+                    break false;
+                }
+            }
+            frame = stream.next() => match frame {
+                Some(Ok(tungstenite::Message::Text(text))) => {
+                    match serde_json::from_str::<AnswerFrame>(&text) {
+                        Ok(answer) => relay(cluster, engine, &mut in_flight, answer).await,
+                        Err(error) => tracing::warn!(%error, "bad answer from the leader"),
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => break false,
+            },
+            changed = leaders.changed() => {
+                if changed.is_err() || leaders.borrow().is_none() { break false; }
+            }
+            () = crate::cluster::until_stopped(stopped) => break true,
+        }
+    };
+    for (_, lost) in in_flight.drain() {
+        cluster.metrics.forwarded.with_label_values(&["lost"]).inc();
+        let result = Err(unavailable(
+            "the connection to the leader was lost; retry with the same id",
+        ));
+        let _ = engine
+            .send(forwarded(
+                0,
+                lost.reply_to,
+                result,
+                lost.command,
+                lost.received,
+            ))
+            .await;
+    }
+    stopping
+}
+
+/// Hands one answer to the engine task (which holds it until the replica reaches `after`).
+async fn relay(
+    cluster: &ClusterState,
+    engine: &EngineHandle,
+    in_flight: &mut HashMap<u64, InFlight>,
+    answer: AnswerFrame,
+) {
+    let Some(waiting) = in_flight.remove(&answer.id) else {
+        return;
+    };
+    let outcome = match &answer.result {
+        Ok(_) => "ok",
+        Err(r) => r.code.as_str(),
+    };
+    cluster
+        .metrics
+        .forwarded
+        .with_label_values(&[outcome])
+        .inc();
+    cluster
+        .metrics
+        .forward_seconds
+        .observe(waiting.sent.elapsed().as_secs_f64());
+    if let (Err(rejection), Some(wait_ms), ReplyTo::Conn { conn, id }) =
+        (&answer.result, answer.retry_after_ms, &waiting.reply_to)
+    {
+        // Nothing to wait for: refused before it ran.
+        conn.send(error_frame(id.clone(), rejection, Some(wait_ms)));
+        return;
+    }
+    let msg = forwarded(
+        answer.after,
+        waiting.reply_to,
+        answer.result,
+        waiting.command,
+        waiting.received,
+    );
+    let _ = engine.send(msg).await;
+}
+
+fn forwarded(
+    after: Seq,
+    reply_to: ReplyTo,
+    result: Result<Reply, Rejection>,
+    command: &'static str,
+    received: Instant,
+) -> EngineMsg {
+    EngineMsg::Forwarded {
+        after,
+        reply_to,
+        result,
+        command,
+        received,
+    }
+}
+
+async fn refuse(engine: &EngineHandle, item: Forward, why: &str) {
+    let command = item.request.command.name();
+    let msg = forwarded(
+        0,
+        item.reply_to,
+        Err(unavailable(why)),
+        command,
+        item.received,
+    );
+    let _ = engine.send(msg).await;
+}
+
+/// Refuses whatever is queued for `pause` (the leader cannot be reached right now).
+async fn refuse_for(engine: &EngineHandle, queue: &mut mpsc::Receiver<Forward>, pause: Duration) {
+    let deadline = tokio::time::Instant::now() + pause;
+    while let Ok(Some(item)) = tokio::time::timeout_at(deadline, queue.recv()).await {
+        refuse(
+            engine,
+            item,
+            "the leader cannot be reached right now; retry shortly",
+        )
+        .await;
+    }
+}
+
+/// The leader's side: runs the commands one follower forwards.
+pub async fn serve_follower(socket: WebSocket, state: Arc<AppState>, follower: String) {
+    tracing::info!(%follower, "a follower connected to forward commands");
+    let (mut sink, mut stream) = socket.split();
+    let (answers, mut outgoing) = mpsc::channel::<String>(FORWARD_QUEUE);
+    let writer = tokio::spawn(async move {
+        while let Some(text) = outgoing.recv().await {
+            if sink.send(Message::Text(text.into())).await.is_err() {
+                break;
+            }
+        }
+    });
+    while let Some(Ok(message)) = stream.next().await {
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let frame: ForwardFrame = match serde_json::from_str(&text) {
+            Ok(frame) => frame,
+            Err(error) => {
+                tracing::warn!(%error, %follower, "bad forwarded frame");
+                continue;
+            }
+        };
+        run_forwarded(&state, frame, answers.clone());
+    }
+    drop(answers);
+    let _ = writer.await;
+}
+
+fn run_forwarded(state: &AppState, frame: ForwardFrame, answers: mpsc::Sender<String>) {
+    let id = frame.id;
+    let answer = move |after, result, retry_after_ms| {
+        let frame = AnswerFrame {
+            id,
+            after,
+            result,
+            retry_after_ms,
+        };
+        serde_json::to_string(&frame).expect("answers serialize")
+    };
+    if let Err(wait_ms) = state.rate_limiter.check(&frame.request.actor.user) {
+        state.metrics.rate_limited.inc();
+        let rejection = Rejection {
+            code: ErrorCode::RateLimited,
+            message: "too many commands; slow down".into(),
+            field: None,
+        };
+        let _ = answers.try_send(answer(0, Err(rejection), Some(wait_ms)));
+        return;
+    }
+    let (tx, rx) = oneshot::channel();
+    let msg = EngineMsg::Command {
+        request: frame.request,
+        reply_to: ReplyTo::Forward(tx),
+        received: Instant::now(),
+    };
+    if state.engine.try_send(msg).is_err() {
+        let busy = Err(unavailable("the leader is busy; retry shortly"));
+        let _ = answers.try_send(answer(0, busy, None));
+        return;
+    }
+    tokio::spawn(async move {
+        let (after, result) = rx
+            .await
+            .unwrap_or_else(|_| (0, Err(unavailable("the leader is shutting down"))));
+        let _ = answers.send(answer(after, result, None)).await;
+    });
+}

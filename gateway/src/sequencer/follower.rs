@@ -1,0 +1,206 @@
+//! The engine task on a cluster follower. The same single writer of the same replica, fed
+//! differently: it never decides and never fires a deadline — it `evolve`s the leader's
+//! durable batches (from [`crate::cluster::replication`]), in `seq` order, and hands them to
+//! the publisher exactly as a leader hands over its own (already durable, so nothing waits).
+//! Subscriptions, snapshots and reads run here against the replica as on a leader.
+//!
+//! Commands go to the leader ([`crate::cluster::forward`]); the leader's answer comes back
+//! with the `seq` after the command's events and is held until the replica has applied that
+//! far, so a client never gets `ok` before it could see what the command did.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use gavel_engine::{Rejection, Reply};
+use gavel_protocol::Seq;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::cluster::forward::Forward;
+use crate::cluster::state::ClusterState;
+use crate::sequencer::engine_task::{EngineActor, unavailable};
+use crate::sequencer::messages::*;
+
+/// What a follower's engine task holds besides the replica.
+#[derive(Debug)]
+pub struct FollowerLink {
+    pub forward: mpsc::Sender<Forward>,
+    pub cluster: Arc<ClusterState>,
+    /// Answers from the leader whose `seq` the replica has not reached yet, in arrival order.
+    held: Vec<HeldReply>,
+}
+
+impl FollowerLink {
+    pub fn new(forward: mpsc::Sender<Forward>, cluster: Arc<ClusterState>) -> Self {
+        FollowerLink {
+            forward,
+            cluster,
+            held: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct HeldReply {
+    after: Seq,
+    reply_to: ReplyTo,
+    result: Result<Reply, Rejection>,
+    command: &'static str,
+    received: Instant,
+}
+
+impl EngineActor {
+    pub(super) async fn run_follower(mut self, mut rx: mpsc::Receiver<EngineMsg>) {
+        while let Some(first) = rx.recv().await {
+            let mut batch = Vec::with_capacity(16);
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(msg) => batch.push(msg),
+                    Err(_) => break,
+                }
+            }
+            self.metrics.command_queue_depth.set(rx.len() as i64);
+            if self.follow(batch).await.is_err() {
+                break;
+            }
+        }
+        tracing::info!(seq = self.engine.seq(), "follower engine task stopped");
+    }
+
+    /// Applies one batch of messages and hands the result to the publisher.
+    async fn follow(&mut self, batch: Vec<EngineMsg>) -> Result<(), ()> {
+        let decided_at = Instant::now();
+        let mut events = Vec::new();
+        let mut steps = Vec::new();
+        for msg in batch {
+            match msg {
+                EngineMsg::Replicated(rows) => self.apply(rows, &mut events),
+                EngineMsg::Command {
+                    request,
+                    reply_to,
+                    received,
+                } => self.forward(request, reply_to, received, &mut steps),
+                EngineMsg::Forwarded {
+                    after,
+                    reply_to,
+                    result,
+                    command,
+                    received,
+                } => self.link().held.push(HeldReply {
+                    after,
+                    reply_to,
+                    result,
+                    command,
+                    received,
+                }),
+                other => self.take_local(other, &mut steps),
+            }
+        }
+        self.release_held(&mut steps);
+        let seq = self.engine.seq();
+        self.link().cluster.note_applied(seq);
+        let events = Arc::new(events);
+        let commit = (!events.is_empty()).then(already_durable);
+        let item = PublishItem {
+            commit,
+            events,
+            steps,
+            decided_at,
+        };
+        self.publisher
+            .send(PublisherMsg::Item(item))
+            .await
+            .map_err(|_| ())
+    }
+
+    fn link(&mut self) -> &mut FollowerLink {
+        match &mut self.mode {
+            crate::sequencer::engine_task::Mode::Follower(link) => link,
+            crate::sequencer::engine_task::Mode::Leader(_) => {
+                unreachable!("only a follower's engine forwards")
+            }
+        }
+    }
+
+    /// Evolves the replica with the next durable events (the replication task sends them
+    /// contiguous; anything already applied is skipped).
+    fn apply(
+        &mut self,
+        rows: Vec<(Seq, gavel_engine::Event)>,
+        out: &mut Vec<(Seq, gavel_engine::Event)>,
+    ) {
+        for (seq, event) in rows {
+            let next = self.engine.seq() + 1;
+            if seq < next {
+                continue;
+            }
+            assert_eq!(seq, next, "replication must hand over events without gaps");
+            self.engine.evolve(&event);
+            out.push((seq, event));
+        }
+    }
+
+    fn forward(
+        &mut self,
+        request: gavel_engine::Request,
+        reply_to: ReplyTo,
+        received: Instant,
+        steps: &mut Vec<Step>,
+    ) {
+        let after = self.engine.seq();
+        let command = request.command.name();
+        let link = self.link();
+        let refused = match link.cluster.can_serve() {
+            Err(why) => Some((reply_to, why)),
+            Ok(()) => {
+                let item = Forward {
+                    request,
+                    reply_to,
+                    received,
+                };
+                link.forward.try_send(item).err().map(|e| {
+                    let item = match e {
+                        mpsc::error::TrySendError::Full(i)
+                        | mpsc::error::TrySendError::Closed(i) => i,
+                    };
+                    (
+                        item.reply_to,
+                        "too many commands waiting for the leader; retry shortly",
+                    )
+                })
+            }
+        };
+        if let Some((reply_to, why)) = refused {
+            steps.push(Step::Reply {
+                after,
+                reply_to,
+                result: Err(unavailable(why)),
+                command,
+                received,
+            });
+        }
+    }
+
+    /// Replies whose `seq` the replica has reached leave with this batch.
+    fn release_held(&mut self, steps: &mut Vec<Step>) {
+        let seq = self.engine.seq();
+        let link = self.link();
+        let (ready, waiting): (Vec<_>, Vec<_>) =
+            link.held.drain(..).partition(|held| held.after <= seq);
+        link.held = waiting;
+        steps.extend(ready.into_iter().map(|held| Step::Reply {
+            after: seq,
+            reply_to: held.reply_to,
+            result: held.result,
+            command: held.command,
+            received: held.received,
+        }));
+    }
+}
+
+/// A commit outcome that is already known: the events came from the journal's owner.
+fn already_durable() -> oneshot::Receiver<Result<(), gavel_storage::StorageError>> {
+    let (tx, rx) = oneshot::channel();
+    let _ = tx.send(Ok(()));
+    rx
+}
