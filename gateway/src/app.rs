@@ -151,7 +151,7 @@ impl Server {
         if let Some(cluster) = &cluster {
             cluster.metrics.register(metrics.registry());
             cluster.count_connections_in(metrics.connections.clone());
-            cluster.note_applied(seq);
+            cluster.start_at(seq);
         }
         let fatal = Arc::new(Fatal::default());
         let policy = SnapshotPolicy {

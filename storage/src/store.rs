@@ -125,7 +125,9 @@ impl Store {
             PgConnectOptions::from_str(url)?.options([("statement_timeout", timeout.as_str())]);
         let pool = PgPoolOptions::new()
             .max_connections(8)
-            .acquire_timeout(Duration::from_secs(5))
+            // A database that cannot be reached fails a command in 2 s (`UNAVAILABLE`) rather
+            // than holding it; under load a connection frees up far sooner than that.
+            .acquire_timeout(Duration::from_secs(2))
             .connect_with(options)
             .await?;
         POSTGRES_MIGRATIONS.run(&pool).await?;

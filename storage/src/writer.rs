@@ -9,7 +9,7 @@
 //! refused — the engine, whose memory ran ahead, rebuilds from what is durable and carries on.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use gavel_engine::Event;
 use gavel_protocol::Seq;
@@ -38,6 +38,7 @@ pub struct Append {
 pub struct JournalHandle {
     tx: mpsc::Sender<Append>,
     durable: Arc<AtomicU64>,
+    stalled: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Append {
@@ -74,17 +75,26 @@ impl JournalHandle {
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(options.capacity);
         let durable = Arc::new(AtomicU64::new(durable));
+        let stalled = Arc::new(AtomicBool::new(false));
         let writer = Writer {
             store,
             rx,
             durable: durable.clone(),
+            stalled: stalled.clone(),
             stats,
             faults: options.faults,
             fence: options.fence,
             on_commit: options.on_commit,
         };
         let task = tokio::spawn(writer.run());
-        (JournalHandle { tx, durable }, task)
+        (
+            JournalHandle {
+                tx,
+                durable,
+                stalled,
+            },
+            task,
+        )
     }
 
     /// Queues `batch` and waits until it is durable (or refused). Fails at once with
@@ -128,6 +138,12 @@ impl JournalHandle {
         Ok(AppendSlot(permit))
     }
 
+    /// Whether the writer is stuck on a failed commit (the database is unreachable): the
+    /// engine then refuses commands before running them instead of queueing them behind it.
+    pub fn is_stalled(&self) -> bool {
+        self.stalled.load(Ordering::Acquire)
+    }
+
     /// The last `seq` known to be durable.
     pub fn durable(&self) -> Seq {
         self.durable.load(Ordering::Acquire)
@@ -143,6 +159,14 @@ impl JournalHandle {
     pub fn queued(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()
     }
+}
+
+/// Whether an append failed before anything reached the database (so it did not land).
+fn never_sent(error: &StorageError) -> bool {
+    matches!(
+        error,
+        StorageError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)
+    )
 }
 
 /// How a writer runs beyond the defaults.
@@ -217,6 +241,7 @@ struct Writer {
     store: Store,
     rx: mpsc::Receiver<Append>,
     durable: Arc<AtomicU64>,
+    stalled: Arc<AtomicBool>,
     stats: Arc<WriterStats>,
     faults: Option<Arc<AppendFaults>>,
     fence: Option<u64>,
@@ -297,13 +322,26 @@ impl Writer {
                     let _ = append.done.send(Err(StorageError::Fenced { epoch }));
                 }
             }
+            Err(error) if never_sent(&error) => {
+                // No connection was had: nothing can have landed, no need to ask.
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, events = rows.len(), "journal commit failed");
+                let message = error.to_string();
+                for append in accepted {
+                    let _ = append
+                        .done
+                        .send(Err(StorageError::CommitFailed(message.clone())));
+                }
+            }
             Err(error) => {
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(%error, events = rows.len(), "journal commit failed");
                 // The outcome is ambiguous: the commit may have landed with only its answer
                 // lost. The journal's end says which (one transaction: all landed or none),
                 // and each batch is answered by what is durable — never refused if it landed.
+                self.stalled.store(true, Ordering::Release);
                 let end = self.journal_end().await;
+                self.stalled.store(false, Ordering::Release);
                 self.durable.store(end, Ordering::Release);
                 if end > durable {
                     self.stats.ambiguous_landed.fetch_add(1, Ordering::Relaxed);

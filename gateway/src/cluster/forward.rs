@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite;
 
 use crate::app::AppState;
-use crate::cluster::state::ClusterState;
+use crate::cluster::state::{ClusterState, LeaderInfo};
 use crate::durability::replies::error_frame;
 use crate::ingress::auth::JwtKeys;
 use crate::sequencer::engine_task::{EngineHandle, unavailable};
@@ -117,7 +117,7 @@ pub async fn forward(
             &engine,
             &mut queue,
             socket,
-            &mut leaders,
+            (&leader.node_id, &mut leaders),
             &mut stopped,
         )
         .await;
@@ -136,7 +136,7 @@ async fn run_link(
     engine: &EngineHandle,
     queue: &mut mpsc::Receiver<Forward>,
     socket: LeaderSocket,
-    leaders: &mut watch::Receiver<Option<crate::cluster::state::LeaderInfo>>,
+    (connected_to, leaders): (&str, &mut watch::Receiver<Option<LeaderInfo>>),
     stopped: &mut watch::Receiver<bool>,
 ) -> bool {
     let (mut sink, mut stream) = socket.split();
@@ -170,7 +170,8 @@ async fn run_link(
                 Some(Err(_)) | None => break false,
             },
             changed = leaders.changed() => {
-                if changed.is_err() || leaders.borrow().is_none() { break false; }
+                let same = leaders.borrow().as_ref().is_some_and(|l| l.node_id == connected_to);
+                if changed.is_err() || !same { break false; }
             }
             () = crate::cluster::until_stopped(stopped) => break true,
         }
@@ -286,7 +287,15 @@ pub async fn serve_follower(socket: WebSocket, state: Arc<AppState>, follower: S
             }
         }
     });
-    while let Some(Ok(message)) = stream.next().await {
+    let mut shutting_down = state.shutting_down.clone();
+    loop {
+        let message = tokio::select! {
+            message = stream.next() => message,
+            () = crate::cluster::until_stopped(&mut shutting_down) => break,
+        };
+        let Some(Ok(message)) = message else {
+            break;
+        };
         let Message::Text(text) = message else {
             continue;
         };

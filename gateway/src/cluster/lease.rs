@@ -5,8 +5,8 @@
 //! it still tries to append when it wakes.
 //!
 //! The keeper runs for the life of the process. As leader it renews every fifth of the
-//! lease and steps down when a renewal finds another epoch, or when it has not managed to
-//! renew for most of the lease (it cannot know whether someone else took over). As follower
+//! lease and steps down when a renewal finds another epoch (a leader cut off from Postgres
+//! cannot append either, so it keeps trying instead of restarting). As follower
 //! it reads the lease every `poll_ms` — to know where to forward commands — and takes it
 //! once it has expired.
 
@@ -82,14 +82,10 @@ async fn renew(
             cluster.set_role(NodeRole::Follower);
         }
         Err(error) => {
-            // Past four fifths of the lease without a renewal, another node may lead soon:
-            // stop acting as leader (the epoch fences any append anyway).
-            tracing::warn!(%error, epoch, "cannot renew the lease");
-            if last_renewed.elapsed() >= lease * 4 / 5 {
-                tracing::warn!(epoch, "lease not renewed in time: stepping down");
-                cluster.set_leader(None);
-                cluster.set_role(NodeRole::Follower);
-            }
+            // The database cannot be reached: appends fail too (commands get UNAVAILABLE), so
+            // there is nothing to protect by stepping down — and once it is back, either this
+            // epoch still holds (renewed) or another node took the lease (step down then).
+            tracing::warn!(%error, epoch, stale_ms = last_renewed.elapsed().as_millis() as u64, "cannot renew the lease");
         }
     }
 }

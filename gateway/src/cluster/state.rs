@@ -147,7 +147,15 @@ impl ClusterState {
         self.applied.load(Ordering::Acquire)
     }
 
-    /// Records the replica's (or the leader engine's) position.
+    /// A new pipeline starts from what the journal holds: forget positions of the last one
+    /// (a stepped-down leader's memory may have run past what was ever written).
+    pub fn start_at(&self, seq: Seq) {
+        self.applied.store(seq, Ordering::Release);
+        self.tip.store(seq, Ordering::Release);
+        self.refresh_lag();
+    }
+
+    /// Records the replica's (or the leader's durable) position.
     pub fn note_applied(&self, seq: Seq) {
         self.applied.store(seq, Ordering::Release);
         self.note_tip(seq);

@@ -18,6 +18,7 @@ use gavel_storage::{JournalHandle, Store, recover};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::cluster::state::ClusterState;
+use crate::durability::replies::{error_frame, reply};
 use crate::metrics::Metrics;
 use crate::sequencer::clock::EngineClock;
 use crate::sequencer::follower::FollowerLink;
@@ -202,7 +203,7 @@ impl EngineActor {
     async fn run_leader(mut self, mut rx: mpsc::Receiver<EngineMsg>) {
         loop {
             if self.rebuild.is_raised() {
-                self.rebuild_from_journal().await;
+                self.rebuild_from_journal(&mut rx).await;
                 continue;
             }
             let wake = self
@@ -251,6 +252,12 @@ impl EngineActor {
                     reply_to,
                     received,
                 } => {
+                    if self.journal().is_stalled() {
+                        // The database is unreachable: refuse before running it, at once,
+                        // rather than queue it behind the commit that is stuck.
+                        refuse_now(&self.metrics, request, reply_to, self.engine.seq());
+                        continue;
+                    }
                     if let Some(hook) = &self.faults {
                         hook(&request);
                     }
@@ -285,7 +292,8 @@ impl EngineActor {
             }
         }
         if let Some(cluster) = &self.cluster {
-            cluster.note_applied(self.engine.seq());
+            // What is durable (the lease tells followers how far the journal goes).
+            cluster.note_applied(self.journal().durable());
         }
         let events = Arc::new(events);
         let commit = if events.is_empty() {
@@ -388,7 +396,7 @@ impl EngineActor {
 
     /// Replaces the in-memory engine with what the journal holds, retrying until the database
     /// answers. Commands queue (and overflow to `UNAVAILABLE`) meanwhile.
-    async fn rebuild_from_journal(&mut self) {
+    async fn rebuild_from_journal(&mut self, rx: &mut mpsc::Receiver<EngineMsg>) {
         tracing::warn!(
             seq = self.engine.seq(),
             durable = self.journal().durable(),
@@ -396,7 +404,7 @@ impl EngineActor {
         );
         let mut backoff = Duration::from_millis(100);
         loop {
-            match recover(&self.store, self.config.clone()).await {
+            match self.recover_refusing(rx).await {
                 Ok((engine, report)) => {
                     tracing::info!(
                         seq = engine.seq(),
@@ -412,7 +420,17 @@ impl EngineActor {
                 }
                 Err(error) => tracing::warn!(%error, "rebuild failed; retrying"),
             }
-            tokio::time::sleep(backoff).await;
+            let pause = tokio::time::sleep(backoff);
+            tokio::pin!(pause);
+            loop {
+                tokio::select! {
+                    () = &mut pause => break,
+                    msg = rx.recv() => match msg {
+                        Some(msg) => self.refuse_while_rebuilding(msg),
+                        None => break,
+                    },
+                }
+            }
             backoff = (backoff * 2).min(Duration::from_secs(2));
         }
         self.rebuild.requested.store(false, Ordering::Release);
@@ -423,6 +441,77 @@ impl EngineActor {
             })
             .await;
     }
+
+    /// One recovery attempt; commands that arrive meanwhile are refused at once.
+    async fn recover_refusing(
+        &self,
+        rx: &mut mpsc::Receiver<EngineMsg>,
+    ) -> Result<(Engine, gavel_storage::RecoveryReport), gavel_storage::StorageError> {
+        let attempt = recover(&self.store, self.config.clone());
+        tokio::pin!(attempt);
+        loop {
+            tokio::select! {
+                result = &mut attempt => return result,
+                Some(msg) = rx.recv() => self.refuse_while_rebuilding(msg),
+            }
+        }
+    }
+
+    /// While the engine rebuilds: commands are refused `UNAVAILABLE` (nothing was applied);
+    /// reads and connection bookkeeping are not held up either.
+    fn refuse_while_rebuilding(&self, msg: EngineMsg) {
+        match msg {
+            EngineMsg::Command {
+                request, reply_to, ..
+            } => refuse_now(&self.metrics, request, reply_to, self.engine.seq()),
+            EngineMsg::Forwarded {
+                reply_to, result, ..
+            } => reply(reply_to, self.engine.seq(), result),
+            EngineMsg::Query(read) => read(&self.engine),
+            EngineMsg::Subscribe(request) => {
+                let refusal =
+                    unavailable("the server is rebuilding from the journal; retry shortly");
+                request.conn.send(error_frame(request.id, &refusal, None));
+            }
+            // The publisher takes these in order once publishing resumes.
+            EngineMsg::Unsubscribe { conn, topic, id } => self.pass_on(Step::Unsubscribe {
+                after: self.engine.seq(),
+                conn,
+                topic,
+                id,
+            }),
+            EngineMsg::Disconnected { conn } => self.pass_on(Step::Disconnected { conn }),
+            EngineMsg::Replicated(_) => {}
+        }
+    }
+}
+
+impl EngineActor {
+    fn pass_on(&self, step: Step) {
+        let item = PublishItem {
+            commit: None,
+            events: Arc::new(Vec::new()),
+            steps: vec![step],
+            decided_at: Instant::now(),
+        };
+        let _ = self.publisher.try_send(PublisherMsg::Item(item));
+    }
+}
+
+/// Answers a command `UNAVAILABLE` without running it (the journal cannot take it now).
+fn refuse_now(metrics: &Metrics, request: gavel_engine::Request, reply_to: ReplyTo, seq: Seq) {
+    let command = request.command.name();
+    metrics
+        .commands
+        .with_label_values(&[command, ErrorCode::Unavailable.as_str()])
+        .inc();
+    reply(
+        reply_to,
+        seq,
+        Err(unavailable(
+            "the journal is unavailable; nothing was applied, retry",
+        )),
+    );
 }
 
 /// The step that answers a refused subscribe (after the events decided before it).
