@@ -141,7 +141,8 @@ async fn a_task_posted_on_one_node_is_bid_on_from_two_others_and_everyone_sees_i
     for i in 0..3 {
         observers.push(Observer::start(addr(i)).await);
         let mut w = NodeClient::connect(addr(i), &format!("dee{i}"), Role::Coach).await;
-        w.ok("f", json!({"type": "subscribe", "topic": "feed"})).await;
+        w.ok("f", json!({"type": "subscribe", "topic": "feed"}))
+            .await;
         watchers.push(w);
     }
     let start = observers[0].last;
@@ -150,7 +151,10 @@ async fn a_task_posted_on_one_node_is_bid_on_from_two_others_and_everyone_sees_i
     let mut ben = NodeClient::connect(addr(2), "ben", Role::Coach).await;
     let mut seeker = NodeClient::connect(addr(1), "sally", Role::Seeker).await;
     let posted = seeker
-        .ok("post", json!({"type": "post_task", "resume_id": "cv-1", "urgency": "urgent"}))
+        .ok(
+            "post",
+            json!({"type": "post_task", "resume_id": "cv-1", "urgency": "urgent"}),
+        )
         .await;
     let task_id = posted["task_id"].as_str().expect("a task id").to_owned();
     let topic = format!("task:{task_id}");
@@ -167,12 +171,24 @@ async fn a_task_posted_on_one_node_is_bid_on_from_two_others_and_everyone_sees_i
     seeker.wait_event(&topic, "bid.placed", WAIT).await;
     seeker.wait_event(&topic, "bid.placed", WAIT).await;
     let accepted = seeker
-        .ok("accept", json!({"type": "accept_bid", "task_id": task_id, "bid_id": ana_bid}))
+        .ok(
+            "accept",
+            json!({"type": "accept_bid", "task_id": task_id, "bid_id": ana_bid}),
+        )
         .await;
     assert_eq!(accepted["coach_id"], "ana", "{accepted}");
     // Read your writes again, over HTTP on the seeker's node.
-    let (status, view) = http_get(addr(1), &format!("/v1/tasks/{task_id}"), Some(&admin_token())).await;
-    assert_eq!((status, view["status"].as_str()), (200, Some("assigned")), "{view}");
+    let (status, view) = http_get(
+        addr(1),
+        &format!("/v1/tasks/{task_id}"),
+        Some(&admin_token()),
+    )
+    .await;
+    assert_eq!(
+        (status, view["status"].as_str()),
+        (200, Some("assigned")),
+        "{view}"
+    );
 
     let end = seq_of(addr(1), "n2").await;
     let fallbacks: Vec<SocketAddr> = (0..3).map(addr).collect();
@@ -182,7 +198,10 @@ async fn a_task_posted_on_one_node_is_bid_on_from_two_others_and_everyone_sees_i
         observer.assert_contiguous(start);
         journals.push(observer.seen.clone());
     }
-    assert!(journals.windows(2).all(|w| w[0] == w[1]), "every node shows the same journal");
+    assert!(
+        journals.windows(2).all(|w| w[0] == w[1]),
+        "every node shows the same journal"
+    );
 
     // A coach with no bid sees the same feed on every node: the task opened, then closed.
     let mut feeds = Vec::new();
@@ -199,7 +218,10 @@ async fn a_task_posted_on_one_node_is_bid_on_from_two_others_and_everyone_sees_i
         .filter(|f| f["type"] == "event" && f["topic"] == topic.as_str())
         .filter_map(|f| f["seq"].as_u64())
         .collect();
-    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "task topic seqs: {seqs:?}");
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "task topic seqs: {seqs:?}"
+    );
 }
 
 /// A seeker posting tasks through `addr`s in turn: retries each post with the same id on the
@@ -221,7 +243,8 @@ impl Poster {
 
     async fn post(&mut self, k: usize, nodes: &[SocketAddr]) {
         let id = format!("{}-{k}", self.name);
-        let frame = json!({"type": "post_task", "resume_id": format!("cv-{id}"), "urgency": "flexible"});
+        let frame =
+            json!({"type": "post_task", "resume_id": format!("cv-{id}"), "urgency": "flexible"});
         let deadline = Instant::now() + WAIT;
         let mut turn = k;
         loop {
@@ -229,7 +252,9 @@ impl Poster {
             if self.client.as_ref().is_none_or(NodeClient::is_closed) {
                 turn += 1;
                 let addr = nodes[turn % nodes.len()];
-                self.client = NodeClient::try_connect(addr, &self.name, Role::Seeker).await.ok();
+                self.client = NodeClient::try_connect(addr, &self.name, Role::Seeker)
+                    .await
+                    .ok();
                 if self.client.is_none() {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
@@ -273,7 +298,11 @@ async fn try_request(client: &mut NodeClient, id: &str, mut frame: Value) -> Opt
 
 /// Kills the leader while three seekers post through all nodes; returns how long until the
 /// first acknowledged command after the kill.
-async fn kill_the_leader_mid_stream(cluster: &Cluster, posters: &mut [Poster], round: usize) -> Duration {
+async fn kill_the_leader_mid_stream(
+    cluster: &Cluster,
+    posters: &mut [Poster],
+    round: usize,
+) -> Duration {
     let leader = cluster.wait_for_leader(WAIT, None).await;
     let all: Vec<SocketAddr> = cluster.nodes().iter().map(GavelNode::addr).collect();
     for (i, p) in posters.iter_mut().enumerate() {
@@ -304,11 +333,16 @@ async fn assert_all_acknowledged_kept(addr: SocketAddr, posters: &[Poster]) {
     for p in posters {
         let mut client = NodeClient::connect(addr, &p.name, Role::Seeker).await;
         for (id, task) in &p.acked {
-            let (status, view) = http_get(addr, &format!("/v1/tasks/{task}"), Some(&admin_token())).await;
+            let (status, view) =
+                http_get(addr, &format!("/v1/tasks/{task}"), Some(&admin_token())).await;
             assert_eq!(status, 200, "acknowledged {id} ({task}) is gone: {view}");
             let frame = json!({"type": "post_task", "resume_id": format!("cv-{id}"), "urgency": "flexible"});
             let again = client.ok(id, frame).await;
-            assert_eq!(again["task_id"].as_str(), Some(task.as_str()), "retry of {id}");
+            assert_eq!(
+                again["task_id"].as_str(),
+                Some(task.as_str()),
+                "retry of {id}"
+            );
         }
     }
 }
@@ -325,7 +359,10 @@ async fn a_killed_leader_is_replaced_within_seconds_and_nothing_acknowledged_is_
     let start = observer.last;
     let mut posters = vec![Poster::new("sa"), Poster::new("sb"), Poster::new("sc")];
     let failover = kill_the_leader_mid_stream(&cluster, &mut posters, 0).await;
-    assert!(failover < Duration::from_secs(5), "first ack after the kill took {failover:?}");
+    assert!(
+        failover < Duration::from_secs(5),
+        "first ack after the kill took {failover:?}"
+    );
 
     let leader_now = cluster.wait_for_leader(WAIT, None).await;
     let addr = cluster.node(leader_now).addr();
@@ -374,11 +411,21 @@ async fn a_frozen_leader_is_fenced_writes_nothing_and_rejoins_as_a_follower() {
     let post = json!({"type": "post_task", "resume_id": "cv-frozen", "urgency": "flexible", "id": "frozen"});
     on_frozen.send(post).await;
 
-    let successor = cluster.wait_for_leader(Duration::from_secs(10), Some(leader)).await;
-    assert!(stopped_at.elapsed() < Duration::from_secs(10), "leadership moved after {:?}", stopped_at.elapsed());
-    let mut elsewhere = NodeClient::connect(cluster.node(successor).addr(), "gil", Role::Seeker).await;
+    let successor = cluster
+        .wait_for_leader(Duration::from_secs(10), Some(leader))
+        .await;
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(10),
+        "leadership moved after {:?}",
+        stopped_at.elapsed()
+    );
+    let mut elsewhere =
+        NodeClient::connect(cluster.node(successor).addr(), "gil", Role::Seeker).await;
     elsewhere
-        .ok("p", json!({"type": "post_task", "resume_id": "cv-after", "urgency": "flexible"}))
+        .ok(
+            "p",
+            json!({"type": "post_task", "resume_id": "cv-after", "urgency": "flexible"}),
+        )
         .await;
     // One leader at every moment: every node that answers names the same one.
     while stopped_at.elapsed() < Duration::from_secs(15) {
@@ -396,7 +443,10 @@ async fn a_frozen_leader_is_fenced_writes_nothing_and_rejoins_as_a_follower() {
     // The woken node never acknowledges what it decided while fenced…
     while let Some(frame) = on_frozen.next_within(Duration::from_secs(5)).await {
         if frame["id"] == "frozen" {
-            assert_eq!(frame["type"], "error", "a fenced leader acknowledged: {frame}");
+            assert_eq!(
+                frame["type"], "error",
+                "a fenced leader acknowledged: {frame}"
+            );
             assert_eq!(frame["code"], "UNAVAILABLE");
         }
     }
@@ -404,21 +454,27 @@ async fn a_frozen_leader_is_fenced_writes_nothing_and_rejoins_as_a_follower() {
     frozen.wait_ready(WAIT).await;
     let deadline = Instant::now() + WAIT;
     while cluster.leaders(None).await != vec![successor] {
-        assert!(Instant::now() < deadline, "the woken node did not settle as follower");
+        assert!(
+            Instant::now() < deadline,
+            "the woken node did not settle as follower"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // …and wrote nothing.
-    let pool = sqlx::PgPool::connect(&pg.url()).await.expect("connect to Postgres");
+    let pool = sqlx::PgPool::connect(&pg.url())
+        .await
+        .expect("connect to Postgres");
     let written: i64 =
         sqlx::query_scalar("SELECT count(*) FROM journal WHERE payload LIKE '%cv-frozen%'")
             .fetch_one(&pool)
             .await
             .expect("count");
     assert_eq!(written, 0, "the fenced leader wrote to the journal");
-    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM journal WHERE payload LIKE '%cv-after%'")
-        .fetch_one(&pool)
-        .await
-        .expect("count");
+    let after: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM journal WHERE payload LIKE '%cv-after%'")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
     assert_eq!(after, 1);
 }
 
@@ -427,7 +483,10 @@ async fn counter(addr: SocketAddr, name: &str) -> u64 {
     let (_, body) = http_get(addr, "/metrics", None).await;
     let text = body.as_str().unwrap_or("").to_owned();
     text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<f64>().ok()))
+        .find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
         .map_or(0, |v| v as u64)
 }
 
@@ -483,7 +542,8 @@ async fn a_postgres_restart_answers_unavailable_then_recovers_with_nothing_lost(
     // landed is unknown until Postgres answers again, so its reply waits for that. Every
     // command after it is refused at once, on every node.
     let mut probe = NodeClient::connect(all[0], "pam", Role::Seeker).await;
-    let frame = json!({"type": "post_task", "resume_id": "cv-probe", "urgency": "flexible", "id": "probe"});
+    let frame =
+        json!({"type": "post_task", "resume_id": "cv-probe", "urgency": "flexible", "id": "probe"});
     probe.send(frame).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut refused = HashMap::new();
@@ -492,7 +552,8 @@ async fn a_postgres_restart_answers_unavailable_then_recovers_with_nothing_lost(
         let frame = json!({"type": "post_task", "resume_id": format!("cv-down-{i}"), "urgency": "flexible"});
         let reply = try_request(&mut client, &format!("down-{i}"), frame).await;
         refused.insert(i, reply.clone());
-        let reply = reply.unwrap_or_else(|| panic!("node {i} did not answer while Postgres was down"));
+        let reply =
+            reply.unwrap_or_else(|| panic!("node {i} did not answer while Postgres was down"));
         assert_eq!(reply["code"], "UNAVAILABLE", "node {i}: {reply}");
     }
     pg.start_again();

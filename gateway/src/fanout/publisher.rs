@@ -319,16 +319,14 @@ impl Publisher {
         let refusal = || unavailable("the journal is unavailable; nothing was applied, retry");
         match step {
             Step::Reply {
-                after,
-                reply_to,
-                command,
-                ..
+                reply_to, command, ..
             } => {
                 self.metrics
                     .commands
                     .with_label_values(&[command, ErrorCode::Unavailable.as_str()])
                     .inc();
-                reply(reply_to, after, Err(refusal()));
+                // Nothing of it was applied: a follower relaying it has nothing to wait for.
+                reply(reply_to, self.published, Err(refusal()));
             }
             Step::Subscribe { subscription, .. } => {
                 let SubscribeRequest { conn, id, .. } = subscription.request;

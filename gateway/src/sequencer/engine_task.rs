@@ -255,7 +255,7 @@ impl EngineActor {
                     if self.journal().is_stalled() {
                         // The database is unreachable: refuse before running it, at once,
                         // rather than queue it behind the commit that is stuck.
-                        refuse_now(&self.metrics, request, reply_to, self.engine.seq());
+                        refuse_now(&self.metrics, request, reply_to, self.journal().durable());
                         continue;
                     }
                     if let Some(hook) = &self.faults {
@@ -463,7 +463,7 @@ impl EngineActor {
         match msg {
             EngineMsg::Command {
                 request, reply_to, ..
-            } => refuse_now(&self.metrics, request, reply_to, self.engine.seq()),
+            } => refuse_now(&self.metrics, request, reply_to, self.journal().durable()),
             EngineMsg::Forwarded {
                 reply_to, result, ..
             } => reply(reply_to, self.engine.seq(), result),
@@ -498,8 +498,9 @@ impl EngineActor {
     }
 }
 
-/// Answers a command `UNAVAILABLE` without running it (the journal cannot take it now).
-fn refuse_now(metrics: &Metrics, request: gavel_engine::Request, reply_to: ReplyTo, seq: Seq) {
+/// Answers a command `UNAVAILABLE` without running it (the journal cannot take it now);
+/// `durable` is what a follower relaying it waits for (never more than the journal holds).
+fn refuse_now(metrics: &Metrics, request: gavel_engine::Request, reply_to: ReplyTo, durable: Seq) {
     let command = request.command.name();
     metrics
         .commands
@@ -507,7 +508,7 @@ fn refuse_now(metrics: &Metrics, request: gavel_engine::Request, reply_to: Reply
         .inc();
     reply(
         reply_to,
-        seq,
+        durable,
         Err(unavailable(
             "the journal is unavailable; nothing was applied, retry",
         )),

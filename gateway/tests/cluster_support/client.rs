@@ -133,7 +133,10 @@ impl NodeClient {
     async fn wait_reply_within(&mut self, id: &str, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
         if let Some(at) = self.buffer.iter().position(|f| is_reply_to(f, id)) {
-            return self.buffer.remove(at).expect("the position is in the buffer");
+            return self
+                .buffer
+                .remove(at)
+                .expect("the position is in the buffer");
         }
         loop {
             let Some(f) = self.read_frame(deadline).await else {
