@@ -267,6 +267,10 @@ impl Poster {
                     self.acked.push((id, task.to_owned()));
                     return;
                 }
+                Some(reply) if reply["code"] == "RATE_LIMITED" => {
+                    let wait = reply["retry_after_ms"].as_u64().unwrap_or(100);
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
                 Some(reply) => {
                     assert_eq!(reply["code"], "UNAVAILABLE", "{reply}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -296,36 +300,52 @@ async fn try_request(client: &mut NodeClient, id: &str, mut frame: Value) -> Opt
     None
 }
 
-/// Kills the leader while three seekers post through all nodes; returns how long until the
-/// first acknowledged command after the kill.
+/// Kills the leader while seekers post through all nodes at once (each retrying on the next
+/// node until acknowledged); returns how long from the kill to the first acknowledgement after
+/// it. The killed node is restarted (it rejoins as a follower).
 async fn kill_the_leader_mid_stream(
     cluster: &Cluster,
-    posters: &mut [Poster],
+    posters: &mut Vec<Poster>,
     round: usize,
 ) -> Duration {
     let leader = cluster.wait_for_leader(WAIT, None).await;
     let all: Vec<SocketAddr> = cluster.nodes().iter().map(GavelNode::addr).collect();
-    for (i, p) in posters.iter_mut().enumerate() {
-        p.post(round * 100 + i, &all).await;
+    let (acks, mut acked) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let streams: Vec<_> = std::mem::take(posters)
+        .into_iter()
+        .map(|mut p| {
+            let (all, acks) = (all.clone(), acks.clone());
+            tokio::spawn(async move {
+                for k in 0..12 {
+                    p.post(round * 100 + k, &all).await;
+                    let _ = acks.send(Instant::now());
+                }
+                p
+            })
+        })
+        .collect();
+    drop(acks);
+    // A few acknowledged first, then the kill in the middle of the stream.
+    for _ in 0..6 {
+        acked.recv().await.expect("the posters run");
     }
     cluster.node(leader).kill();
     let killed = Instant::now();
-    let survivors: Vec<SocketAddr> = (0..cluster.len())
-        .filter(|&i| i != leader)
-        .map(|i| cluster.node(i).addr())
-        .collect();
-    posters[0].post(round * 100 + 10, &survivors).await;
-    let failover = killed.elapsed();
-    for (i, p) in posters.iter_mut().enumerate() {
-        for k in 0..5 {
-            p.post(round * 100 + 20 + i * 10 + k, &survivors).await;
+    let mut failover = None;
+    while let Some(at) = acked.recv().await {
+        if at > killed {
+            failover = Some(at - killed);
+            break;
         }
+    }
+    for stream in streams {
+        posters.push(stream.await.expect("a poster task"));
     }
     let new_leader = cluster.wait_for_leader(WAIT, Some(leader)).await;
     assert_ne!(new_leader, leader);
     cluster.node(leader).restart();
     cluster.node(leader).wait_ready(WAIT).await;
-    failover
+    failover.expect("an acknowledgement after the kill")
 }
 
 /// Every acknowledged post is there, and a retry of its id is answered with the original reply.
@@ -337,12 +357,17 @@ async fn assert_all_acknowledged_kept(addr: SocketAddr, posters: &[Poster]) {
                 http_get(addr, &format!("/v1/tasks/{task}"), Some(&admin_token())).await;
             assert_eq!(status, 200, "acknowledged {id} ({task}) is gone: {view}");
             let frame = json!({"type": "post_task", "resume_id": format!("cv-{id}"), "urgency": "flexible"});
-            let again = client.ok(id, frame).await;
-            assert_eq!(
-                again["task_id"].as_str(),
-                Some(task.as_str()),
-                "retry of {id}"
-            );
+            let again = loop {
+                let reply = client.request(id, frame.clone()).await;
+                if reply["code"] != "RATE_LIMITED" {
+                    break reply;
+                }
+                let wait = reply["retry_after_ms"].as_u64().unwrap_or(100);
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+            };
+            assert_eq!(again["type"], "ok", "retry of {id}: {again}");
+            let task_again = again["result"]["task_id"].as_str();
+            assert_eq!(task_again, Some(task.as_str()), "retry of {id}");
         }
     }
 }
