@@ -175,8 +175,12 @@ impl Server {
                 let link = FollowerLink::new(tx, cluster.clone());
                 (Mode::Follower(link), Some(rx))
             }
-            _ => {
-                let journal = start_journal(&options, &store, seq, &fatal);
+            (_, role) => {
+                let epoch = match role {
+                    Some(NodeRole::Leader { epoch }) => Some(epoch),
+                    _ => None,
+                };
+                let journal = start_journal(&options, &store, seq, epoch, &fatal);
                 (Mode::Leader(journal), None)
             }
         };
@@ -292,6 +296,7 @@ fn start_journal(
     options: &ServerOptions,
     store: &Store,
     seq: Seq,
+    fence: Option<u64>,
     fatal: &Arc<Fatal>,
 ) -> JournalHandle {
     let mut writer = WriterOptions {
@@ -302,9 +307,9 @@ fn start_journal(
         faults: options.faults.appends.clone(),
         ..WriterOptions::default()
     };
-    if let Some(cluster) = &options.cluster
-        && let NodeRole::Leader { epoch } = cluster.role()
-    {
+    // The epoch the pipeline started with (read once: the role may change meanwhile, and
+    // then this pipeline is about to be replaced — its appends stay fenced by this epoch).
+    if let (Some(cluster), Some(epoch)) = (&options.cluster, fence) {
         let (commits, published) = mpsc::channel(crate::cluster::replication::PUBLISH_QUEUE);
         writer.fence = Some(epoch);
         writer.on_commit = Some(commits);

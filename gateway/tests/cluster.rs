@@ -444,6 +444,7 @@ async fn a_frozen_leader_is_fenced_writes_nothing_and_rejoins_as_a_follower() {
         "leadership moved after {:?}",
         stopped_at.elapsed()
     );
+    cluster.node(successor).wait_ready(WAIT).await;
     let mut elsewhere =
         NodeClient::connect(cluster.node(successor).addr(), "gil", Role::Seeker).await;
     elsewhere

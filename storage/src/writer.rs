@@ -341,23 +341,43 @@ impl Writer {
                 // and each batch is answered by what is durable — never refused if it landed.
                 self.stalled.store(true, Ordering::Release);
                 let end = self.journal_end().await;
+                // Ours landed only if the journal holds our own first row where we put it: in
+                // a cluster, another leader may have written those positions meanwhile.
+                let ours = end > durable && self.holds(&rows[0]).await;
                 self.stalled.store(false, Ordering::Release);
                 self.durable.store(end, Ordering::Release);
-                if end > durable {
+                if ours {
                     self.stats.ambiguous_landed.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(end, "the failed commit had landed: publishing it");
                 }
                 let message = error.to_string();
                 for append in accepted {
                     let last = append.batch.last().map_or(0, |(seq, _)| *seq);
-                    let outcome = if last <= end {
-                        Ok(())
-                    } else {
-                        Err(StorageError::CommitFailed(message.clone()))
+                    let outcome = match self.fence {
+                        _ if ours && last <= end => Ok(()),
+                        Some(epoch) if end > durable => Err(StorageError::Fenced { epoch }),
+                        _ => Err(StorageError::CommitFailed(message.clone())),
                     };
                     let _ = append.done.send(outcome);
                 }
             }
+        }
+    }
+
+    /// Whether the journal holds `row` at its `seq` (retried until the database answers).
+    async fn holds(&self, row: &StoredEvent) -> bool {
+        let mut backoff = std::time::Duration::from_millis(50);
+        loop {
+            match self.store.read_after(row.seq - 1, 1).await {
+                Ok(found) => {
+                    return found
+                        .first()
+                        .is_some_and(|r| r.seq == row.seq && r.payload == row.payload);
+                }
+                Err(error) => tracing::warn!(%error, "reading the journal back; retrying"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
         }
     }
 

@@ -10,7 +10,7 @@
 //! them `UNAVAILABLE`: whether they were applied is unknown, and a retry with the same `id`
 //! gets the original reply from the replicated idempotency table.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -31,6 +31,9 @@ use crate::sequencer::messages::{EngineMsg, ReplyTo};
 
 /// Commands waiting to be forwarded; full → `UNAVAILABLE`.
 pub const FORWARD_QUEUE: usize = 4096;
+/// How long a command may wait for a link to the leader (one that is still starting after a
+/// failover, or a link being re-established) before it is refused `UNAVAILABLE`.
+pub const FORWARD_PATIENCE: Duration = Duration::from_secs(2);
 
 /// A command on its way to the leader.
 #[derive(Debug)]
@@ -76,122 +79,172 @@ pub async fn forward(
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut leaders = cluster.watch_leader();
+    // Commands waiting for a link to the leader (a new leader is still starting, or the link
+    // broke): sent once it is up, refused once they waited FORWARD_PATIENCE.
+    let mut backlog: VecDeque<Forward> = VecDeque::new();
     loop {
+        cluster.set_link_up(false);
+        refuse_stale(&engine, &mut backlog).await;
         let leader = leaders.borrow_and_update().clone();
         let Some(leader) = leader.filter(|l| l.node_id != cluster.node_id) else {
-            // No leader to forward to: refuse what is queued until one is known.
             tokio::select! {
-                _ = leaders.changed() => continue,
+                _ = leaders.changed() => {}
                 item = queue.recv() => match item {
-                    Some(item) => { refuse(&engine, item, "no leader is known right now; retry shortly").await; continue }
+                    Some(item) => backlog.push_back(item),
                     None => return,
                 },
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
                 () = crate::cluster::until_stopped(&mut stopped) => return,
             }
+            continue;
         };
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let token = keys.mint_node(&cluster.node_id, Duration::from_secs(3600), now);
         let url = format!("ws://{}/v1/cluster/forward?token={token}", leader.addr);
-        let socket = match tokio::time::timeout(
-            Duration::from_secs(2),
-            tokio_tungstenite::connect_async(url.as_str()),
-        )
-        .await
-        {
+        let connect = tokio_tungstenite::connect_async(url.as_str());
+        let socket = match tokio::time::timeout(Duration::from_secs(2), connect).await {
             Ok(Ok((socket, _))) => socket,
-            Ok(Err(error)) => {
-                tracing::debug!(%error, leader = %leader.node_id, "cannot reach the leader");
-                refuse_for(&engine, &mut queue, Duration::from_millis(200)).await;
-                continue;
-            }
-            Err(_) => {
-                refuse_for(&engine, &mut queue, Duration::from_millis(200)).await;
+            failed => {
+                if let Ok(Err(error)) = failed {
+                    tracing::debug!(%error, leader = %leader.node_id, "cannot reach the leader");
+                }
+                gather(&mut queue, &mut backlog, Duration::from_millis(100)).await;
                 continue;
             }
         };
         tracing::info!(leader = %leader.node_id, "forwarding commands to the leader");
-        let ended = run_link(
-            &cluster,
-            &engine,
-            &mut queue,
-            socket,
-            (&leader.node_id, &mut leaders),
-            &mut stopped,
-        )
-        .await;
+        cluster.set_link_up(true);
+        let link = Link {
+            cluster: &cluster,
+            engine: &engine,
+            connected_to: &leader.node_id,
+        };
+        let ended = link
+            .run(socket, &mut queue, &mut backlog, &mut leaders, &mut stopped)
+            .await;
         if ended {
             return;
         }
     }
 }
 
+/// Takes what arrives on `queue` for `pause` into the backlog.
+async fn gather(
+    queue: &mut mpsc::Receiver<Forward>,
+    backlog: &mut VecDeque<Forward>,
+    pause: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + pause;
+    while let Ok(Some(item)) = tokio::time::timeout_at(deadline, queue.recv()).await {
+        backlog.push_back(item);
+    }
+}
+
+/// Refuses the commands that waited too long for a link to the leader.
+async fn refuse_stale(engine: &EngineHandle, backlog: &mut VecDeque<Forward>) {
+    while backlog
+        .front()
+        .is_some_and(|item| item.received.elapsed() >= FORWARD_PATIENCE)
+    {
+        let item = backlog.pop_front().expect("checked above");
+        refuse(
+            engine,
+            item,
+            "the leader cannot be reached right now; retry shortly",
+        )
+        .await;
+    }
+}
+
 type LeaderSocket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// Runs one connection to the leader; `true` when the pipeline is stopping.
-async fn run_link(
-    cluster: &ClusterState,
-    engine: &EngineHandle,
-    queue: &mut mpsc::Receiver<Forward>,
-    socket: LeaderSocket,
-    (connected_to, leaders): (&str, &mut watch::Receiver<Option<LeaderInfo>>),
-    stopped: &mut watch::Receiver<bool>,
-) -> bool {
-    let (mut sink, mut stream) = socket.split();
-    let mut in_flight: HashMap<u64, InFlight> = HashMap::new();
-    let mut next_id: u64 = 0;
-    let stopping = loop {
-        tokio::select! {
-            item = queue.recv() => {
-                let Some(item) = item else { break true };
-                next_id += 1;
-                let frame = ForwardFrame { id: next_id, request: item.request };
-                let text = serde_json::to_string(&frame).expect("requests serialize");
-                in_flight.insert(next_id, InFlight {
-                    reply_to: item.reply_to,
-                    command: frame.request.command.name(),
-                    received: item.received,
-                    sent: Instant::now(),
-                });
-                if sink.send(tungstenite::Message::text(text)).await.is_err() {
-                    break false;
-                }
-            }
-            frame = stream.next() => match frame {
-                Some(Ok(tungstenite::Message::Text(text))) => {
-                    match serde_json::from_str::<AnswerFrame>(&text) {
-                        Ok(answer) => relay(cluster, engine, &mut in_flight, answer).await,
-                        Err(error) => tracing::warn!(%error, "bad answer from the leader"),
+/// One connection to the leader.
+struct Link<'a> {
+    cluster: &'a ClusterState,
+    engine: &'a EngineHandle,
+    connected_to: &'a str,
+}
+
+impl Link<'_> {
+    /// Runs the connection (the backlog first); `true` when the pipeline is stopping.
+    async fn run(
+        &self,
+        socket: LeaderSocket,
+        queue: &mut mpsc::Receiver<Forward>,
+        backlog: &mut VecDeque<Forward>,
+        leaders: &mut watch::Receiver<Option<LeaderInfo>>,
+        stopped: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let (cluster, engine, connected_to) = (self.cluster, self.engine, self.connected_to);
+        let (mut sink, mut stream) = socket.split();
+        let mut in_flight: HashMap<u64, InFlight> = HashMap::new();
+        let mut next_id: u64 = 0;
+        let stopping = loop {
+            tokio::select! {
+                item = next_item(queue, backlog) => {
+                    let Some(item) = item else { break true };
+                    next_id += 1;
+                    let command = item.request.command.name();
+                    let frame = ForwardFrame { id: next_id, request: item.request };
+                    let text = serde_json::to_string(&frame).expect("requests serialize");
+                    in_flight.insert(next_id, InFlight {
+                        reply_to: item.reply_to,
+                        command,
+                        received: item.received,
+                        sent: Instant::now(),
+                    });
+                    if sink.send(tungstenite::Message::text(text)).await.is_err() {
+                        break false;
                     }
                 }
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => break false,
-            },
-            changed = leaders.changed() => {
-                let same = leaders.borrow().as_ref().is_some_and(|l| l.node_id == connected_to);
-                if changed.is_err() || !same { break false; }
+                frame = stream.next() => match frame {
+                    Some(Ok(tungstenite::Message::Text(text))) => {
+                        match serde_json::from_str::<AnswerFrame>(&text) {
+                            Ok(answer) => relay(cluster, engine, &mut in_flight, answer).await,
+                            Err(error) => tracing::warn!(%error, "bad answer from the leader"),
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => break false,
+                },
+                changed = leaders.changed() => {
+                    let same = leaders.borrow().as_ref().is_some_and(|l| l.node_id == connected_to);
+                    if changed.is_err() || !same { break false; }
+                }
+                () = crate::cluster::until_stopped(stopped) => break true,
             }
-            () = crate::cluster::until_stopped(stopped) => break true,
+        };
+        for (_, lost) in in_flight.drain() {
+            cluster.metrics.forwarded.with_label_values(&["lost"]).inc();
+            let result = Err(unavailable(
+                "the connection to the leader was lost; retry with the same id",
+            ));
+            let _ = engine
+                .send(forwarded(
+                    0,
+                    lost.reply_to,
+                    result,
+                    lost.command,
+                    lost.received,
+                ))
+                .await;
         }
-    };
-    for (_, lost) in in_flight.drain() {
-        cluster.metrics.forwarded.with_label_values(&["lost"]).inc();
-        let result = Err(unavailable(
-            "the connection to the leader was lost; retry with the same id",
-        ));
-        let _ = engine
-            .send(forwarded(
-                0,
-                lost.reply_to,
-                result,
-                lost.command,
-                lost.received,
-            ))
-            .await;
+        stopping
     }
-    stopping
+}
+
+/// The backlog's oldest command, else the next one queued.
+async fn next_item(
+    queue: &mut mpsc::Receiver<Forward>,
+    backlog: &mut VecDeque<Forward>,
+) -> Option<Forward> {
+    match backlog.pop_front() {
+        Some(item) => Some(item),
+        None => queue.recv().await,
+    }
 }
 
 /// Hands one answer to the engine task (which holds it until the replica reaches `after`).
@@ -260,19 +313,6 @@ async fn refuse(engine: &EngineHandle, item: Forward, why: &str) {
         item.received,
     );
     let _ = engine.send(msg).await;
-}
-
-/// Refuses whatever is queued for `pause` (the leader cannot be reached right now).
-async fn refuse_for(engine: &EngineHandle, queue: &mut mpsc::Receiver<Forward>, pause: Duration) {
-    let deadline = tokio::time::Instant::now() + pause;
-    while let Ok(Some(item)) = tokio::time::timeout_at(deadline, queue.recv()).await {
-        refuse(
-            engine,
-            item,
-            "the leader cannot be reached right now; retry shortly",
-        )
-        .await;
-    }
 }
 
 /// The leader's side: runs the commands one follower forwards.

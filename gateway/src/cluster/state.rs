@@ -3,7 +3,7 @@
 //! how far the journal goes, and the cluster's metrics.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use gavel_protocol::Seq;
@@ -59,6 +59,8 @@ pub struct ClusterState {
     behind_since: Mutex<Option<Instant>>,
     /// Open connections of the current pipeline (for the heartbeat).
     connections: Mutex<Option<IntGauge>>,
+    /// Whether a follower's command link to the leader is up.
+    link_up: AtomicBool,
     pub metrics: ClusterMetrics,
 }
 
@@ -86,6 +88,7 @@ impl ClusterState {
             tip: AtomicU64::new(0),
             behind_since: Mutex::new(None),
             connections: Mutex::new(None),
+            link_up: AtomicBool::new(false),
             metrics,
         }
     }
@@ -205,6 +208,25 @@ impl ClusterState {
                 Err("this node's replica is behind the journal; retry shortly")
             }
             NodeRole::Follower => Ok(()),
+        }
+    }
+}
+
+impl ClusterState {
+    pub fn set_link_up(&self, up: bool) {
+        self.link_up.store(up, Ordering::Release);
+    }
+
+    /// Whether `/readyz` says ready: as [`ClusterState::can_serve`], and a follower's command
+    /// link to the leader is up (a follower that just started, or whose leader just changed,
+    /// is not ready until it can forward).
+    pub fn ready(&self) -> Result<(), &'static str> {
+        self.can_serve()?;
+        match self.role() {
+            NodeRole::Follower if !self.link_up.load(Ordering::Acquire) => {
+                Err("no link to the leader yet; retry shortly")
+            }
+            _ => Ok(()),
         }
     }
 }

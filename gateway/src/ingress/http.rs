@@ -313,7 +313,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             .into_response();
     }
     if let Some(cluster) = &state.cluster
-        && let Err(why) = cluster.can_serve()
+        && let Err(why) = cluster.ready()
     {
         return (StatusCode::SERVICE_UNAVAILABLE, why).into_response();
     }
