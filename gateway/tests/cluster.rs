@@ -594,3 +594,38 @@ async fn a_postgres_restart_answers_unavailable_then_recovers_with_nothing_lost(
     let leader = cluster.wait_for_leader(WAIT, None).await;
     assert_all_acknowledged_kept(cluster.node(leader).addr(), std::slice::from_ref(&poster)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_resume_from_a_position_the_follower_has_not_reached_waits_for_it_instead_of_resetting() {
+    // Every node drops every Redis message: followers learn of each commit only from the
+    // journal, every poll_ms — so right after a commit they are behind the leader.
+    let pg = ThrowawayPostgres::start();
+    let redis = ThrowawayRedis::start();
+    let options = ClusterOptions {
+        extra_args: vec!["--fault-drop-replication-every".into(), "1".into()],
+        ..ClusterOptions::default()
+    };
+    let cluster = Cluster::start(3, &pg, &redis, options).await;
+    let leader = cluster.wait_for_leader(WAIT, None).await;
+    let follower = cluster.node((leader + 1) % 3).addr();
+    let mut watcher = Observer::start(cluster.node(leader).addr()).await;
+    let mut seeker = NodeClient::connect(cluster.node(leader).addr(), "rosa", Role::Seeker).await;
+    let post = |k: u32| json!({"type": "post_task", "resume_id": format!("cv-{k}"), "urgency": "flexible"});
+    for k in 0..3 {
+        seeker.ok(&format!("p{k}"), post(k)).await;
+        let opened = watcher
+            .client
+            .wait_event("admin", "task.opened", WAIT)
+            .await;
+        let seen = opened["seq"].as_u64().expect("a seq");
+        // At once, on a follower that has most likely not polled the journal yet.
+        let mut resumed = NodeClient::connect(follower, "root", Role::Admin).await;
+        let frame =
+            json!({"type": "subscribe", "topic": "admin", "since": seen, "epoch": watcher.epoch});
+        let reply = resumed.ok("r", frame).await;
+        assert_ne!(reply["reset"], true, "round {k}: {reply}");
+        seeker.ok(&format!("q{k}"), post(100 + k)).await;
+        let next = resumed.wait_event("admin", "task.opened", WAIT).await;
+        assert!(next["seq"].as_u64() > Some(seen), "round {k}: {next}");
+    }
+}

@@ -9,7 +9,7 @@
 //! far, so a client never gets `ok` before it could see what the command did.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use gavel_engine::{Rejection, Reply};
 use gavel_protocol::Seq;
@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::cluster::forward::Forward;
 use crate::cluster::state::ClusterState;
+use crate::fanout::outbox::ConnId;
 use crate::sequencer::engine_task::{EngineActor, unavailable};
 use crate::sequencer::messages::*;
 
@@ -27,7 +28,13 @@ pub struct FollowerLink {
     pub cluster: Arc<ClusterState>,
     /// Answers from the leader whose `seq` the replica has not reached yet, in arrival order.
     held: Vec<HeldReply>,
+    /// Resumes from a position the replica has not reached yet (the client saw it on a node
+    /// further ahead), with the moment they are given up on (then: a fresh snapshot).
+    held_resumes: Vec<(SubscribeRequest, Instant)>,
 }
+
+/// How long a resume from a position past the replica waits for the replica to get there.
+pub const RESUME_PATIENCE: Duration = Duration::from_secs(2);
 
 impl FollowerLink {
     pub fn new(forward: mpsc::Sender<Forward>, cluster: Arc<ClusterState>) -> Self {
@@ -35,6 +42,7 @@ impl FollowerLink {
             forward,
             cluster,
             held: Vec::new(),
+            held_resumes: Vec::new(),
         }
     }
 }
@@ -50,9 +58,17 @@ struct HeldReply {
 
 impl EngineActor {
     pub(super) async fn run_follower(mut self, mut rx: mpsc::Receiver<EngineMsg>) {
-        while let Some(first) = rx.recv().await {
+        loop {
+            let give_up = self.link().held_resumes.iter().map(|(_, at)| *at).min();
+            let first = tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(msg) => Some(msg),
+                    None => break,
+                },
+                () = sleep_until(give_up) => None,
+            };
             let mut batch = Vec::with_capacity(16);
-            batch.push(first);
+            batch.extend(first);
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(msg) => batch.push(msg),
@@ -93,10 +109,24 @@ impl EngineActor {
                     command,
                     received,
                 }),
-                other => self.take_local(other, &mut steps),
+                EngineMsg::Subscribe(request) if self.ahead_of_replica(&request) => {
+                    let give_up = Instant::now() + RESUME_PATIENCE;
+                    self.link().held_resumes.push((request, give_up));
+                }
+                other => {
+                    if let EngineMsg::Unsubscribe { conn, .. } = &other {
+                        // A held resume of this connection goes first (order is kept).
+                        self.release_resumes(Some(conn.id()), &mut steps);
+                    }
+                    if let EngineMsg::Disconnected { conn } = &other {
+                        self.release_resumes(Some(*conn), &mut steps);
+                    }
+                    self.take_local(other, &mut steps);
+                }
             }
         }
         self.release_held(&mut steps);
+        self.release_resumes(None, &mut steps);
         let seq = self.engine.seq();
         self.link().cluster.note_applied(seq);
         let events = Arc::new(events);
@@ -181,6 +211,34 @@ impl EngineActor {
         }
     }
 
+    /// Whether a resume asks for a position of this journal the replica has not reached.
+    fn ahead_of_replica(&self, request: &SubscribeRequest) -> bool {
+        request.since.is_some_and(|since| since > self.engine.seq())
+            && !request.resume_failed
+            && request.epoch.as_ref().is_none_or(|e| *e == self.epoch)
+    }
+
+    /// Takes the held resumes the replica has caught up with, or that waited long enough (or
+    /// every one of connection `of`).
+    fn release_resumes(&mut self, of: Option<ConnId>, steps: &mut Vec<Step>) {
+        let seq = self.engine.seq();
+        let now = Instant::now();
+        let link = self.link();
+        if link.held_resumes.is_empty() {
+            return;
+        }
+        let (ready, waiting): (Vec<_>, Vec<_>) =
+            link.held_resumes.drain(..).partition(|(request, give_up)| {
+                request.since.is_some_and(|s| s <= seq)
+                    || now >= *give_up
+                    || of == Some(request.conn.id())
+            });
+        link.held_resumes = waiting;
+        for (request, _) in ready {
+            self.take_local(EngineMsg::Subscribe(request), steps);
+        }
+    }
+
     /// Replies whose `seq` the replica has reached leave with this batch.
     fn release_held(&mut self, steps: &mut Vec<Step>) {
         let seq = self.engine.seq();
@@ -203,4 +261,11 @@ fn already_durable() -> oneshot::Receiver<Result<(), gavel_storage::StorageError
     let (tx, rx) = oneshot::channel();
     let _ = tx.send(Ok(()));
     rx
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
 }
