@@ -112,6 +112,9 @@ pub struct Server {
 impl Server {
     /// Opens storage, recovers, and starts serving on `options.listen`.
     pub async fn start(options: ServerOptions) -> anyhow::Result<Self> {
+        // The role, read once and before recovery: a leader's engine must recover from a
+        // journal read after its lease was taken (nothing can be appended behind it then).
+        let role = options.cluster.as_ref().map(|c| c.role());
         let store = match &options.database_url {
             Some(url) => Store::open_postgres(url).await?,
             None => Store::open_sqlite(&options.data_dir).await?,
@@ -147,7 +150,6 @@ impl Server {
         let seq = engine.seq();
         let metrics = Arc::new(Metrics::new());
         let cluster = options.cluster.clone();
-        let role = cluster.as_ref().map(|c| c.role());
         if let Some(cluster) = &cluster {
             cluster.metrics.register(metrics.registry());
             cluster.count_connections_in(metrics.connections.clone());

@@ -62,6 +62,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "--redis-url runs a cluster, and a cluster needs Postgres: add --database-url postgres://… \
              (the SQLite default is one process's file)"
         ),
+        (Some(_), Some(_))
+            if args.listen.ip().is_unspecified()
+                && (args.node_id.is_none() || args.advertise.is_none()) =>
+        {
+            anyhow::bail!(
+                "--listen {} is every interface: other nodes cannot dial it, and every node would \
+                 get the same default id; give --node-id and --advertise (an address the other \
+                 nodes reach this one at)",
+                args.listen
+            )
+        }
         (Some(redis_url), Some(_)) => Some(ClusterOptions {
             node_id: args
                 .node_id

@@ -228,3 +228,43 @@ fn gavel_serve_refuses_a_broken_config_file() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("command_burst"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `gavel serve` with `args` (and a throwaway data dir): its failure output.
+fn serve_refusal(name: &str, args: &[&str]) -> String {
+    let dir = temp_dir(name);
+    let out = Command::new(GAVEL)
+        .args(["serve", "--jwt-secret", "x", "--data-dir"])
+        .arg(&dir)
+        .args(args)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success(), "{name}: gavel serve started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_cluster_refuses_to_start_on_sqlite_or_on_an_address_others_cannot_dial() {
+    let on_sqlite = serve_refusal(
+        "cluster-sqlite",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--redis-url",
+            "redis://127.0.0.1:1",
+        ],
+    );
+    assert!(on_sqlite.contains("--database-url"), "{on_sqlite}");
+    let unspecified = serve_refusal(
+        "cluster-any",
+        &[
+            "--listen",
+            "0.0.0.0:0",
+            "--redis-url",
+            "redis://127.0.0.1:1",
+            "--database-url",
+            "postgres://postgres@127.0.0.1:1/none",
+        ],
+    );
+    assert!(unspecified.contains("--advertise"), "{unspecified}");
+}

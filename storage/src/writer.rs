@@ -169,6 +169,14 @@ fn never_sent(error: &StorageError) -> bool {
     )
 }
 
+/// Whether an append was refused because a row of that `seq` exists (SQLSTATE 23505).
+fn is_unique_violation(error: &StorageError) -> bool {
+    match error {
+        StorageError::Database(sqlx::Error::Database(db)) => db.code().as_deref() == Some("23505"),
+        _ => false,
+    }
+}
+
 /// How a writer runs beyond the defaults.
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
@@ -309,6 +317,15 @@ impl Writer {
                     let _ = sink.try_send(Arc::new(rows));
                 }
             }
+            Err(error) if self.fence.is_some() && is_unique_violation(&error) => {
+                // Another leader wrote these positions first: nothing of ours landed.
+                let epoch = self.fence.expect("checked in the guard");
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, epoch, "journal positions taken by another leader: stepping down");
+                for append in accepted {
+                    let _ = append.done.send(Err(StorageError::Fenced { epoch }));
+                }
+            }
             Err(StorageError::Fenced { epoch }) => {
                 // Another node leads now: nothing of this group was written, and nothing
                 // after it may be. Every batch is refused; the node steps down.
@@ -343,7 +360,7 @@ impl Writer {
                 let end = self.journal_end().await;
                 // Ours landed only if the journal holds our own first row where we put it: in
                 // a cluster, another leader may have written those positions meanwhile.
-                let ours = end > durable && self.holds(&rows[0]).await;
+                let ours = end > durable && self.holds(&rows).await;
                 self.stalled.store(false, Ordering::Release);
                 self.durable.store(end, Ordering::Release);
                 if ours {
@@ -364,16 +381,22 @@ impl Writer {
         }
     }
 
-    /// Whether the journal holds `row` at its `seq` (retried until the database answers).
-    async fn holds(&self, row: &StoredEvent) -> bool {
+    /// Whether the journal holds exactly `rows` at their positions (retried until the
+    /// database answers). Every row is compared whole: another leader may have written some
+    /// of the same positions with identical rows (deadline events are deterministic) and
+    /// others with its own.
+    async fn holds(&self, rows: &[StoredEvent]) -> bool {
+        let Some(first) = rows.first() else {
+            return false;
+        };
         let mut backoff = std::time::Duration::from_millis(50);
         loop {
-            match self.store.read_after(row.seq - 1, 1).await {
-                Ok(found) => {
-                    return found
-                        .first()
-                        .is_some_and(|r| r.seq == row.seq && r.payload == row.payload);
-                }
+            match self
+                .store
+                .read_after(first.seq - 1, rows.len() as u32)
+                .await
+            {
+                Ok(found) => return found == rows,
                 Err(error) => tracing::warn!(%error, "reading the journal back; retrying"),
             }
             tokio::time::sleep(backoff).await;

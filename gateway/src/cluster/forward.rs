@@ -34,6 +34,8 @@ pub const FORWARD_QUEUE: usize = 4096;
 /// How long a command may wait for a link to the leader (one that is still starting after a
 /// failover, or a link being re-established) before it is refused `UNAVAILABLE`.
 pub const FORWARD_PATIENCE: Duration = Duration::from_secs(2);
+/// How long a forwarded command may wait for the leader's answer.
+pub const IN_FLIGHT_LIMIT: Duration = Duration::from_secs(10);
 
 /// A command on its way to the leader.
 #[derive(Debug)]
@@ -85,6 +87,12 @@ pub async fn forward(
     loop {
         cluster.set_link_up(false);
         refuse_stale(&engine, &mut backlog).await;
+        if *stopped.borrow() {
+            for item in backlog.drain(..) {
+                refuse(&engine, item, "this node is restarting; retry").await;
+            }
+            return;
+        }
         let leader = leaders.borrow_and_update().clone();
         let Some(leader) = leader.filter(|l| l.node_id != cluster.node_id) else {
             tokio::select! {
@@ -182,8 +190,10 @@ impl Link<'_> {
         let (mut sink, mut stream) = socket.split();
         let mut in_flight: HashMap<u64, InFlight> = HashMap::new();
         let mut next_id: u64 = 0;
+        let mut sweep = tokio::time::interval(Duration::from_secs(1));
         let stopping = loop {
             tokio::select! {
+                _ = sweep.tick() => expire(cluster, engine, &mut in_flight).await,
                 item = next_item(queue, backlog) => {
                     let Some(item) = item else { break true };
                     next_id += 1;
@@ -244,6 +254,41 @@ async fn next_item(
     match backlog.pop_front() {
         Some(item) => Some(item),
         None => queue.recv().await,
+    }
+}
+
+/// Answers `UNAVAILABLE` the commands the leader has not answered within [`IN_FLIGHT_LIMIT`]
+/// (a leader stuck on its database, or a link that died without closing): whether they were
+/// applied is unknown, and a retry with the same `id` gets the original reply.
+async fn expire(
+    cluster: &ClusterState,
+    engine: &EngineHandle,
+    in_flight: &mut HashMap<u64, InFlight>,
+) {
+    let overdue: Vec<u64> = in_flight
+        .iter()
+        .filter(|(_, f)| f.sent.elapsed() >= IN_FLIGHT_LIMIT)
+        .map(|(id, _)| *id)
+        .collect();
+    for id in overdue {
+        let lost = in_flight.remove(&id).expect("listed above");
+        cluster
+            .metrics
+            .forwarded
+            .with_label_values(&["timeout"])
+            .inc();
+        let result = Err(unavailable(
+            "the leader did not answer in time; retry with the same id",
+        ));
+        let _ = engine
+            .send(forwarded(
+                0,
+                lost.reply_to,
+                result,
+                lost.command,
+                lost.received,
+            ))
+            .await;
     }
 }
 
@@ -349,7 +394,14 @@ pub async fn serve_follower(socket: WebSocket, state: Arc<AppState>, follower: S
         run_forwarded(&state, frame, answers.clone());
     }
     drop(answers);
-    let _ = writer.await;
+    // Answers still on their way get a moment; a follower that stopped reading does not hold
+    // this (stopping) pipeline up.
+    if tokio::time::timeout(Duration::from_secs(2), writer)
+        .await
+        .is_err()
+    {
+        tracing::warn!(%follower, "a follower's link did not drain; dropped");
+    }
 }
 
 fn run_forwarded(state: &AppState, frame: ForwardFrame, answers: mpsc::Sender<String>) {
@@ -370,7 +422,8 @@ fn run_forwarded(state: &AppState, frame: ForwardFrame, answers: mpsc::Sender<St
             message: "too many commands; slow down".into(),
             field: None,
         };
-        let _ = answers.try_send(answer(0, Err(rejection), Some(wait_ms)));
+        let text = answer(0, Err(rejection), Some(wait_ms));
+        tokio::spawn(async move { answers.send(text).await });
         return;
     }
     let (tx, rx) = oneshot::channel();
@@ -381,7 +434,8 @@ fn run_forwarded(state: &AppState, frame: ForwardFrame, answers: mpsc::Sender<St
     };
     if state.engine.try_send(msg).is_err() {
         let busy = Err(unavailable("the leader is busy; retry shortly"));
-        let _ = answers.try_send(answer(0, busy, None));
+        let text = answer(0, busy, None);
+        tokio::spawn(async move { answers.send(text).await });
         return;
     }
     tokio::spawn(async move {

@@ -39,6 +39,7 @@ pub async fn keep(store: Store, cluster: Arc<ClusterState>, mut stopped: watch::
     let renew_every = lease / 5;
     let poll = Duration::from_millis(cluster.config.poll_ms);
     let mut last_renewed = Instant::now();
+    let mut last_read = Instant::now();
     loop {
         let pause = match cluster.role() {
             NodeRole::Leader { epoch } => {
@@ -46,7 +47,7 @@ pub async fn keep(store: Store, cluster: Arc<ClusterState>, mut stopped: watch::
                 renew_every
             }
             NodeRole::Follower => {
-                if let Some(epoch) = watch_or_take(&store, &cluster, lease).await {
+                if let Some(epoch) = watch_or_take(&store, &cluster, lease, &mut last_read).await {
                     last_renewed = Instant::now();
                     cluster.set_role(NodeRole::Leader { epoch });
                 }
@@ -91,15 +92,25 @@ async fn renew(
 }
 
 /// Reads the lease; takes it when it has expired. Returns the new epoch if taken.
-async fn watch_or_take(store: &Store, cluster: &ClusterState, lease: Duration) -> Option<u64> {
+async fn watch_or_take(
+    store: &Store,
+    cluster: &ClusterState,
+    lease: Duration,
+    last_read: &mut Instant,
+) -> Option<u64> {
     let row = match store.lease().await {
         Ok(row) => row,
         Err(error) => {
+            // One failed read says nothing about the leader: forget it only once its lease
+            // would have expired since the last good read.
             tracing::debug!(%error, "cannot read the lease");
-            cluster.set_leader(None);
+            if last_read.elapsed() >= lease {
+                cluster.set_leader(None);
+            }
             return None;
         }
     };
+    *last_read = Instant::now();
     cluster.note_tip(row.seq);
     match leader_of(&row) {
         Some(leader) if leader.node_id != cluster.node_id => {

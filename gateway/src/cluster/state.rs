@@ -2,6 +2,7 @@
 //! its pipeline when its role changes: its role, who leads, how far its replica has come and
 //! how far the journal goes, and the cluster's metrics.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
@@ -11,6 +12,9 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, 
 use tokio::sync::watch;
 
 use crate::cli::config::ClusterConfig;
+
+/// Unapplied positions remembered one by one for the lag (beyond, the newest is extended).
+const PENDING_TIPS: usize = 1024;
 
 /// What this node does in the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,8 +59,9 @@ pub struct ClusterState {
     applied: AtomicU64,
     /// The highest `seq` known to be in the journal.
     tip: AtomicU64,
-    /// When the replica was first seen behind `tip` (cleared when it catches up).
-    behind_since: Mutex<Option<Instant>>,
+    /// Positions known to be in the journal and not applied yet, each with when it was
+    /// learned (oldest first; coalesced past [`PENDING_TIPS`]): the lag is the front's age.
+    pending_tips: Mutex<VecDeque<(Seq, Instant)>>,
     /// Open connections of the current pipeline (for the heartbeat).
     connections: Mutex<Option<IntGauge>>,
     /// Whether a follower's command link to the leader is up.
@@ -86,7 +91,7 @@ impl ClusterState {
             leader: watch::channel(None).0,
             applied: AtomicU64::new(0),
             tip: AtomicU64::new(0),
-            behind_since: Mutex::new(None),
+            pending_tips: Mutex::new(VecDeque::new()),
             connections: Mutex::new(None),
             link_up: AtomicBool::new(false),
             metrics,
@@ -155,6 +160,7 @@ impl ClusterState {
     pub fn start_at(&self, seq: Seq) {
         self.applied.store(seq, Ordering::Release);
         self.tip.store(seq, Ordering::Release);
+        self.pending_tips.lock().expect("lag lock").clear();
         self.refresh_lag();
     }
 
@@ -167,7 +173,16 @@ impl ClusterState {
 
     /// Records that the journal reaches at least `seq`.
     pub fn note_tip(&self, seq: Seq) {
-        self.tip.fetch_max(seq, Ordering::AcqRel);
+        let before = self.tip.fetch_max(seq, Ordering::AcqRel);
+        if seq > before && seq > self.applied() {
+            let mut pending = self.pending_tips.lock().expect("lag lock");
+            if pending.len() < PENDING_TIPS {
+                pending.push_back((seq, Instant::now()));
+            } else if let Some(last) = pending.back_mut() {
+                // Coalesced: the newest entry now stands for everything up to `seq`.
+                last.0 = seq;
+            }
+        }
         self.refresh_lag();
     }
 
@@ -176,24 +191,25 @@ impl ClusterState {
     }
 
     fn refresh_lag(&self) {
-        let behind = self.applied() < self.tip();
-        let mut since = self.behind_since.lock().expect("lag lock");
-        match (behind, since.is_some()) {
-            (true, false) => *since = Some(Instant::now()),
-            (false, true) => *since = None,
-            _ => {}
+        let applied = self.applied();
+        let mut pending = self.pending_tips.lock().expect("lag lock");
+        while pending.front().is_some_and(|(seq, _)| *seq <= applied) {
+            pending.pop_front();
         }
+        drop(pending);
         self.metrics
             .replica_lag_seq
-            .set(self.tip().saturating_sub(self.applied()) as i64);
+            .set(self.tip().saturating_sub(applied) as i64);
     }
 
-    /// How long the replica has been behind the journal (0 when caught up).
+    /// How long the oldest event known to be in the journal but not applied has been known
+    /// (0 when caught up).
     pub fn lag_ms(&self) -> u64 {
-        self.behind_since
+        self.pending_tips
             .lock()
             .expect("lag lock")
-            .map_or(0, |since| since.elapsed().as_millis() as u64)
+            .front()
+            .map_or(0, |(_, since)| since.elapsed().as_millis() as u64)
     }
 
     /// Whether this node may take commands (contract §12): a leader always; a follower while

@@ -50,6 +50,8 @@ impl FollowerLink {
 #[derive(Debug)]
 struct HeldReply {
     after: Seq,
+    /// When it stops waiting for the replica (then: `UNAVAILABLE`, retry with the same id).
+    give_up: Instant,
     reply_to: ReplyTo,
     result: Result<Reply, Rejection>,
     command: &'static str,
@@ -59,7 +61,9 @@ struct HeldReply {
 impl EngineActor {
     pub(super) async fn run_follower(mut self, mut rx: mpsc::Receiver<EngineMsg>) {
         loop {
-            let give_up = self.link().held_resumes.iter().map(|(_, at)| *at).min();
+            let link = self.link();
+            let resumes = link.held_resumes.iter().map(|(_, at)| *at);
+            let give_up = resumes.chain(link.held.iter().map(|h| h.give_up)).min();
             let first = tokio::select! {
                 msg = rx.recv() => match msg {
                     Some(msg) => Some(msg),
@@ -102,8 +106,9 @@ impl EngineActor {
                     result,
                     command,
                     received,
-                } => self.link().held.push(HeldReply {
+                } => self.link().hold(HeldReply {
                     after,
+                    give_up: Instant::now(),
                     reply_to,
                     result,
                     command,
@@ -239,20 +244,44 @@ impl EngineActor {
         }
     }
 
-    /// Replies whose `seq` the replica has reached leave with this batch.
+    /// Replies whose `seq` the replica has reached leave with this batch; those that waited
+    /// past `max_lag_ms` (the replica is stuck: its journal is unreachable) are refused — the
+    /// command did run on the leader, and a retry with the same `id` returns its reply.
     fn release_held(&mut self, steps: &mut Vec<Step>) {
         let seq = self.engine.seq();
+        let now = Instant::now();
         let link = self.link();
-        let (ready, waiting): (Vec<_>, Vec<_>) =
-            link.held.drain(..).partition(|held| held.after <= seq);
+        if link.held.is_empty() {
+            return;
+        }
+        let (ready, waiting): (Vec<_>, Vec<_>) = link
+            .held
+            .drain(..)
+            .partition(|held| held.after <= seq || now >= held.give_up);
         link.held = waiting;
-        steps.extend(ready.into_iter().map(|held| Step::Reply {
-            after: seq,
-            reply_to: held.reply_to,
-            result: held.result,
-            command: held.command,
-            received: held.received,
+        steps.extend(ready.into_iter().map(|held| {
+            let result = if held.after <= seq {
+                held.result
+            } else {
+                Err(unavailable(
+                    "done on the leader but not visible on this node yet; retry with the same id",
+                ))
+            };
+            Step::Reply {
+                after: seq,
+                reply_to: held.reply_to,
+                result,
+                command: held.command,
+                received: held.received,
+            }
         }));
+    }
+}
+
+impl FollowerLink {
+    fn hold(&mut self, mut reply: HeldReply) {
+        reply.give_up += Duration::from_millis(self.cluster.config.max_lag_ms);
+        self.held.push(reply);
     }
 }
 
