@@ -47,6 +47,11 @@ pub struct Common {
     /// 127.0.0.2,127.0.0.3): each gives another ~28k ephemeral ports.
     #[arg(long, global = true, value_delimiter = ',')]
     pub source_addrs: Vec<IpAddr>,
+    /// Spread the subscriber connections (connections, fanout) over these nodes too, round
+    /// robin with `--url` (e.g. the other nodes of a cluster: 127.0.0.1:8082,127.0.0.1:8083);
+    /// commands and the publisher stay on `--url`.
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub spread_to: Vec<std::net::SocketAddr>,
     /// Split the connections over this many child processes (each under its own open-file
     /// limit); their results are aggregated.
     #[arg(long, global = true, default_value_t = 1)]

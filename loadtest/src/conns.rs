@@ -31,10 +31,10 @@ pub async fn worker(spec: WorkerSpec, link: &mut Link) -> anyhow::Result<WorkerR
     let hold = spec.cli.common.duration.unwrap_or(Duration::from_secs(30));
     let mine = spec.share(args.connections);
     let n = mine.len();
-    let dialer = Arc::new(Dialer::new(
-        spec.target.clone(),
-        spec.cli.common.source_addrs.clone(),
-    ));
+    let dialer = Arc::new(
+        Dialer::new(spec.target.clone(), spec.cli.common.source_addrs.clone())
+            .spread(spec.cli.common.spread_to.clone()),
+    );
     let ramp_secs = args.connections as f64 / args.rate.max(1.0);
     let minter = Arc::new(Minter::new(
         &spec.secret,

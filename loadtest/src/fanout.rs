@@ -58,10 +58,10 @@ pub async fn worker(spec: WorkerSpec, link: &mut Link) -> anyhow::Result<WorkerR
         unreachable!("fanout worker");
     };
     let stats = Stats::new();
-    let dialer = Arc::new(Dialer::new(
-        spec.target.clone(),
-        spec.cli.common.source_addrs.clone(),
-    ));
+    let dialer = Arc::new(
+        Dialer::new(spec.target.clone(), spec.cli.common.source_addrs.clone())
+            .spread(spec.cli.common.spread_to.clone()),
+    );
     let minter = Arc::new(Minter::new(&spec.secret, Duration::from_secs(6 * 3600)));
     let sink = Arc::new(StepSink::default());
     let (finish_tx, finish_rx) = watch::channel(false);

@@ -85,6 +85,9 @@ pub struct Dialer {
     target: Target,
     sources: Vec<IpAddr>,
     next: AtomicUsize,
+    /// Other nodes to dial, round robin with the target's address (`--spread-to`).
+    spread: Vec<SocketAddr>,
+    next_node: AtomicUsize,
     config: WebSocketConfig,
 }
 
@@ -99,7 +102,26 @@ impl Dialer {
             target,
             sources,
             next: AtomicUsize::new(0),
+            spread: Vec::new(),
+            next_node: AtomicUsize::new(0),
             config,
+        }
+    }
+
+    /// Also dials `nodes`, round robin with the target (connections of a cluster's nodes).
+    pub fn spread(mut self, nodes: Vec<SocketAddr>) -> Self {
+        self.spread = nodes;
+        self
+    }
+
+    /// The address of the next connection.
+    fn next_addr(&self) -> SocketAddr {
+        if self.spread.is_empty() {
+            return self.target.addr;
+        }
+        match self.next_node.fetch_add(1, Ordering::Relaxed) % (self.spread.len() + 1) {
+            0 => self.target.addr,
+            i => self.spread[i - 1],
         }
     }
 
@@ -113,7 +135,7 @@ impl Dialer {
             key: key.to_owned(),
             detail,
         };
-        let addr = self.target.addr;
+        let addr = self.next_addr();
         let socket = if addr.is_ipv4() {
             TcpSocket::new_v4()
         } else {
