@@ -12,119 +12,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use gavel_protocol::Role;
-use serde_json::{Value, json};
+use serde_json::json;
+use support::streams::*;
 use support::*;
-
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn register_coach(addr: SocketAddr, id: &str, rating: f64) {
-    let body = json!({"display_name": id, "rating": rating, "verified": true});
-    let (status, reply) = http_json(
-        addr,
-        "PUT",
-        &format!("/v1/coaches/{id}"),
-        Some(&admin_token()),
-        Some(body),
-    )
-    .await;
-    assert_eq!(status, 200, "registering {id}: {reply}");
-}
-
-/// The journal's events as one `admin` subscriber saw them, across reconnects: it resumes with
-/// `since`/`epoch` on the next node whenever its node goes away.
-struct Observer {
-    client: NodeClient,
-    epoch: String,
-    last: u64,
-    /// (seq, kind) of every event, in arrival order.
-    seen: Vec<(u64, String)>,
-}
-
-impl Observer {
-    async fn start(addr: SocketAddr) -> Self {
-        let mut client = NodeClient::connect(addr, "root", Role::Admin).await;
-        let sub = client
-            .ok("obs", json!({"type": "subscribe", "topic": "admin"}))
-            .await;
-        Observer {
-            client,
-            epoch: sub["epoch"].as_str().expect("an epoch").to_owned(),
-            last: sub["seq"].as_u64().expect("a seq"),
-            seen: Vec::new(),
-        }
-    }
-
-    fn take(&mut self, frame: &Value) {
-        if frame["type"] == "event" && frame["event"]["kind"] != "stats" {
-            let seq = frame["seq"].as_u64().expect("events carry a seq");
-            self.last = seq;
-            let kind = frame["event"]["kind"].as_str().unwrap_or("").to_owned();
-            self.seen.push((seq, kind));
-        }
-    }
-
-    /// Reads until `until` seq has been seen, resuming on `fallbacks` when disconnected.
-    async fn follow_to(&mut self, until: u64, fallbacks: &[SocketAddr]) {
-        let deadline = Instant::now() + WAIT * 3;
-        while self.last < until {
-            assert!(
-                Instant::now() < deadline,
-                "observer stuck at {} (wanted {until})",
-                self.last
-            );
-            for frame in self.client.events() {
-                self.take(&frame);
-            }
-            match self.client.next_within(Duration::from_millis(500)).await {
-                Some(frame) => self.take(&frame),
-                None if self.client.is_closed() => self.resume(fallbacks).await,
-                None => {}
-            }
-        }
-    }
-
-    async fn resume(&mut self, fallbacks: &[SocketAddr]) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            for &addr in fallbacks {
-                let Ok(mut client) = NodeClient::try_connect(addr, "root", Role::Admin).await
-                else {
-                    continue;
-                };
-                let frame = json!({"type": "subscribe", "topic": "admin",
-                                   "since": self.last, "epoch": self.epoch});
-                let reply = client.request("resume", frame).await;
-                if reply["type"] == "ok" {
-                    assert_ne!(
-                        reply["result"]["reset"], true,
-                        "a resume on another node must not reset: {reply}"
-                    );
-                    self.client = client;
-                    return;
-                }
-            }
-            assert!(Instant::now() < deadline, "no node took the resume");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// Every event exactly once, in order, with no gap.
-    fn assert_contiguous(&self, from: u64) {
-        let seqs: Vec<u64> = self.seen.iter().map(|(s, _)| *s).collect();
-        let expected: Vec<u64> = (from + 1..=self.last).collect();
-        assert_eq!(seqs, expected, "events seen by the observer");
-    }
-}
-
-/// The highest `seq` the node at `addr` has applied (from `/v1/cluster`).
-async fn seq_of(addr: SocketAddr, node_id: &str) -> u64 {
-    let (_, view) = http_get(addr, "/v1/cluster", Some(&admin_token())).await;
-    view["nodes"]
-        .as_array()
-        .and_then(|nodes| nodes.iter().find(|n| n["node_id"] == node_id))
-        .and_then(|n| n["seq"].as_u64())
-        .unwrap_or(0)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_task_posted_on_one_node_is_bid_on_from_two_others_and_everyone_sees_it_in_order() {
@@ -222,82 +112,6 @@ async fn a_task_posted_on_one_node_is_bid_on_from_two_others_and_everyone_sees_i
         seqs.windows(2).all(|w| w[0] < w[1]),
         "task topic seqs: {seqs:?}"
     );
-}
-
-/// A seeker posting tasks through `addr`s in turn: retries each post with the same id on the
-/// next node until it is acknowledged.
-struct Poster {
-    name: String,
-    client: Option<NodeClient>,
-    acked: Vec<(String, String)>,
-}
-
-impl Poster {
-    fn new(name: &str) -> Self {
-        Poster {
-            name: name.to_owned(),
-            client: None,
-            acked: Vec::new(),
-        }
-    }
-
-    async fn post(&mut self, k: usize, nodes: &[SocketAddr]) {
-        let id = format!("{}-{k}", self.name);
-        let frame =
-            json!({"type": "post_task", "resume_id": format!("cv-{id}"), "urgency": "flexible"});
-        let deadline = Instant::now() + WAIT;
-        let mut turn = k;
-        loop {
-            assert!(Instant::now() < deadline, "{id} was never acknowledged");
-            if self.client.as_ref().is_none_or(NodeClient::is_closed) {
-                turn += 1;
-                let addr = nodes[turn % nodes.len()];
-                self.client = NodeClient::try_connect(addr, &self.name, Role::Seeker)
-                    .await
-                    .ok();
-                if self.client.is_none() {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            }
-            let client = self.client.as_mut().expect("connected above");
-            match try_request(client, &id, frame.clone()).await {
-                Some(reply) if reply["type"] == "ok" => {
-                    let task = reply["result"]["task_id"].as_str().expect("a task id");
-                    self.acked.push((id, task.to_owned()));
-                    return;
-                }
-                Some(reply) if reply["code"] == "RATE_LIMITED" => {
-                    let wait = reply["retry_after_ms"].as_u64().unwrap_or(100);
-                    tokio::time::sleep(Duration::from_millis(wait)).await;
-                }
-                Some(reply) => {
-                    assert_eq!(reply["code"], "UNAVAILABLE", "{reply}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                None => self.client = None,
-            }
-        }
-    }
-}
-
-/// A request whose reply may never come (the node died): `None` then.
-async fn try_request(client: &mut NodeClient, id: &str, mut frame: Value) -> Option<Value> {
-    frame["id"] = json!(id);
-    client.try_send(frame).await.ok()?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let f = client.next_within(Duration::from_millis(200)).await;
-        match f {
-            Some(f) if (f["type"] == "ok" || f["type"] == "error") && f["id"] == json!(id) => {
-                return Some(f);
-            }
-            Some(_) => {}
-            None if client.is_closed() => return None,
-            None => {}
-        }
-    }
-    None
 }
 
 /// Kills the leader while seekers post through all nodes at once (each retrying on the next
@@ -502,18 +316,6 @@ async fn a_frozen_leader_is_fenced_writes_nothing_and_rejoins_as_a_follower() {
             .await
             .expect("count");
     assert_eq!(after, 1);
-}
-
-/// `name`'s counter on the node at `addr`.
-async fn counter(addr: SocketAddr, name: &str) -> u64 {
-    let (_, body) = http_get(addr, "/metrics", None).await;
-    let text = body.as_str().unwrap_or("").to_owned();
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(name)
-                .and_then(|v| v.trim().parse::<f64>().ok())
-        })
-        .map_or(0, |v| v as u64)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -228,19 +228,8 @@ impl Link<'_> {
             }
         };
         for (_, lost) in in_flight.drain() {
-            cluster.metrics.forwarded.with_label_values(&["lost"]).inc();
-            let result = Err(unavailable(
-                "the connection to the leader was lost; retry with the same id",
-            ));
-            let _ = engine
-                .send(forwarded(
-                    0,
-                    lost.reply_to,
-                    result,
-                    lost.command,
-                    lost.received,
-                ))
-                .await;
+            let why = "the connection to the leader was lost; retry with the same id";
+            give_up(cluster, engine, lost, "lost", why).await;
         }
         stopping
     }
@@ -272,24 +261,32 @@ async fn expire(
         .collect();
     for id in overdue {
         let lost = in_flight.remove(&id).expect("listed above");
-        cluster
-            .metrics
-            .forwarded
-            .with_label_values(&["timeout"])
-            .inc();
-        let result = Err(unavailable(
-            "the leader did not answer in time; retry with the same id",
-        ));
-        let _ = engine
-            .send(forwarded(
-                0,
-                lost.reply_to,
-                result,
-                lost.command,
-                lost.received,
-            ))
-            .await;
+        let why = "the leader did not answer in time; retry with the same id";
+        give_up(cluster, engine, lost, "timeout", why).await;
     }
+}
+
+/// Answers a forwarded command `UNAVAILABLE` without the leader's answer (counted by `outcome`).
+async fn give_up(
+    cluster: &ClusterState,
+    engine: &EngineHandle,
+    lost: InFlight,
+    outcome: &str,
+    why: &str,
+) {
+    cluster
+        .metrics
+        .forwarded
+        .with_label_values(&[outcome])
+        .inc();
+    let msg = forwarded(
+        0,
+        lost.reply_to,
+        Err(unavailable(why)),
+        lost.command,
+        lost.received,
+    );
+    let _ = engine.send(msg).await;
 }
 
 /// Hands one answer to the engine task (which holds it until the replica reaches `after`).

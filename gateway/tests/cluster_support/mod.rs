@@ -9,6 +9,7 @@
 pub mod client;
 pub mod nodes;
 pub mod services;
+pub mod streams;
 
 #[allow(unused_imports)]
 pub use client::{NodeClient, admin_token, http_get, http_json, token, try_http};
