@@ -141,10 +141,22 @@ impl GavelNode {
         self.paused.store(false, Ordering::SeqCst);
     }
 
-    /// Pauses the process (SIGSTOP): it holds its sockets but answers nothing.
+    /// Pauses the process (SIGSTOP): it holds its sockets but answers nothing. Returns once
+    /// every thread of it is stopped (the signal is delivered asynchronously: a thread can
+    /// still run briefly after `kill` returns, long enough to serve a frame sent meanwhile).
     pub fn stop_signal(&self) {
         self.signal("-STOP");
         self.paused.store(true, Ordering::SeqCst);
+        let pid = self.pid().expect("the node is running");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !all_threads_stopped(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "node {} did not stop",
+                self.node_id()
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Resumes a paused process (SIGCONT).
@@ -220,6 +232,21 @@ impl GavelNode {
             .expect("run kill");
         assert!(status.success(), "kill {signal} {pid} failed: {status}");
     }
+}
+
+/// Whether every thread of process `pid` is in the stopped state (`T` in /proc).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+            // The state follows the command name, which is in parentheses.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state == "T" || state == "t")
+        })
+    })
 }
 
 impl Drop for GavelNode {
