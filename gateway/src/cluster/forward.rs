@@ -98,7 +98,7 @@ pub async fn forward(
             tokio::select! {
                 _ = leaders.changed() => {}
                 item = queue.recv() => match item {
-                    Some(item) => backlog.push_back(item),
+                    Some(item) => keep(&engine, &mut backlog, item).await,
                     None => return,
                 },
                 () = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -118,7 +118,13 @@ pub async fn forward(
                 if let Ok(Err(error)) = failed {
                     tracing::debug!(%error, leader = %leader.node_id, "cannot reach the leader");
                 }
-                gather(&mut queue, &mut backlog, Duration::from_millis(100)).await;
+                gather(
+                    &engine,
+                    &mut queue,
+                    &mut backlog,
+                    Duration::from_millis(100),
+                )
+                .await;
                 continue;
             }
         };
@@ -140,12 +146,27 @@ pub async fn forward(
 
 /// Takes what arrives on `queue` for `pause` into the backlog.
 async fn gather(
+    engine: &EngineHandle,
     queue: &mut mpsc::Receiver<Forward>,
     backlog: &mut VecDeque<Forward>,
     pause: Duration,
 ) {
     let deadline = tokio::time::Instant::now() + pause;
     while let Ok(Some(item)) = tokio::time::timeout_at(deadline, queue.recv()).await {
+        keep(engine, backlog, item).await;
+    }
+}
+
+/// Keeps `item` for when the link is up; a backlog as long as the queue refuses it.
+async fn keep(engine: &EngineHandle, backlog: &mut VecDeque<Forward>, item: Forward) {
+    if backlog.len() >= FORWARD_QUEUE {
+        refuse(
+            engine,
+            item,
+            "too many commands waiting for the leader; retry shortly",
+        )
+        .await;
+    } else {
         backlog.push_back(item);
     }
 }
@@ -194,7 +215,8 @@ impl Link<'_> {
         let stopping = loop {
             tokio::select! {
                 _ = sweep.tick() => expire(cluster, engine, &mut in_flight).await,
-                item = next_item(queue, backlog) => {
+                // At most FORWARD_QUEUE unanswered at once: the queue fills behind (UNAVAILABLE).
+                item = next_item(queue, backlog), if in_flight.len() < FORWARD_QUEUE => {
                     let Some(item) = item else { break true };
                     next_id += 1;
                     let command = item.request.command.name();

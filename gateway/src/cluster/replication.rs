@@ -6,6 +6,7 @@
 //! for `poll_ms` — is filled from the Postgres journal before anything after it is applied.
 //! With Redis down, followers keep up by reading the journal every `poll_ms`.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -41,12 +42,10 @@ pub fn encode(rows: &[StoredEvent], commit_ms: u64) -> Vec<u8> {
         .map(|r| r.payload.len() + r.kind.len() + 24)
         .sum();
     let mut out = String::with_capacity(size + 48);
-    out.push_str(&format!("{MAGIC} {first} {last} {commit_ms}\n"));
+    // Written in place: no string per row (this runs once per commit, on the leader).
+    let _ = writeln!(out, "{MAGIC} {first} {last} {commit_ms}");
     for row in rows {
-        out.push_str(&format!(
-            "{} {} {} {}\n",
-            row.seq, row.at, row.kind, row.payload
-        ));
+        let _ = writeln!(out, "{} {} {} {}", row.seq, row.at, row.kind, row.payload);
     }
     out.into_bytes()
 }

@@ -219,20 +219,30 @@ impl EngineActor {
                 },
                 () = sleep_until(wake) => None,
             };
-            let mut batch = Vec::with_capacity(16);
-            batch.extend(first);
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(msg) => batch.push(msg),
-                    Err(_) => break,
-                }
-            }
-            self.metrics.command_queue_depth.set(rx.len() as i64);
+            let batch = self.take_batch(first, &mut rx);
             if self.publish(batch).await.is_err() {
                 break;
             }
         }
         tracing::info!(seq = self.engine.seq(), "engine task stopped");
+    }
+
+    /// `first` (if any) and whatever else is queued, up to [`MAX_BATCH`] (both modes).
+    pub(super) fn take_batch(
+        &self,
+        first: Option<EngineMsg>,
+        rx: &mut mpsc::Receiver<EngineMsg>,
+    ) -> Vec<EngineMsg> {
+        let mut batch = Vec::with_capacity(16);
+        batch.extend(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(msg) => batch.push(msg),
+                Err(_) => break,
+            }
+        }
+        self.metrics.command_queue_depth.set(rx.len() as i64);
+        batch
     }
 
     /// Executes one batch and hands it to the journal and the publisher.
@@ -529,7 +539,7 @@ fn refused_subscribe(after: Seq, request: SubscribeRequest, rejection: Rejection
     }
 }
 
-async fn sleep_until(at: Option<tokio::time::Instant>) {
+pub(super) async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::cluster::forward::Forward;
 use crate::cluster::state::ClusterState;
 use crate::fanout::outbox::ConnId;
-use crate::sequencer::engine_task::{EngineActor, unavailable};
+use crate::sequencer::engine_task::{EngineActor, sleep_until, unavailable};
 use crate::sequencer::messages::*;
 
 /// What a follower's engine task holds besides the replica.
@@ -69,17 +69,9 @@ impl EngineActor {
                     Some(msg) => Some(msg),
                     None => break,
                 },
-                () = sleep_until(give_up) => None,
+                () = sleep_until(give_up.map(tokio::time::Instant::from_std)) => None,
             };
-            let mut batch = Vec::with_capacity(16);
-            batch.extend(first);
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(msg) => batch.push(msg),
-                    Err(_) => break,
-                }
-            }
-            self.metrics.command_queue_depth.set(rx.len() as i64);
+            let batch = self.take_batch(first, &mut rx);
             if self.follow(batch).await.is_err() {
                 break;
             }
@@ -290,11 +282,4 @@ fn already_durable() -> oneshot::Receiver<Result<(), gavel_storage::StorageError
     let (tx, rx) = oneshot::channel();
     let _ = tx.send(Ok(()));
     rx
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
-        None => std::future::pending().await,
-    }
 }
