@@ -46,6 +46,7 @@ pub fn register_coaches(engine: &mut Engine, n: usize, now: Millis) -> Vec<Actor
         .map(|i| {
             let coach_id = user(&format!("c_{i}"));
             let profile = CoachUpsert {
+                ratings_count: 0,
                 display_name: format!("Coach {i}"),
                 rating: 3.0 + (i % 21) as f64 / 10.0,
                 verified: true,

@@ -51,7 +51,7 @@ pub enum Command {
 
 impl Command {
     /// The engine command for a client command, or `None` for those the session serves itself
-    /// (`subscribe`, `unsubscribe`, `ping`).
+    /// (`subscribe`, `unsubscribe`, the reads `list_tasks` and `quote`, `ping`).
     pub fn from_client(command: wire::Command) -> Option<Self> {
         use wire::Command as C;
         Some(match command {
@@ -66,7 +66,9 @@ impl Command {
             C::CancelTask(c) => Command::CancelTask(c),
             C::ResolveDispute(c) => Command::ResolveDispute(c),
             C::SendMessage(c) => Command::SendMessage(c),
-            C::Subscribe(_) | C::Unsubscribe(_) | C::Ping => return None,
+            C::Subscribe(_) | C::Unsubscribe(_) | C::ListTasks(_) | C::Quote(_) | C::Ping => {
+                return None;
+            }
         })
     }
 

@@ -158,19 +158,18 @@ impl Engine {
         };
         let tier = self.config.tiers.get(c.urgency);
         let base_price = c.base_price.unwrap_or(DEFAULT_BASE_PRICE);
+        let task_type = c.task_type.as_deref().unwrap_or(DEFAULT_TASK_TYPE);
+        let suggested_price = self.suggested_price(task_type, c.urgency, c.base_price);
         let spec = TaskSpec {
             task_id: task_id.clone(),
             owner,
             resume_id: c.resume_id.clone(),
-            task_type: c
-                .task_type
-                .clone()
-                .unwrap_or_else(|| DEFAULT_TASK_TYPE.to_owned()),
+            task_type: task_type.to_owned(),
             urgency: c.urgency,
             award: c.award.unwrap_or(Award::Manual),
             base_price,
-            suggested_price: tier.suggested_price(base_price),
-            price_range: tier.price_range(base_price),
+            suggested_price,
+            price_range: [suggested_price, 2 * suggested_price],
             created_at: now,
         };
         let bidding_closes_at = now + tier.bidding_ms();
@@ -252,6 +251,7 @@ impl Engine {
                 amount: c.amount,
                 eta_hours: c.eta_hours,
                 score,
+                coach: Some(coach.summary()),
                 ..old.clone()
             };
             let reply = Reply::PlaceBid(PlaceBidResult {
@@ -269,6 +269,7 @@ impl Engine {
             score,
             status: BidStatus::Pending,
             created_at: now,
+            coach: Some(coach.summary()),
         };
         let count = EventKind::BidCount {
             task_id: c.task_id.clone(),
@@ -534,6 +535,9 @@ impl Engine {
             coach_id: coach_id.clone(),
             display_name: p.display_name.clone(),
             rating_centi: p.rating_centi(),
+            rating: p.rating_centi(),
+            ratings_count: p.ratings_count,
+            completed: existing.map_or(0, |c| c.profile.completed),
             verified: p.verified,
             on_call: p.on_call,
             capacity: p.capacity,

@@ -5,8 +5,10 @@
 use gavel_protocol::{Millis, Seq, TaskId};
 use serde::{Deserialize, Serialize};
 
+use crate::archive::ArchivedTask;
 use crate::command::Request;
 use crate::event::{Event, EventKind, Origin};
+use crate::market::PricingConfig;
 use crate::rejection::Rejection;
 use crate::reply::Reply;
 use crate::state::State;
@@ -20,6 +22,8 @@ pub struct EngineConfig {
     /// `canceled`, `refunded`) before it is archived (`None`: kept for ever). Without it, a
     /// busy market's memory grows with every task it ever saw.
     pub archive_after: Option<Millis>,
+    /// `[pricing]`: fixed or market prices, and the market window (contract §11).
+    pub pricing: PricingConfig,
 }
 
 /// Most tasks one `TasksArchived` event names (more due ones go in the next event).
@@ -60,10 +64,9 @@ pub struct Engine {
 impl Engine {
     /// An empty marketplace.
     pub fn new(config: EngineConfig) -> Self {
-        Engine {
-            config,
-            state: State::default(),
-        }
+        let mut state = State::default();
+        state.market.window = config.pricing.window;
+        Engine { config, state }
     }
 
     /// An engine restored from a snapshot (then replay the journal after `snapshot.state.seq`).
@@ -75,6 +78,7 @@ impl Engine {
             ));
         }
         let mut state = snapshot.state;
+        state.market.window = config.pricing.window;
         state.rebuild_index();
         Ok(Engine { config, state })
     }
@@ -104,7 +108,7 @@ impl Engine {
     pub fn evolve(&mut self, event: &Event) -> Seq {
         let seq = self.state.evolve(event);
         if self.state.timers.needs_compaction() {
-            self.state.rebuild_index();
+            self.state.rebuild_timers();
         }
         seq
     }
@@ -138,6 +142,7 @@ impl Engine {
                 let event = Event {
                     at,
                     origin: None,
+                    owner: self.owner_of(&kind),
                     kind,
                 };
                 let seq = self.evolve(&event);
@@ -145,15 +150,31 @@ impl Engine {
             }
         }
         while let Some(task_ids) = self.archive_due(now) {
+            let archived = task_ids
+                .iter()
+                .map(|id| ArchivedTask::of(&self.state.tasks[id]))
+                .collect();
             let event = Event {
                 at: now.max(self.state.now),
                 origin: None,
-                kind: EventKind::TasksArchived { task_ids },
+                owner: None,
+                kind: EventKind::TasksArchived { task_ids, archived },
             };
             let seq = self.evolve(&event);
             applied.push((seq, event));
         }
         applied
+    }
+
+    /// The owner of the task `kind` concerns (looked up before the event is applied).
+    fn owner_of(&self, kind: &EventKind) -> Option<gavel_protocol::UserId> {
+        match kind {
+            EventKind::TaskOpened { task, .. } => Some(task.owner.clone()),
+            other => {
+                let id = other.task_id()?;
+                self.state.tasks.get(id).map(|t| t.spec.owner.clone())
+            }
+        }
     }
 
     /// The oldest final tasks whose retention has passed at `now` (at most [`ARCHIVE_BATCH`]).
@@ -206,6 +227,7 @@ impl Engine {
             let event = Event {
                 at: now,
                 origin,
+                owner: self.owner_of(&kind),
                 kind,
             };
             let seq = self.evolve(&event);

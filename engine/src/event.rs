@@ -7,6 +7,7 @@ use gavel_protocol::views::{BidView, CoachView};
 use gavel_protocol::{Award, BidId, Cents, Millis, RequestId, TaskId, TaskStatus, Urgency, UserId};
 use serde::{Deserialize, Serialize};
 
+use crate::archive::ArchivedTask;
 use crate::reply::Reply;
 
 /// One journaled fact.
@@ -19,6 +20,10 @@ pub struct Event {
     /// it is journaled with the effect itself).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<Origin>,
+    /// The owner of the task the event concerns (routing to `seeker:<owner>` needs only the
+    /// event, live and replayed alike); `None` for events about no task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<UserId>,
     pub kind: EventKind,
 }
 
@@ -179,6 +184,10 @@ pub enum EventKind {
     /// memory, oldest first; their history stays in the journal.
     TasksArchived {
         task_ids: Vec<TaskId>,
+        /// What each task leaves behind, in the order of `task_ids` (the journal writer
+        /// stores them in the archive table). Empty in journals written before the archive.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        archived: Vec<ArchivedTask>,
     },
 }
 

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use gavel_protocol::{BidStatus, TaskStatus};
 
 use crate::engine::Engine;
+use crate::listing::Listing;
 use crate::on_call::OnCallPool;
 use crate::timers::DeadlineKind;
 
@@ -220,6 +221,46 @@ impl Engine {
         if pooled != expected {
             return Err(format!(
                 "the on-call pool {pooled:?} disagrees with the coaches {expected:?}"
+            ));
+        }
+        self.check_derived_listings()
+    }
+
+    /// The listing indexes, the open counts by type and the available coaches match the
+    /// tasks and coaches they are derived from.
+    fn check_derived_listings(&self) -> Result<(), String> {
+        let s = &self.state;
+        let fresh = Listing::rebuild(s.tasks.values());
+        let listing = &s.listing;
+        if fresh.all != listing.all
+            || fresh.by_owner != listing.by_owner
+            || fresh.by_coach != listing.by_coach
+        {
+            return Err("the listing indexes disagree with the tasks".into());
+        }
+        let mut open = 0;
+        for id in &s.open_tasks {
+            let t = &s.tasks[id];
+            open += 1;
+            if s.open_of_type(&t.spec.task_type, t.spec.urgency) == 0 {
+                return Err(format!("open task {id} is not counted by its type"));
+            }
+        }
+        let counted: u64 = s.open_by_type.0.values().map(|c| c.total()).sum();
+        if counted != open {
+            return Err(format!(
+                "{counted} open tasks counted by type, {open} are open"
+            ));
+        }
+        let available = s
+            .coaches
+            .values()
+            .filter(|c| c.in_good_standing() && (c.assignments.len() as u32) < c.profile.capacity)
+            .count();
+        if available != s.on_call.available() {
+            return Err(format!(
+                "{} coaches counted available, {available} are",
+                s.on_call.available()
             ));
         }
         Ok(())

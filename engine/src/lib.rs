@@ -16,6 +16,9 @@
 //!   [`idempotency`] — replies remembered for retries.
 //! - [`engine`] — [`Engine`]: fire due deadlines → answer retries → decide → evolve.
 //! - [`views`] — who may subscribe to what, and each topic's snapshot.
+//! - [`listing`] — a seeker's and a coach's tasks: indexes, cursor, `list_tasks`;
+//!   [`archive`] — what a task leaves behind when it leaves memory; [`market`] — the
+//!   accepted amounts behind `quote` and market pricing.
 //! - [`routing`] — which topics and audiences each event reaches, in its wire form.
 //! - [`invariants`] — `check_invariants`, called by tests after every step.
 //!
@@ -23,6 +26,7 @@
 //! idempotency lookup → `decide` → `evolve` each event (assigning `seq`) → `Outcome`. The
 //! caller journals the events, then replies and publishes [`routing::deliveries`].
 
+pub mod archive;
 pub mod award;
 pub mod command;
 pub mod deadlines;
@@ -32,6 +36,8 @@ pub mod event;
 pub mod idempotency;
 pub mod ids;
 pub mod invariants;
+pub mod listing;
+pub mod market;
 pub mod on_call;
 pub mod ranking;
 pub mod rejection;
@@ -42,6 +48,7 @@ pub mod tiers;
 pub mod timers;
 pub mod views;
 
+pub use archive::ArchivedTask;
 pub use command::{Actor, Command, Request};
 pub use engine::{Decision, Engine, EngineConfig, Outcome, SNAPSHOT_VERSION, Snapshot};
 pub use event::{Event, EventKind, Origin, TaskSpec};

@@ -24,6 +24,9 @@ pub struct OnCallPool {
     order: BTreeSet<Key>,
     /// Each pooled coach's key in `order`.
     keys: IdMap<UserId, Key>,
+    /// Coaches in good standing below their capacity, on call or not (`quote`'s
+    /// `coaches_available`, contract §11).
+    available: IdMap<UserId, ()>,
 }
 
 /// Derived data takes no part in comparing states (see [`crate::timers::Timers`]).
@@ -44,6 +47,11 @@ impl OnCallPool {
     /// Re-files `coach` after its profile or assignments changed.
     pub fn update(&mut self, coach: &Coach) {
         let id = &coach.profile.coach_id;
+        if coach.in_good_standing() && (coach.assignments.len() as u32) < coach.profile.capacity {
+            self.available.insert(id.clone(), ());
+        } else {
+            self.available.remove(id);
+        }
         if let Some(old) = self.keys.remove(id) {
             self.order.remove(&old);
         }
@@ -69,6 +77,11 @@ impl OnCallPool {
     /// Pooled coaches, best first.
     pub fn iter(&self) -> impl Iterator<Item = &UserId> {
         self.order.iter().map(|(_, _, id)| id)
+    }
+
+    /// Coaches in good standing below their capacity, on call or not.
+    pub fn available(&self) -> usize {
+        self.available.len()
     }
 
     pub fn len(&self) -> usize {

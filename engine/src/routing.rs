@@ -79,6 +79,11 @@ pub fn deliveries(event: &Event) -> Vec<Delivery> {
             unreachable!("not rendered")
         }
     };
+    // The owner's `seeker:<id>` carries what the owner's view of `task:<id>` does (§9).
+    let seeker = event.owner.as_ref().and_then(|owner| {
+        let (_, audience) = routes.iter().find(|(t, _)| matches!(t, Topic::Task(_)))?;
+        Some((Topic::Seeker(owner.clone()), *audience))
+    });
     let wire = WireEvent {
         at: event.at,
         task_id: Some(task_id),
@@ -86,6 +91,7 @@ pub fn deliveries(event: &Event) -> Vec<Delivery> {
     };
     routes
         .into_iter()
+        .chain(seeker)
         .chain(std::iter::once((Topic::Admin, Everyone)))
         .map(|(topic, audience)| Delivery {
             topic,

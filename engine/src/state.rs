@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::event::{Event, EventKind, TaskSpec};
 use crate::idempotency::Idempotency;
 use crate::ids::BidNo;
+use crate::listing::Listing;
+use crate::market::Market;
 use crate::on_call::OnCallPool;
 use crate::ranking::RankKey;
 use crate::timers::{Deadline, DeadlineKind, Timers};
@@ -59,6 +61,28 @@ pub struct State {
     /// [`State::rebuild_index`] after loading.
     #[serde(skip)]
     pub on_call: OnCallPool,
+    /// The accepted amounts of recent tasks, by task type and tier (contract §11).
+    #[serde(default)]
+    pub market: Market,
+    /// Derived from `tasks`: every task by creation, by owner and by coach (contract §9);
+    /// rebuilt by [`State::rebuild_index`] after loading.
+    #[serde(skip)]
+    pub listing: Listing,
+    /// Derived from `open_tasks`: open tasks by task type and urgency (`quote`).
+    #[serde(skip)]
+    pub open_by_type: OpenByType,
+}
+
+/// Open tasks by task type and urgency (derived; never serialized).
+#[derive(Debug, Clone, Default)]
+pub struct OpenByType(pub BTreeMap<String, UrgencyCounts>);
+
+/// Derived data takes no part in comparing states (see [`crate::timers::Timers`]);
+/// `check_invariants` compares it with the tasks instead.
+impl PartialEq for OpenByType {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
 }
 
 /// One task and everything that happened to it.
@@ -81,6 +105,9 @@ pub struct Task {
     pub revisions: u32,
     /// The task's one live deadline, if any.
     pub deadline: Option<Deadline>,
+    /// Every coach the task was ever assigned, in order (each once).
+    #[serde(default)]
+    pub coaches_ever: Vec<UserId>,
 }
 
 impl Task {
@@ -180,6 +207,30 @@ impl Coach {
         self.profile.verified && !self.profile.suspended
     }
 
+    /// A completed task (contract §10): a rating `r` moves the rating, in hundredths, to
+    /// `(rating × ratings_count + 100 × r) / (ratings_count + 1)`; every completion counts.
+    pub fn record_completion(&mut self, rating: Option<u8>) {
+        let p = &mut self.profile;
+        if let Some(r) = rating {
+            let count = u64::from(p.ratings_count);
+            let next = (u64::from(p.rating) * count + 100 * u64::from(r)) / (count + 1);
+            p.rating = next.min(500) as u16;
+            p.rating_centi = p.rating;
+            p.ratings_count = p.ratings_count.saturating_add(1);
+        }
+        p.completed = p.completed.saturating_add(1);
+    }
+
+    /// What a seeker sees of the coach next to its bid.
+    pub fn summary(&self) -> gavel_protocol::views::BidCoach {
+        gavel_protocol::views::BidCoach {
+            display_name: self.profile.display_name.clone(),
+            rating: self.profile.rating,
+            ratings_count: self.profile.ratings_count,
+            completed: self.profile.completed,
+        }
+    }
+
     /// The profile with the live count of active tasks.
     pub fn view(&self) -> CoachView {
         CoachView {
@@ -201,6 +252,19 @@ pub fn archived_id_hash(id: &TaskId) -> u64 {
 
 /// Strikes after which a coach is suspended.
 pub const STRIKES_TO_SUSPEND: u32 = 3;
+
+/// Counts a task in (or out of) the open tasks of its type and urgency.
+fn bump_type(OpenByType(counts): &mut OpenByType, task: &Task, up: bool) {
+    let task_type = task.spec.task_type.as_str();
+    if !counts.contains_key(task_type) {
+        counts.insert(task_type.to_owned(), UrgencyCounts::default());
+    }
+    let slot = counts.get_mut(task_type).expect("inserted above");
+    bump(slot, task.spec.urgency, up);
+    if slot.total() == 0 {
+        counts.remove(task_type);
+    }
+}
 
 fn bump(counts: &mut UrgencyCounts, urgency: Urgency, up: bool) {
     let slot = match urgency {
@@ -257,22 +321,23 @@ impl State {
                     {
                         self.next_task_no = self.next_task_no.max(n + 1);
                     }
-                    self.tasks.insert(
-                        id.clone(),
-                        Task {
-                            spec: (**task).clone(),
-                            status: TaskStatus::Open,
-                            bidding_closes_at: *bidding_closes_at,
-                            awaiting_owner: false,
-                            bids: IdMap::default(),
-                            ranking: BTreeMap::new(),
-                            coach_bids: IdMap::default(),
-                            assigned: None,
-                            escrow: EscrowView::default(),
-                            revisions: 0,
-                            deadline: None,
-                        },
-                    );
+                    let entry = Task {
+                        spec: (**task).clone(),
+                        status: TaskStatus::Open,
+                        bidding_closes_at: *bidding_closes_at,
+                        awaiting_owner: false,
+                        bids: IdMap::default(),
+                        ranking: BTreeMap::new(),
+                        coach_bids: IdMap::default(),
+                        assigned: None,
+                        escrow: EscrowView::default(),
+                        revisions: 0,
+                        deadline: None,
+                        coaches_ever: Vec::new(),
+                    };
+                    self.listing.add_task(&entry);
+                    bump_type(&mut self.open_by_type, &entry, true);
+                    self.tasks.insert(id.clone(), entry);
                     *self.tasks_by_status.entry(TaskStatus::Open).or_default() += 1;
                     self.open_tasks.insert(id.clone());
                     bump(&mut self.open_by_urgency, task.urgency, true);
@@ -355,7 +420,19 @@ impl State {
                     on_call: *on_call,
                 };
                 let reminder = deadline - assignment.lead_ms();
-                self.task_mut(task_id).assigned = Some(assignment);
+                let task = self
+                    .tasks
+                    .get_mut(task_id)
+                    .expect("an assigned task exists");
+                task.assigned = Some(assignment);
+                if bid_id.is_some() && !*on_call {
+                    self.market
+                        .record(&task.spec.task_type, task.spec.urgency, *amount);
+                }
+                if !task.coaches_ever.contains(coach_id) {
+                    task.coaches_ever.push(coach_id.clone());
+                    self.listing.add_coach(task, coach_id);
+                }
                 if let Some(coach) = self.coaches.get_mut(coach_id) {
                     coach.assignments.insert(task_id.clone());
                     self.on_call.update(coach);
@@ -381,7 +458,15 @@ impl State {
                 self.set_status(task_id, TaskStatus::InProgress);
             }
             TaskDisputed { task_id } => self.set_status(task_id, TaskStatus::Disputed),
-            TaskCompleted { task_id, .. } => {
+            TaskCompleted {
+                task_id,
+                coach_id,
+                rating,
+                ..
+            } => {
+                if let Some(coach) = self.coaches.get_mut(coach_id) {
+                    coach.record_completion(*rating);
+                }
                 self.release_coach(task_id);
                 self.set_status(task_id, TaskStatus::Completed);
                 self.set_deadline(task_id, None);
@@ -455,7 +540,7 @@ impl State {
                 self.task_mut(task_id).assigned = None;
                 self.set_deadline(task_id, None);
             }
-            TasksArchived { task_ids } => self.archive(task_ids),
+            TasksArchived { task_ids, .. } => self.archive(task_ids),
             CoachUpserted { coach } => {
                 let entry = self
                     .coaches
@@ -467,6 +552,8 @@ impl State {
                     });
                 entry.profile = CoachView {
                     active: 0,
+                    // `rating` mirrors `rating_centi` (journals from before §10 lack it).
+                    rating: coach.rating_centi,
                     ..coach.clone()
                 };
                 self.on_call.update(entry);
@@ -493,6 +580,7 @@ impl State {
             for bid_id in task.bids.keys() {
                 self.bid_tasks.remove(bid_id);
             }
+            self.listing.remove_task(&task);
             *self.archived_by_status.entry(task.status).or_default() += 1;
             self.archived_ids.insert(archived_id_hash(id));
         }
@@ -547,10 +635,12 @@ impl State {
         if old == TaskStatus::Open {
             self.open_tasks.remove(id);
             bump(&mut self.open_by_urgency, urgency, false);
+            bump_type(&mut self.open_by_type, task, false);
         }
         if status == TaskStatus::Open {
             self.open_tasks.insert(id.clone());
             bump(&mut self.open_by_urgency, urgency, true);
+            bump_type(&mut self.open_by_type, task, true);
         }
     }
 
@@ -563,13 +653,35 @@ impl State {
     /// Rebuilds the derived indexes — deadlines from the tasks, the on-call pool from the
     /// coaches (after loading a snapshot).
     pub fn rebuild_index(&mut self) {
-        self.timers = Timers::default();
-        for (id, task) in &self.tasks {
-            self.timers.replace(id, None, task.deadline);
-        }
+        self.rebuild_timers();
         self.on_call = OnCallPool::default();
         for coach in self.coaches.values() {
             self.on_call.update(coach);
         }
+        self.listing = Listing::rebuild(self.tasks.values());
+        self.open_by_type = OpenByType::default();
+        for id in &self.open_tasks {
+            bump_type(&mut self.open_by_type, &self.tasks[id], true);
+        }
+    }
+
+    /// Rebuilds the deadline index alone (compaction of stale entries).
+    pub fn rebuild_timers(&mut self) {
+        self.timers = Timers::default();
+        for (id, task) in &self.tasks {
+            self.timers.replace(id, None, task.deadline);
+        }
+    }
+
+    /// Open tasks of one task type and urgency.
+    pub fn open_of_type(&self, task_type: &str, urgency: Urgency) -> u64 {
+        self.open_by_type
+            .0
+            .get(task_type)
+            .map_or(0, |counts| match urgency {
+                Urgency::Urgent => counts.urgent,
+                Urgency::Standard => counts.standard,
+                Urgency::Flexible => counts.flexible,
+            })
     }
 }

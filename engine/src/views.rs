@@ -5,7 +5,8 @@
 //! bid or identity; a seeker sees only its own tasks; `NOT_FOUND` is said only to admins.
 
 use gavel_protocol::views::{
-    AdminSnapshot, AssignedView, BidView, CoachSnapshot, FeedSnapshot, FeedTask, Snapshot, TaskView,
+    AdminSnapshot, AssignedView, BidView, CoachSnapshot, FeedSnapshot, FeedTask, SeekerSnapshot,
+    Snapshot, TaskView,
 };
 use gavel_protocol::{FeedFilter, Role, TaskId, Topic, UserId};
 
@@ -66,6 +67,7 @@ pub fn task_view(task: &Task, viewer: Viewer<'_>) -> TaskView {
         }),
         escrow: task.escrow,
         revisions: task.revisions,
+        archived: false,
     }
 }
 
@@ -101,6 +103,7 @@ impl Engine {
             }
             (Topic::Feed, Role::Coach) => true,
             (Topic::Coach(id), Role::Coach) => *id == actor.user,
+            (Topic::Seeker(id), Role::Seeker) => *id == actor.user,
             (Topic::Task(id), _) => self.may_watch_task(id, actor),
             _ => false,
         };
@@ -184,6 +187,7 @@ impl Engine {
             }
             Topic::Coach(id) => Snapshot::Coach(self.coach_snapshot(id)),
             Topic::Admin => Snapshot::Admin(self.admin_snapshot(connections)),
+            Topic::Seeker(id) => Snapshot::Seeker(self.seeker_snapshot(id)),
         })
     }
 
@@ -194,6 +198,9 @@ impl Engine {
                 coach_id: coach_id.clone(),
                 bids: Vec::new(),
                 assignments: Vec::new(),
+                rating: 0,
+                ratings_count: 0,
+                completed: 0,
             };
         };
         let bids = coach
@@ -213,6 +220,26 @@ impl Engine {
             coach_id: coach_id.clone(),
             bids,
             assignments,
+            rating: coach.profile.rating,
+            ratings_count: coach.profile.ratings_count,
+            completed: coach.profile.completed,
+        }
+    }
+
+    /// A seeker's tasks in memory, newest first, as their owner sees them (contract §9).
+    pub fn seeker_snapshot(&self, seeker_id: &UserId) -> SeekerSnapshot {
+        let tasks = self
+            .state
+            .listing
+            .by_owner
+            .get(seeker_id)
+            .into_iter()
+            .flat_map(|keys| keys.iter().rev())
+            .map(|(_, id)| task_view(&self.state.tasks[id], Viewer::Privileged))
+            .collect();
+        SeekerSnapshot {
+            seeker_id: seeker_id.clone(),
+            tasks,
         }
     }
 

@@ -123,6 +123,7 @@ impl Server {
         let config = EngineConfig {
             tiers: options.config.tiers,
             archive_after: options.config.retention.archive_after_ms(),
+            pricing: options.config.pricing,
         };
         let (engine, report) = recover(&store, config.clone()).await?;
         tracing::info!(

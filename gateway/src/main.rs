@@ -1,11 +1,12 @@
-//! The `gavel` binary: `gavel serve` runs the server, `gavel token` mints a token.
+//! The `gavel` binary: `gavel serve` runs the server, `gavel token` mints a token,
+//! `gavel connect` talks to a server, `gavel archive rebuild` recomputes the task archive.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Parser;
 use gavel_gateway::app::{Server, ServerOptions};
-use gavel_gateway::cli::args::{Cli, CliCommand, ServeArgs, TokenArgs};
+use gavel_gateway::cli::args::{ArchiveCommand, Cli, CliCommand, ServeArgs, StoreArgs, TokenArgs};
 use gavel_gateway::cli::config::ServerConfig;
 use gavel_gateway::cli::secret::{self, SecretSource};
 use gavel_gateway::cli::{logging, signals};
@@ -16,6 +17,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         CliCommand::Serve(args) => serve(args),
         CliCommand::Token(args) => token(args),
+        CliCommand::Archive(ArchiveCommand::Rebuild(args)) => archive_rebuild(args),
         CliCommand::Connect(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -130,6 +132,24 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         server.wait().await;
         Ok(())
     })
+}
+
+fn archive_rebuild(args: StoreArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let archived = runtime.block_on(async {
+        let store = match &args.database_url {
+            Some(url) => gavel_storage::Store::open_postgres(url).await?,
+            None => gavel_storage::Store::open_sqlite(&args.data_dir).await?,
+        };
+        store.archive_rebuild().await
+    })?;
+    #[allow(clippy::print_stdout)]
+    {
+        println!("archive rebuilt from the journal: {archived} archived tasks");
+    }
+    Ok(())
 }
 
 fn token(args: TokenArgs) -> anyhow::Result<()> {

@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{BidId, RequestId, TaskId, UserId};
-use crate::model::{Award, DisputeOutcome, Urgency};
+use crate::model::{Award, DisputeOutcome, TaskStatus, Urgency};
 use crate::topic::{FeedFilter, Topic};
 use crate::{Cents, Seq};
 
@@ -40,6 +40,8 @@ pub enum Command {
     CancelTask(CancelTask),
     ResolveDispute(ResolveDispute),
     SendMessage(SendMessage),
+    ListTasks(ListTasks),
+    Quote(Quote),
     Ping,
 }
 
@@ -59,6 +61,8 @@ impl Command {
         "cancel_task",
         "resolve_dispute",
         "send_message",
+        "list_tasks",
+        "quote",
         "ping",
     ];
 
@@ -78,17 +82,23 @@ impl Command {
             Command::CancelTask(_) => "cancel_task",
             Command::ResolveDispute(_) => "resolve_dispute",
             Command::SendMessage(_) => "send_message",
+            Command::ListTasks(_) => "list_tasks",
+            Command::Quote(_) => "quote",
             Command::Ping => "ping",
         }
     }
 
     /// Whether the command changes marketplace state: such commands go to the engine, are
-    /// rate-limited, journaled, and deduplicated by their request `id`. Subscriptions and pings
-    /// are served by the session itself.
+    /// rate-limited, journaled, and deduplicated by their request `id`. Subscriptions, reads
+    /// (`list_tasks`, `quote`) and pings are not.
     pub fn changes_state(&self) -> bool {
         !matches!(
             self,
-            Command::Subscribe(_) | Command::Unsubscribe(_) | Command::Ping
+            Command::Subscribe(_)
+                | Command::Unsubscribe(_)
+                | Command::ListTasks(_)
+                | Command::Quote(_)
+                | Command::Ping
         )
     }
 }
@@ -216,4 +226,62 @@ pub struct SendMessage {
     pub task_id: TaskId,
     /// 1–4000 characters.
     pub text: String,
+}
+
+/// Default page size of `list_tasks`.
+pub const LIST_TASKS_DEFAULT_LIMIT: u32 = 20;
+/// Largest page size of `list_tasks`.
+pub const LIST_TASKS_MAX_LIMIT: u32 = 100;
+
+/// `list_tasks`: a page of the tasks the sender may see, newest first (contract §9).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ListTasks {
+    /// Only tasks in these states (on the wire: one state or a list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<OneOrMany<TaskStatus>>")]
+    pub status: Option<Vec<TaskStatus>>,
+    /// The `next` cursor of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    /// 1–100, default 20.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// Admin only: one seeker's tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<UserId>,
+    /// Admin only: the tasks one coach was ever assigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coach_id: Option<UserId>,
+}
+
+/// One value or a list of them (how `list_tasks` takes `status`; for the schema).
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+/// `quote`: what each tier would cost now, and what the market pays (contract §11).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Quote {
+    /// Default `resume_review_full`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_type: Option<String>,
+    /// Cents before the tier multiplier: prices as a `post_task` with this `base_price`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_price: Option<Cents>,
+}
+
+impl ListTasks {
+    /// The `status` filter with each state once.
+    pub fn statuses_deduplicated(&self) -> Option<Vec<TaskStatus>> {
+        self.status.as_ref().map(|s| {
+            let mut s = s.clone();
+            s.sort();
+            s.dedup();
+            s
+        })
+    }
 }

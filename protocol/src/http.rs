@@ -31,7 +31,13 @@ pub struct CoachUpsert {
     pub capacity: u32,
     #[serde(default)]
     pub suspended: bool,
+    /// How many ratings `rating` already summarises (imported reputation; contract §10).
+    #[serde(default)]
+    pub ratings_count: u32,
 }
+
+/// Largest `ratings_count` a coach may be registered with.
+pub const MAX_RATINGS_COUNT: u32 = 1_000_000_000;
 
 fn default_capacity() -> u32 {
     DEFAULT_CAPACITY
@@ -103,7 +109,20 @@ pub fn parse_coach_upsert(body: &[u8]) -> Result<CoachUpsert, FrameError> {
             }
         },
     };
+    let ratings_count = match map.get("ratings_count") {
+        None | Some(Value::Null) => 0,
+        Some(v) => match v.as_u64() {
+            Some(c) if c <= u64::from(MAX_RATINGS_COUNT) => c as u32,
+            _ => {
+                return Err(FrameError::invalid(
+                    "ratings_count",
+                    format!("ratings_count must be an integer within 0..{MAX_RATINGS_COUNT}"),
+                ));
+            }
+        },
+    };
     Ok(CoachUpsert {
+        ratings_count,
         display_name: text("display_name")?,
         rating,
         verified: flag("verified")?,

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::command::*;
 use crate::ids::{IdError, RequestId, TaskId, check_id};
-use crate::model::{Award, DisputeOutcome, Urgency};
+use crate::model::{Award, DisputeOutcome, TaskStatus, Urgency};
 use crate::topic::{FeedFilter, Topic};
 use crate::{Cents, ErrorCode, MAX_TEXT_CHARS};
 
@@ -28,6 +28,8 @@ pub const MAX_BASE_PRICE: Cents = 100_000_000;
 pub const MAX_AMOUNT: Cents = 2 * MAX_BASE_PRICE * 2;
 /// Largest `eta_hours` accepted by the decoder (the engine then checks the tier's window).
 pub const MAX_ETA_HOURS: u64 = 10_000;
+/// Longest `list_tasks` cursor, in characters.
+pub const MAX_CURSOR_CHARS: usize = 128;
 /// Longest `resume_id`, in characters.
 pub const MAX_RESUME_ID_CHARS: usize = 128;
 
@@ -194,9 +196,45 @@ fn parse_command(kind: &str, f: &Fields<'_>) -> Result<Command, FrameError> {
             task_id: f.id("task_id")?,
             text: f.text("text", 1, MAX_TEXT_CHARS)?,
         }),
+        "list_tasks" => Command::ListTasks(ListTasks {
+            status: parse_statuses(f)?,
+            before: f.opt_text("before", 1, MAX_CURSOR_CHARS)?,
+            limit: f
+                .opt_u64("limit", 1, u64::from(LIST_TASKS_MAX_LIMIT))?
+                .map(|l| l as u32),
+            owner: f.opt_id("owner")?,
+            coach_id: f.opt_id("coach_id")?,
+        }),
+        "quote" => Command::Quote(Quote {
+            task_type: f.opt_token("task_type")?,
+            base_price: f.opt_u64("base_price", 1, MAX_BASE_PRICE)?,
+        }),
         "ping" => Command::Ping,
         other => unreachable!("type `{other}` is in Command::TYPES but not decoded"),
     })
+}
+
+/// `status` of `list_tasks`: one state or a non-empty list of them.
+fn parse_statuses(f: &Fields<'_>) -> Result<Option<Vec<TaskStatus>>, FrameError> {
+    let bad = || {
+        f.invalid(
+            "status",
+            format!(
+                "must be one of {} or a list of them",
+                TaskStatus::expected()
+            ),
+        )
+    };
+    match f.get("status") {
+        None => Ok(None),
+        Some(Value::String(s)) => TaskStatus::parse(s).map(|s| Some(vec![s])).ok_or_else(bad),
+        Some(Value::Array(items)) if !items.is_empty() => items
+            .iter()
+            .map(|v| v.as_str().and_then(TaskStatus::parse).ok_or_else(bad))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(_) => Err(bad()),
+    }
 }
 
 fn parse_filter(map: &Map<String, Value>) -> Result<FeedFilter, FrameError> {

@@ -24,6 +24,8 @@ pub fn protocol_schema() -> Value {
     generator.subschema_for::<AcceptVerificationResult>();
     generator.subschema_for::<RequestChangesResult>();
     generator.subschema_for::<CancelTaskResult>();
+    generator.subschema_for::<ListTasksResult>();
+    generator.subschema_for::<QuoteResult>();
     generator.subschema_for::<CoachView>();
     generator.subschema_for::<CoachUpsert>();
     generator.subschema_for::<HttpError>();

@@ -22,12 +22,14 @@ pub enum Topic {
     Coach(UserId),
     /// `admin`: every event plus `stats`, for admins.
     Admin,
+    /// `seeker:<id>`: every task of one seeker, for that seeker and admins (contract §9).
+    Seeker(UserId),
 }
 
 /// Why a string is not a topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TopicError {
-    /// Not one of the four topic shapes.
+    /// Not one of the topic shapes.
     Unknown,
     /// `task:` or `coach:` followed by an invalid id.
     BadId(IdError),
@@ -37,7 +39,7 @@ impl fmt::Display for TopicError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TopicError::Unknown => {
-                f.write_str("topic must be \"feed\", \"admin\", \"task:<id>\" or \"coach:<id>\"")
+                f.write_str("topic must be \"feed\", \"admin\", \"task:<id>\", \"coach:<id>\" or \"seeker:<id>\"")
             }
             TopicError::BadId(e) => write!(f, "topic id {e}"),
         }
@@ -47,13 +49,14 @@ impl fmt::Display for TopicError {
 impl std::error::Error for TopicError {}
 
 impl Topic {
-    /// The kind of topic, for metrics labels (`feed`, `task`, `coach`, `admin`).
+    /// The kind of topic, for metrics labels (`feed`, `task`, `coach`, `admin`, `seeker`).
     pub fn kind(&self) -> &'static str {
         match self {
             Topic::Feed => "feed",
             Topic::Task(_) => "task",
             Topic::Coach(_) => "coach",
             Topic::Admin => "admin",
+            Topic::Seeker(_) => "seeker",
         }
     }
 }
@@ -70,6 +73,10 @@ impl FromStr for Topic {
                     TaskId::new(id).map(Topic::Task).map_err(TopicError::BadId)
                 } else if let Some(id) = s.strip_prefix("coach:") {
                     UserId::new(id).map(Topic::Coach).map_err(TopicError::BadId)
+                } else if let Some(id) = s.strip_prefix("seeker:") {
+                    UserId::new(id)
+                        .map(Topic::Seeker)
+                        .map_err(TopicError::BadId)
                 } else {
                     Err(TopicError::Unknown)
                 }
@@ -85,6 +92,7 @@ impl fmt::Display for Topic {
             Topic::Admin => f.write_str("admin"),
             Topic::Task(id) => write!(f, "task:{id}"),
             Topic::Coach(id) => write!(f, "coach:{id}"),
+            Topic::Seeker(id) => write!(f, "seeker:{id}"),
         }
     }
 }
@@ -109,7 +117,7 @@ impl JsonSchema for Topic {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
-            "pattern": "^(feed|admin|task:[A-Za-z0-9_.:-]{1,64}|coach:[A-Za-z0-9_.:-]{1,64})$"
+            "pattern": "^(feed|admin|task:[A-Za-z0-9_.:-]{1,64}|coach:[A-Za-z0-9_.:-]{1,64}|seeker:[A-Za-z0-9_.:-]{1,64})$"
         })
     }
 }
@@ -151,7 +159,7 @@ mod tests {
 
     #[test]
     fn topics_parse_and_print_the_same() {
-        for s in ["feed", "admin", "task:t_9x2", "coach:c-1"] {
+        for s in ["feed", "admin", "task:t_9x2", "coach:c-1", "seeker:s.1"] {
             let t: Topic = s.parse().unwrap();
             assert_eq!(t.to_string(), s);
         }

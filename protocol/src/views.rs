@@ -29,6 +29,20 @@ pub struct BidView {
     pub score: Score,
     pub status: BidStatus,
     pub created_at: Millis,
+    /// The bidding coach's reputation, in the owner's and admins' views (contract §10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coach: Option<BidCoach>,
+}
+
+/// What a seeker sees of the coach behind a bid: "★4.80, 127 verifications".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct BidCoach {
+    pub display_name: String,
+    /// In hundredths (0–500; 0 = unrated).
+    pub rating: u16,
+    pub ratings_count: u32,
+    /// Tasks completed as the assigned coach.
+    pub completed: u32,
 }
 
 /// Who holds a task and on what terms.
@@ -77,6 +91,9 @@ pub struct TaskView {
     pub escrow: EscrowView,
     /// Change requests so far (the third disputes the task).
     pub revisions: u32,
+    /// The task has left memory and is served from the archive (contract §9).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub archived: bool,
 }
 
 /// An open task as a coach sees it on `feed`: no owner, no other coaches' bids.
@@ -109,6 +126,21 @@ pub struct CoachSnapshot {
     pub coach_id: UserId,
     pub bids: Vec<BidView>,
     pub assignments: Vec<TaskView>,
+    /// Rating in hundredths (0–500; 0 = unrated; contract §10).
+    #[serde(default)]
+    pub rating: u16,
+    #[serde(default)]
+    pub ratings_count: u32,
+    /// Tasks completed as the assigned coach.
+    #[serde(default)]
+    pub completed: u32,
+}
+
+/// Snapshot of `seeker:<id>`: the seeker's tasks still in memory, newest first (owner view).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SeekerSnapshot {
+    pub seeker_id: UserId,
+    pub tasks: Vec<TaskView>,
 }
 
 /// Open tasks counted by urgency.
@@ -146,6 +178,8 @@ pub enum Snapshot {
     Task(Box<TaskView>),
     Coach(CoachSnapshot),
     Admin(AdminSnapshot),
+    // Before `Feed`: a seeker's `{tasks: [TaskView]}` would also read as a feed snapshot.
+    Seeker(SeekerSnapshot),
     Feed(FeedSnapshot),
 }
 
@@ -218,8 +252,17 @@ pub struct Empty {}
 pub struct CoachView {
     pub coach_id: UserId,
     pub display_name: String,
-    /// Rating in hundredths (0–500; 0 = unrated).
+    /// Rating in hundredths (0–500; 0 = unrated); the same as `rating`.
     pub rating_centi: u16,
+    /// Rating in hundredths (0–500; 0 = unrated), as the ranking uses it (contract §10).
+    #[serde(default)]
+    pub rating: u16,
+    /// How many ratings `rating` summarises.
+    #[serde(default)]
+    pub ratings_count: u32,
+    /// Tasks completed as the assigned coach.
+    #[serde(default)]
+    pub completed: u32,
     pub verified: bool,
     pub on_call: bool,
     pub capacity: u32,
@@ -227,4 +270,50 @@ pub struct CoachView {
     pub strikes: u32,
     /// Tasks currently assigned, in progress, submitted or disputed.
     pub active: u32,
+}
+
+/// Result of `list_tasks` (contract §9): newest first; `next` continues after the last one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ListTasksResult {
+    pub tasks: Vec<TaskView>,
+    /// The cursor of the next page (`before`), `null` after the last page.
+    pub next: Option<String>,
+}
+
+/// Accepted amounts of recent tasks of one type and tier (contract §11), percentiles by
+/// nearest rank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct MarketStats {
+    pub samples: u32,
+    pub p25: Cents,
+    pub median: Cents,
+    pub p75: Cents,
+}
+
+/// One tier of a quote: the price a `post_task` sent now would get, and the market around it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TierQuote {
+    pub suggested_price: Cents,
+    pub price_range: [Cents; 2],
+    /// `null` while the tier has no sample yet.
+    pub market: Option<MarketStats>,
+    /// Open tasks of this type and tier.
+    pub open_tasks: u64,
+    /// Coaches in good standing below their capacity (the same in every tier).
+    pub coaches_available: u64,
+}
+
+/// The three tiers of a quote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct QuoteTiers {
+    pub urgent: TierQuote,
+    pub standard: TierQuote,
+    pub flexible: TierQuote,
+}
+
+/// Result of `quote` (contract §11).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct QuoteResult {
+    pub task_type: String,
+    pub tiers: QuoteTiers,
 }

@@ -16,8 +16,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use gavel_protocol::views::{
-    AcceptBidResult, AcceptVerificationResult, CancelTaskResult, PlaceBidResult, PostTaskResult,
-    RequestChangesResult, Snapshot, SubscribeResult,
+    AcceptBidResult, AcceptVerificationResult, CancelTaskResult, ListTasksResult, PlaceBidResult,
+    PostTaskResult, QuoteResult, RequestChangesResult, Snapshot, SubscribeResult,
 };
 use gavel_protocol::{Command, EventPayload, ServerFrame, Topic, parse_client_frame};
 use serde::Serialize;
@@ -168,6 +168,7 @@ fn check_result(path: &Path, what: &str) {
                 Some(Snapshot::Task(_)) => Some("task"),
                 Some(Snapshot::Coach(_)) => Some("coach"),
                 Some(Snapshot::Admin(_)) => Some("admin"),
+                Some(Snapshot::Seeker(_)) => Some("seeker"),
             };
             if let Some(shape) = shape {
                 assert_eq!(
@@ -195,6 +196,12 @@ fn check_result(path: &Path, what: &str) {
         }
         "cancel_task" => {
             round_trip::<CancelTaskResult>(name, "CancelTaskResult", result);
+        }
+        "list_tasks" => {
+            round_trip::<ListTasksResult>(name, "ListTasksResult", result);
+        }
+        "quote" => {
+            round_trip::<QuoteResult>(name, "QuoteResult", result);
         }
         other => panic!("{name}: no typed result is known for `{other}`"),
     }

@@ -142,6 +142,16 @@ impl Store {
         if events.is_empty() {
             return Ok(());
         }
+        let archive = crate::archive::archive_rows(events)?;
+        if !archive.is_empty() {
+            let row = crate::store::postgres_append_with_archive(events, &archive, Some(epoch))
+                .fetch_one(self.cluster_pool()?)
+                .await?;
+            return match row.try_get::<i64, _>(0)? {
+                0 => Err(StorageError::Fenced { epoch }),
+                _ => Ok(()),
+            };
+        }
         let seqs: Vec<i64> = events.iter().map(|e| e.seq as i64).collect();
         let ats: Vec<i64> = events.iter().map(|e| e.at as i64).collect();
         let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();

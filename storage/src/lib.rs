@@ -5,6 +5,8 @@
 //! - [`store`] — [`Store`]: open/migrate, append a batch atomically, read from a `seq`,
 //!   snapshots (write, latest, prune), the epoch.
 //! - [`writer`] — [`JournalHandle`]: the one task that appends, with group commit.
+//! - [`archive`] — the archive of tasks that left memory: written with the journal rows that
+//!   carry it, listed newest first, rebuilt from the journal.
 //! - [`recovery`] — [`recover`]: latest snapshot + journal tail → an [`gavel_engine::Engine`].
 //! - [`error`] — [`StorageError`].
 //!
@@ -12,6 +14,7 @@
 //! writer commits everything queued in one transaction and answers each batch once it is
 //! durable. At start, [`recover`] rebuilds the engine from the same tables.
 
+pub mod archive;
 pub mod cluster;
 pub mod error;
 pub mod recovery;

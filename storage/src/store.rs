@@ -17,6 +17,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use crate::archive::{ArchiveRow, archive_rows, bind_archive, postgres_append_sql};
 use crate::error::StorageError;
 
 /// Postgres `statement_timeout` on every connection of the pool: a journal append (or any
@@ -200,6 +201,8 @@ impl Store {
         if events.is_empty() {
             return Ok(());
         }
+        // The archive rows `tasks_archived` events carry land with them, atomically.
+        let archive = archive_rows(events)?;
         match self {
             Store::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
@@ -215,7 +218,14 @@ impl Store {
                     });
                     insert.build().execute(&mut *tx).await?;
                 }
+                crate::archive::sqlite_insert(&mut tx, &archive).await?;
                 tx.commit().await?;
+            }
+            Store::Postgres(pool) if !archive.is_empty() => {
+                let row = postgres_append_with_archive(events, &archive, None)
+                    .fetch_one(pool)
+                    .await?;
+                debug_assert_eq!(row.try_get::<i64, _>(0)? as usize, events.len());
             }
             Store::Postgres(pool) => {
                 // One statement for the whole batch: four arrays unnested into rows.
@@ -347,6 +357,40 @@ impl Store {
         Ok(())
     }
 }
+
+/// The journal rows and their archive rows as one Postgres statement answering how many
+/// journal rows it wrote; with `epoch`, only while that lease is live (0 rows: fenced).
+pub(crate) fn postgres_append_with_archive<'q>(
+    events: &'q [StoredEvent],
+    archive: &'q [ArchiveRow],
+    epoch: Option<u64>,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let sql: &'static str = if epoch.is_some() {
+        &FENCED_ARCHIVE_APPEND
+    } else {
+        &ARCHIVE_APPEND
+    };
+    let query = sqlx::query(sql)
+        .bind(events.iter().map(|e| e.seq as i64).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.at as i64).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|e| e.payload.as_str())
+                .collect::<Vec<_>>(),
+        );
+    let query = bind_archive(query, archive);
+    match epoch {
+        Some(epoch) => query.bind(epoch as i64),
+        None => query,
+    }
+}
+
+static ARCHIVE_APPEND: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| postgres_append_sql(false));
+static FENCED_ARCHIVE_APPEND: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| postgres_append_sql(true));
 
 fn stored_event<R: Row>(row: &R) -> Result<StoredEvent, StorageError>
 where

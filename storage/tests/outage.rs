@@ -23,6 +23,7 @@ fn marked_event(id: u64, i: usize, k: usize) -> Event {
     Event {
         at: id,
         origin: None,
+        owner: None,
         kind: EventKind::TaskMessage {
             task_id: gavel_engine::ids::task_id(id),
             from: UserId::new("outage").unwrap(),

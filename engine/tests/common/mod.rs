@@ -72,6 +72,7 @@ pub fn kinds(events: &[(Seq, Event)]) -> Vec<String> {
 /// A coach profile as `PUT /v1/coaches/{id}` would carry it: verified, not on call, capacity 3.
 pub fn profile(rating: f64) -> CoachUpsert {
     CoachUpsert {
+        ratings_count: 0,
         display_name: "Coach".to_owned(),
         rating,
         verified: true,
@@ -84,6 +85,7 @@ pub fn profile(rating: f64) -> CoachUpsert {
 /// An on-call profile (verified, capacity 3).
 pub fn on_call_profile(rating: f64) -> CoachUpsert {
     CoachUpsert {
+        ratings_count: 0,
         on_call: true,
         ..profile(rating)
     }

@@ -357,6 +357,7 @@ pub(crate) fn resolve(engine: &Engine, op: &Op, now: Millis) -> Option<(Actor, C
         } => {
             let coach_id = user(REGISTRABLE[usize::from(*coach) % REGISTRABLE.len()]);
             let profile = CoachUpsert {
+                ratings_count: 0,
                 display_name: format!("Coach {coach_id}"),
                 rating: f64::from(*rating_tenths) / 10.0,
                 verified: *verified,

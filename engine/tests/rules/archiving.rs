@@ -36,7 +36,7 @@ fn a_final_task_is_archived_once_its_retention_passes() {
     assert_eq!(names(&since(&m, from)), ["tasks_archived"]);
     assert!(matches!(
         &since(&m, from)[0],
-        EventKind::TasksArchived { task_ids } if *task_ids == [tid("t1")]
+        EventKind::TasksArchived { task_ids, .. } if *task_ids == [tid("t1")]
     ));
     let state = m.engine.state();
     assert!(!state.tasks.contains_key(&tid("t1")));
@@ -82,7 +82,7 @@ fn tasks_are_archived_oldest_first_in_batches() {
     let archived: Vec<Vec<String>> = since(&m, from)
         .iter()
         .map(|e| match e {
-            EventKind::TasksArchived { task_ids } => {
+            EventKind::TasksArchived { task_ids, .. } => {
                 task_ids.iter().map(|id| id.to_string()).collect()
             }
             other => panic!("unexpected {other:?}"),

@@ -186,6 +186,7 @@ fn auto_award_skips_bids_of_coaches_no_longer_in_good_standing() {
     m.upsert_coach(
         "c1",
         CoachUpsert {
+            ratings_count: 0,
             suspended: true,
             ..profile(4.0)
         },
@@ -209,6 +210,7 @@ fn auto_award_skips_bids_of_coaches_no_longer_in_good_standing() {
     m.upsert_coach(
         "c2",
         CoachUpsert {
+            ratings_count: 0,
             verified: false,
             ..profile(5.0)
         },

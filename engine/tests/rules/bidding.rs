@@ -69,6 +69,7 @@ fn unregistered_unverified_or_suspended_coach_cannot_bid() {
     m.upsert_coach(
         "c_unverified",
         CoachUpsert {
+            ratings_count: 0,
             verified: false,
             ..profile(4.0)
         },
@@ -76,6 +77,7 @@ fn unregistered_unverified_or_suspended_coach_cannot_bid() {
     m.upsert_coach(
         "c_suspended",
         CoachUpsert {
+            ratings_count: 0,
             suspended: true,
             ..profile(4.0)
         },
@@ -100,6 +102,7 @@ fn unregistered_unverified_or_suspended_coach_cannot_bid() {
     m.upsert_coach(
         "c_suspended",
         CoachUpsert {
+            ratings_count: 0,
             suspended: true,
             ..profile(4.0)
         },

@@ -22,6 +22,7 @@ fn window_closing_without_bids_assigns_on_call_coach_at_1_2x() {
     m.upsert_coach(
         "oc_full",
         CoachUpsert {
+            ratings_count: 0,
             capacity: 1,
             ..on_call_profile(5.0)
         },
@@ -60,6 +61,7 @@ fn window_closing_without_bids_assigns_on_call_coach_at_1_2x() {
     m.upsert_coach(
         "oc_unverified",
         CoachUpsert {
+            ratings_count: 0,
             verified: false,
             ..on_call_profile(5.0)
         },
@@ -67,6 +69,7 @@ fn window_closing_without_bids_assigns_on_call_coach_at_1_2x() {
     m.upsert_coach(
         "oc_suspended",
         CoachUpsert {
+            ratings_count: 0,
             suspended: true,
             ..on_call_profile(5.0)
         },
@@ -109,6 +112,7 @@ fn no_free_on_call_coach_leaves_task_open_with_new_window_and_unfilled() {
     m.upsert_coach(
         "oc_unverified",
         CoachUpsert {
+            ratings_count: 0,
             verified: false,
             ..on_call_profile(5.0)
         },
@@ -137,6 +141,7 @@ fn no_free_on_call_coach_leaves_task_open_with_new_window_and_unfilled() {
     m.upsert_coach(
         "oc_full",
         CoachUpsert {
+            ratings_count: 0,
             capacity: 1,
             ..on_call_profile(5.0)
         },
@@ -313,6 +318,7 @@ fn three_strikes_suspend_a_coach() {
     m.upsert_coach(
         "c1",
         CoachUpsert {
+            ratings_count: 0,
             suspended: true,
             ..on_call_profile(4.0)
         },

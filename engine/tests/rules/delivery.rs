@@ -218,10 +218,18 @@ fn messages_only_between_owner_and_assigned_coach() {
         message("t_missing", "x"),
         ErrorCode::Forbidden,
     );
-    // A message reaches the task topic (owner and assigned coach only) and admins, no feed.
+    // A message reaches the task topic (owner and assigned coach only), the owner's seeker
+    // topic and admins, no feed.
     let (_, last) = m.journal.last().unwrap();
     let topics: Vec<Topic> = deliveries(last).into_iter().map(|d| d.topic).collect();
-    assert_eq!(topics, [Topic::Task(tid("t")), Topic::Admin]);
+    assert_eq!(
+        topics,
+        [
+            Topic::Task(tid("t")),
+            Topic::Seeker(user("alice")),
+            Topic::Admin
+        ]
+    );
     // Not after the task is over.
     m.ok(&coach("c1"), start("t"));
     m.ok(&coach("c1"), submit("t"));

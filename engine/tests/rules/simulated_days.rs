@@ -73,6 +73,7 @@ fn days_of_deadlines_for_thousands_of_tasks_run_in_well_under_a_second() {
     let coaches: Vec<String> = (0..40).map(|i| format!("c{i:02}")).collect();
     for (i, c) in coaches.iter().enumerate() {
         let p = CoachUpsert {
+            ratings_count: 0,
             rating: 3.0 + (i % 5) as f64 * 0.5,
             capacity: 50,
             ..profile(0.0)
@@ -81,6 +82,7 @@ fn days_of_deadlines_for_thousands_of_tasks_run_in_well_under_a_second() {
     }
     for i in 0..10 {
         let p = CoachUpsert {
+            ratings_count: 0,
             capacity: 20,
             ..on_call_profile(4.0)
         };

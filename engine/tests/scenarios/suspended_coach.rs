@@ -15,6 +15,7 @@ fn seed_flow_suspended_coach_cannot_bid() {
     let mut m = Market::new();
     let alice = || seeker("alice");
     let suspended = gavel_protocol::http::CoachUpsert {
+        ratings_count: 0,
         suspended: true,
         ..profile(4.0)
     };

@@ -14,6 +14,7 @@ fn seed_flow_unbid_tasks_go_on_call_or_get_a_new_window() {
     let mut m = Market::new();
     let alice = || seeker("alice");
     let one_slot = |rating| gavel_protocol::http::CoachUpsert {
+        ratings_count: 0,
         capacity: 1,
         ..on_call_profile(rating)
     };

@@ -27,6 +27,28 @@ pub enum CliCommand {
     Token(TokenArgs),
     /// Talk to a server by hand: stdin lines are sent as frames, frames are printed as lines.
     Connect(ConnectArgs),
+    /// The task archive (tasks that have left memory; contract §9).
+    #[command(subcommand)]
+    Archive(ArchiveCommand),
+}
+
+/// `gavel archive …`.
+#[derive(Debug, Subcommand)]
+pub enum ArchiveCommand {
+    /// Recompute the archive from the journal (the same rows the servers wrote). Run it with
+    /// the servers of this database stopped.
+    Rebuild(StoreArgs),
+}
+
+/// Which store a maintenance command works on.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Directory holding the SQLite journal (when no --database-url is given).
+    #[arg(long, env = "GAVEL_DATA_DIR", default_value = "./gavel-data")]
+    pub data_dir: PathBuf,
+    /// Postgres URL of the journal (default: SQLite in the data directory).
+    #[arg(long, env = "GAVEL_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 }
 
 /// `gavel connect`.

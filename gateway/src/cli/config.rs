@@ -1,5 +1,5 @@
-//! The server's optional TOML configuration (`--config FILE`): the tier table, the limits and
-//! how long finished tasks stay in memory.
+//! The server's optional TOML configuration (`--config FILE`): the tier table, the limits,
+//! how long finished tasks stay in memory and how tasks are priced.
 //! Every key is optional and defaults to the contract's value; unknown keys are an error, so a
 //! typo never silently leaves a default in place.
 //!
@@ -21,6 +21,11 @@
 //! [retention]
 //! final_task_minutes = 60
 //!
+//! [pricing]          # contract §11
+//! mode = "fixed"     # or "market": the tier's median accepted amount
+//! window = 200
+//! min_samples = 20
+//!
 //! [cluster]          # used with --redis-url (see docs/operations.md, "Running a cluster")
 //! lease_ms = 2500
 //! poll_ms = 250
@@ -32,6 +37,7 @@
 use std::path::Path;
 
 use gavel_engine::TierTable;
+use gavel_engine::market::PricingConfig;
 use serde::Deserialize;
 
 /// Everything the TOML file may set.
@@ -41,6 +47,7 @@ pub struct ServerConfig {
     pub tiers: TierTable,
     pub limits: Limits,
     pub retention: Retention,
+    pub pricing: PricingConfig,
     pub cluster: ClusterConfig,
 }
 
@@ -212,6 +219,7 @@ impl ServerConfig {
 
     fn validate(&self) -> Result<(), String> {
         self.tiers.validate()?;
+        self.pricing.validate()?;
         let l = &self.limits;
         if l.commands_per_minute == 0 || l.command_burst == 0 {
             return Err("limits: commands_per_minute and command_burst must be at least 1".into());

@@ -12,6 +12,7 @@
 //! - [`outbox`] — one connection's bounded queue and its slow-consumer policy.
 //! - [`stats`] — the admin `stats` ticker.
 
+pub mod archive_reads;
 pub mod catch_up;
 pub mod catch_ups;
 pub mod frames;

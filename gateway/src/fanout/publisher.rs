@@ -18,6 +18,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::durability::durable_gate::DurableGate;
 use crate::durability::replies::{error_frame, ok_empty_frame, reply};
+use crate::fanout::archive_reads;
 use crate::fanout::catch_up::{self, CancelToken, CatchUpMsg};
 use crate::fanout::history::History;
 use crate::fanout::outbox::ConnId;
@@ -180,7 +181,7 @@ impl Publisher {
             table.insert(task.task_id.clone(), meta);
         }
         // An archived task gets no more events: forget what the feed filter knew of it.
-        if let EventKind::TasksArchived { task_ids } = &event.kind {
+        if let EventKind::TasksArchived { task_ids, .. } = &event.kind {
             let mut table = self.router.task_meta.write().expect("feed meta lock");
             for id in task_ids {
                 table.remove(id);
@@ -288,6 +289,16 @@ impl Publisher {
                 reply(reply_to, after, result);
             }
             Step::Subscribe { subscription, .. } => self.subscribe(*subscription),
+            Step::Archive { after, read, reply } => {
+                tokio::spawn(archive_reads::serve(
+                    self.store.clone(),
+                    self.epoch.clone(),
+                    self.journal_reads.clone(),
+                    after,
+                    read,
+                    reply,
+                ));
+            }
             step => self.take_unsubscribe(step),
         }
     }
@@ -308,8 +319,8 @@ impl Publisher {
                 self.cancel_catch_ups_of(conn);
                 self.router.remove_conn(conn, &self.metrics);
             }
-            Step::Reply { .. } | Step::Subscribe { .. } => {
-                unreachable!("replies and subscribes are taken by their own paths")
+            Step::Reply { .. } | Step::Subscribe { .. } | Step::Archive { .. } => {
+                unreachable!("replies, subscribes and reads are taken by their own paths")
             }
         }
     }
@@ -331,6 +342,9 @@ impl Publisher {
             Step::Subscribe { subscription, .. } => {
                 let SubscribeRequest { conn, id, .. } = subscription.request;
                 conn.send(error_frame(id, &refusal(), None));
+            }
+            Step::Archive { reply, .. } => {
+                reply.conn.send(error_frame(reply.id, &refusal(), None));
             }
             step => self.take_unsubscribe(step),
         }

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use tokio::sync::oneshot;
 
 use crate::app::AppState;
+use crate::fanout::archive_reads::archived_view;
 use crate::sequencer::engine_task::unavailable;
 use crate::sequencer::messages::{EngineMsg, ReplyTo};
 
@@ -270,14 +271,43 @@ async fn get_task(
         Err(e) => return frame_error_response(e),
     };
     let actor = Actor::new(claims.sub, claims.role);
-    match state
+    let (id, who) = (task_id.clone(), actor.clone());
+    let live = state
         .engine
-        .query(move |engine| engine.task_view(&task_id, &actor))
-        .await
-    {
-        Some(Ok(view)) => axum::Json(view).into_response(),
-        Some(Err(rejection)) => rejection_response(rejection),
+        .query(move |engine| {
+            let archived =
+                !engine.state().tasks.contains_key(&id) && engine.state().task_id_taken(&id);
+            (engine.task_view(&id, &who), archived)
+        })
+        .await;
+    match live {
+        Some((Ok(view), _)) => axum::Json(view).into_response(),
+        Some((Err(_), true)) => match archived_task_view(&state, &actor, &task_id).await {
+            Ok(view) => axum::Json(view).into_response(),
+            Err(rejection) => rejection_response(rejection),
+        },
+        Some((Err(rejection), false)) => rejection_response(rejection),
         None => rejection_response(unavailable("the server is busy; retry shortly")),
+    }
+}
+
+/// A task the engine has archived, from the archive (contract §9). Its row lands with the
+/// journal batch that archived it, a moment after the engine applied that batch: a read in
+/// that moment waits for it (briefly) rather than answer `NOT_FOUND`.
+async fn archived_task_view(
+    state: &AppState,
+    actor: &Actor,
+    task_id: &gavel_protocol::TaskId,
+) -> Result<gavel_protocol::views::TaskView, gavel_engine::Rejection> {
+    let mut tries = 0;
+    loop {
+        match archived_view(&state.store, actor, task_id).await {
+            Err(r) if r.code == gavel_protocol::ErrorCode::NotFound && tries < 50 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            other => return other,
+        }
     }
 }
 

@@ -11,12 +11,12 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
 use gavel_engine::{Actor, Command, Rejection, Request};
 use gavel_protocol::command::Command as WireCommand;
-use gavel_protocol::{Claims, CloseCode, ErrorCode, parse_client_frame};
+use gavel_protocol::{Claims, CloseCode, ErrorCode, RequestId, parse_client_frame};
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 use crate::app::AppState;
-use crate::durability::replies::{error_frame, ok_empty_frame};
+use crate::durability::replies::{error_frame, ok_empty_frame, ok_value_frame};
 use crate::fanout::outbox::{ConnHandle, Outbox, connection};
 use crate::sequencer::engine_task::unavailable;
 use crate::sequencer::messages::{EngineMsg, ReplyTo, SubscribeRequest};
@@ -192,6 +192,22 @@ impl Session {
     }
 
     /// Handles one text frame; returns a close code when the connection must close.
+    /// Subscribes and reads (`list_tasks`, `quote`) share one per-user limit
+    /// (`[limits] subscribes_per_minute`); over it the client is told when to retry.
+    fn read_allowed(&self, id: Option<RequestId>) -> bool {
+        let Err(wait_ms) = self.state.subscribe_limiter.check(&self.actor.user) else {
+            return true;
+        };
+        self.state.metrics.rate_limited.inc();
+        let rejection = Rejection {
+            code: ErrorCode::RateLimited,
+            message: "too many subscribes and reads; slow down".into(),
+            field: None,
+        };
+        self.handle.send(error_frame(id, &rejection, Some(wait_ms)));
+        false
+    }
+
     fn on_text(&mut self, text: &str) -> Option<CloseCode> {
         let frame = match parse_client_frame(text) {
             Ok(frame) => frame,
@@ -220,14 +236,7 @@ impl Session {
                 }
             }
             WireCommand::Subscribe(s) => {
-                if let Err(wait_ms) = self.state.subscribe_limiter.check(&self.actor.user) {
-                    self.state.metrics.rate_limited.inc();
-                    let rejection = Rejection {
-                        code: ErrorCode::RateLimited,
-                        message: "too many subscribes; slow down".into(),
-                        field: None,
-                    };
-                    self.handle.send(error_frame(id, &rejection, Some(wait_ms)));
+                if !self.read_allowed(id.clone()) {
                     return None;
                 }
                 let request = SubscribeRequest {
@@ -248,6 +257,35 @@ impl Session {
                     .try_send(EngineMsg::Subscribe(request))
                     .is_err()
                 {
+                    busy(&self.handle, id);
+                }
+            }
+            WireCommand::ListTasks(command) => {
+                if !self.read_allowed(id.clone()) {
+                    return None;
+                }
+                let msg = EngineMsg::ListTasks {
+                    actor: self.actor.clone(),
+                    command,
+                    conn: self.handle.clone(),
+                    id: id.clone(),
+                };
+                if self.state.engine.try_send(msg).is_err() {
+                    busy(&self.handle, id);
+                }
+            }
+            WireCommand::Quote(quote) => {
+                if !self.read_allowed(id.clone()) {
+                    return None;
+                }
+                let conn = self.handle.clone();
+                let reply_id = id.clone();
+                let msg = EngineMsg::Query(Box::new(move |engine| {
+                    if let Some(id) = reply_id {
+                        conn.send(ok_value_frame(id, &engine.quote(&quote)));
+                    }
+                }));
+                if self.state.engine.try_send(msg).is_err() {
                     busy(&self.handle, id);
                 }
             }

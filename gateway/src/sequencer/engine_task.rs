@@ -19,6 +19,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::cluster::state::ClusterState;
 use crate::durability::replies::{error_frame, reply};
+use crate::fanout::archive_reads::{ArchiveRead, ArchiveReply};
+use crate::fanout::outbox::ConnHandle;
 use crate::metrics::Metrics;
 use crate::sequencer::clock::EngineClock;
 use crate::sequencer::follower::FollowerLink;
@@ -342,6 +344,12 @@ impl EngineActor {
                 });
             }
             EngineMsg::Disconnected { conn } => steps.push(Step::Disconnected { conn }),
+            EngineMsg::ListTasks {
+                actor,
+                command,
+                conn,
+                id,
+            } => steps.push(self.list_tasks(&actor, &command, conn, id)),
             EngineMsg::Query(read) => read(&self.engine),
             EngineMsg::Command { .. } | EngineMsg::Replicated(_) | EngineMsg::Forwarded { .. } => {
                 unreachable!("each mode takes commands and replication itself")
@@ -349,9 +357,55 @@ impl EngineActor {
         }
     }
 
+    /// Cuts the live page of a `list_tasks`; the publisher adds the archive's once durable.
+    fn list_tasks(
+        &self,
+        actor: &gavel_engine::Actor,
+        command: &gavel_protocol::command::ListTasks,
+        conn: ConnHandle,
+        id: Option<gavel_protocol::RequestId>,
+    ) -> Step {
+        let after = self.engine.seq();
+        match self.engine.list_query(actor, command) {
+            Ok(query) => Step::Archive {
+                after,
+                read: ArchiveRead::ListTasks {
+                    live: self.engine.list_live(&query),
+                    query,
+                },
+                reply: ArchiveReply { conn, id },
+            },
+            Err(rejection) => Step::Reply {
+                after,
+                reply_to: ReplyTo::Conn { conn, id },
+                result: Err(rejection),
+                command: "list_tasks",
+                received: Instant::now(),
+            },
+        }
+    }
+
     /// Decides a subscription: authorization, and the snapshot unless it is a resume.
     fn subscribe(&self, request: SubscribeRequest) -> Step {
         let after = self.engine.seq();
+        // A task that has left memory is served from the archive (contract §9).
+        if let Topic::Task(task_id) = &request.topic
+            && !self.engine.state().tasks.contains_key(task_id)
+            && self.engine.state().task_id_taken(task_id)
+        {
+            return Step::Archive {
+                after,
+                read: ArchiveRead::Task {
+                    actor: request.actor,
+                    task_id: task_id.clone(),
+                    resumed: request.since.is_some(),
+                },
+                reply: ArchiveReply {
+                    conn: request.conn,
+                    id: request.id,
+                },
+            };
+        }
         if let Err(rejection) = self
             .engine
             .authorize_subscribe(&request.actor, &request.topic)
@@ -482,6 +536,11 @@ impl EngineActor {
                 let refusal =
                     unavailable("the server is rebuilding from the journal; retry shortly");
                 request.conn.send(error_frame(request.id, &refusal, None));
+            }
+            EngineMsg::ListTasks { conn, id, .. } => {
+                let refusal =
+                    unavailable("the server is rebuilding from the journal; retry shortly");
+                conn.send(error_frame(id, &refusal, None));
             }
             // The publisher takes these in order once publishing resumes.
             EngineMsg::Unsubscribe { conn, topic, id } => self.pass_on(Step::Unsubscribe {

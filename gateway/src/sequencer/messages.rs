@@ -9,6 +9,7 @@ use gavel_protocol::{FeedFilter, RequestId, Seq, Topic};
 use gavel_storage::{Batch, StorageError};
 use tokio::sync::oneshot;
 
+use crate::fanout::archive_reads::{ArchiveRead, ArchiveReply};
 use crate::fanout::outbox::{ConnHandle, ConnId};
 
 /// Commands waiting for the engine. Full → the session answers `UNAVAILABLE` (counted in
@@ -71,6 +72,13 @@ pub enum EngineMsg {
     Disconnected {
         conn: ConnId,
     },
+    /// `list_tasks` (contract §9): the engine cuts the live page, the archive the rest.
+    ListTasks {
+        actor: gavel_engine::Actor,
+        command: gavel_protocol::command::ListTasks,
+        conn: ConnHandle,
+        id: Option<RequestId>,
+    },
     /// A read of the engine's state (e.g. `GET /v1/tasks/{id}`), run on the engine task.
     Query(Box<dyn FnOnce(&Engine) + Send>),
     /// A cluster follower's replica input: durable events from the leader, in `seq` order
@@ -94,6 +102,7 @@ impl std::fmt::Debug for EngineMsg {
             EngineMsg::Subscribe(s) => write!(f, "Subscribe({})", s.topic),
             EngineMsg::Unsubscribe { topic, .. } => write!(f, "Unsubscribe({topic})"),
             EngineMsg::Disconnected { conn } => write!(f, "Disconnected({conn})"),
+            EngineMsg::ListTasks { .. } => f.write_str("ListTasks"),
             EngineMsg::Query(_) => f.write_str("Query"),
             EngineMsg::Replicated(events) => write!(f, "Replicated({})", events.len()),
             EngineMsg::Forwarded { command, .. } => write!(f, "Forwarded({command})"),
@@ -141,6 +150,12 @@ pub enum Step {
     Disconnected {
         conn: ConnId,
     },
+    /// A read of the archive, served once every event up to `after` is durable.
+    Archive {
+        after: Seq,
+        read: ArchiveRead,
+        reply: ArchiveReply,
+    },
 }
 
 impl Step {
@@ -149,7 +164,8 @@ impl Step {
         match self {
             Step::Reply { after, .. }
             | Step::Subscribe { after, .. }
-            | Step::Unsubscribe { after, .. } => *after,
+            | Step::Unsubscribe { after, .. }
+            | Step::Archive { after, .. } => *after,
             Step::Disconnected { .. } => 0,
         }
     }

@@ -15,6 +15,7 @@ pub async fn populate_store(store: &gavel_storage::Store, tasks: usize) {
     let config = gavel_engine::EngineConfig {
         tiers: gavel_engine::TierTable::default(),
         archive_after: Some(3_600_000),
+        ..Default::default()
     };
     let mut engine = gavel_engine::Engine::new(config);
     let now = std::time::SystemTime::now()

@@ -41,6 +41,7 @@ impl Market {
         let admin = actor("ops", Role::Admin);
         for c in 0..COACHES {
             let profile = CoachUpsert {
+                ratings_count: 0,
                 display_name: format!("Coach {c}"),
                 rating: 3.5 + (c % 4) as f64 * 0.5,
                 verified: true,

@@ -89,6 +89,7 @@ pub fn market_events(tasks: usize) -> (Engine, Vec<(Seq, Event)>) {
     };
     for coach in ["ana", "ben"] {
         let profile = CoachUpsert {
+            ratings_count: 0,
             display_name: coach.into(),
             rating: 4.5,
             verified: true,

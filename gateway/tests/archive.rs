@@ -1,0 +1,298 @@
+//! History that outlives memory (contract §9): final tasks leave the engine after
+//! `[retention] final_task_minutes` and are served from the archive — to their owner, their
+//! last coach and admins only — by `subscribe`, `GET /v1/tasks/{id}` and `list_tasks`, the same
+//! after a restart and after `gavel archive rebuild`. On SQLite and on Postgres.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use gavel_gateway::app::{Server, ServerOptions};
+use gavel_protocol::Role;
+use serde_json::{Value, json};
+
+/// 600× engine time: a retention of one minute passes in 0.1 s.
+fn archiving(mut options: ServerOptions) -> ServerOptions {
+    options.config.limits.commands_per_minute = 10_000_000;
+    options.config.limits.command_burst = 1_000_000;
+    options.config.limits.subscribes_per_minute = 1_000_000;
+    options.config.retention.final_task_minutes = 1;
+    options.time_scale = 600.0;
+    options
+}
+
+fn post(task_id: &str) -> Value {
+    json!({"type": "post_task", "task_id": task_id, "resume_id": "r", "urgency": "flexible"})
+}
+
+/// Every page of `list_tasks` with `filter`, `limit` at a time; `between` runs after each page.
+async fn list_all(client: &mut Client, filter: Value, limit: u32) -> Vec<Value> {
+    let mut tasks = Vec::new();
+    let mut before = Value::Null;
+    for page in 0.. {
+        let mut frame = filter.clone();
+        frame["type"] = json!("list_tasks");
+        frame["limit"] = json!(limit);
+        if !before.is_null() {
+            frame["before"] = before.clone();
+        }
+        let result = client.ok(&format!("page-{page}"), frame).await;
+        tasks.extend(result["tasks"].as_array().unwrap().iter().cloned());
+        before = result["next"].clone();
+        if before.is_null() {
+            return tasks;
+        }
+    }
+    unreachable!()
+}
+
+fn ids(tasks: &[Value]) -> Vec<&str> {
+    tasks
+        .iter()
+        .map(|t| t["task_id"].as_str().unwrap())
+        .collect()
+}
+
+/// Waits until the owner's listing shows `task` archived (the engine archives on its own
+/// clock; the listing is where it becomes visible).
+async fn until_archived(client: &mut Client, task: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let listed = list_all(client, json!({}), 100).await;
+        if listed
+            .iter()
+            .any(|t| t["task_id"] == task && t["archived"] == true)
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{task} was never archived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn subscribe_task(client: &mut Client, task: &str, since: Option<u64>) -> Value {
+    let mut frame = json!({"type": "subscribe", "topic": format!("task:{task}")});
+    if let Some(since) = since {
+        frame["since"] = json!(since);
+    }
+    client.request("sub", frame).await
+}
+
+/// Builds the market: alice's `done` (completed by c1) and `gone` (canceled) end and are
+/// archived; `live1`, `live2` stay; bob has `bobs`.
+async fn history(server: &Server) {
+    register_coach(server, "c1", 4.0, false).await;
+    register_coach(server, "c2", 4.0, false).await;
+    let mut alice = Client::connect(server, "alice", Role::Seeker).await;
+    let mut c1 = Client::connect(server, "c1", Role::Coach).await;
+    alice.ok("p1", post("done")).await;
+    let bid = c1
+        .ok(
+            "b",
+            json!({"type": "place_bid", "task_id": "done", "amount": 2400, "eta_hours": 10}),
+        )
+        .await;
+    alice
+        .ok(
+            "a",
+            json!({"type": "accept_bid", "task_id": "done", "bid_id": bid["bid_id"]}),
+        )
+        .await;
+    c1.ok("s", json!({"type": "start_work", "task_id": "done"}))
+        .await;
+    c1.ok(
+        "v",
+        json!({"type": "submit_verification", "task_id": "done"}),
+    )
+    .await;
+    alice
+        .ok(
+            "ok",
+            json!({"type": "accept_verification", "task_id": "done", "rating": 4}),
+        )
+        .await;
+    alice.ok("p2", post("gone")).await;
+    alice
+        .ok("c", json!({"type": "cancel_task", "task_id": "gone"}))
+        .await;
+    alice.ok("p3", post("live1")).await;
+    alice.ok("p4", post("live2")).await;
+    let mut bob = Client::connect(server, "bob", Role::Seeker).await;
+    bob.ok("p", post("bobs")).await;
+    until_archived(&mut alice, "done").await;
+    until_archived(&mut alice, "gone").await;
+}
+
+async fn archived_tasks_stay_readable(options: ServerOptions) {
+    let server = start_with(archiving(options.clone())).await;
+    history(&server).await;
+    let mut alice = Client::connect(&server, "alice", Role::Seeker).await;
+    let done = subscribe_task(&mut alice, "done", None).await;
+    assert_eq!(done["type"], "ok", "{done}");
+    let view = &done["result"]["snapshot"];
+    assert_eq!(
+        (&view["archived"], &view["status"], &view["escrow"]),
+        (
+            &json!(true),
+            &json!("completed"),
+            &json!({"held": 2400, "released": 2400, "refunded": 0})
+        )
+    );
+    assert!(done["result"].get("reset").is_none());
+    let resumed = subscribe_task(&mut alice, "done", Some(3)).await;
+    assert_eq!(resumed["result"]["reset"], true, "{resumed}");
+    // The rules of §3 hold for archived tasks: the last coach sees its own view, nobody else
+    // but admins sees anything, and only admins hear NOT_FOUND.
+    let mut c1 = Client::connect(&server, "c1", Role::Coach).await;
+    let coach_view = subscribe_task(&mut c1, "done", None).await;
+    let bids = coach_view["result"]["snapshot"]["bids"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(bids.len(), 1, "{coach_view}");
+    assert_eq!(
+        (&bids[0]["coach_id"], &bids[0]["status"]),
+        (&json!("c1"), &json!("accepted"))
+    );
+    for (who, role) in [("bob", Role::Seeker), ("c2", Role::Coach)] {
+        let mut other = Client::connect(&server, who, role).await;
+        let refused = subscribe_task(&mut other, "done", None).await;
+        assert_eq!(refused["code"], "FORBIDDEN", "{who}: {refused}");
+        let missing = subscribe_task(&mut other, "never", None).await;
+        assert_eq!(missing["code"], "FORBIDDEN", "{who}: {missing}");
+    }
+    let mut ops = Client::connect(&server, "ops", Role::Admin).await;
+    assert_eq!(
+        subscribe_task(&mut ops, "gone", None).await["result"]["snapshot"]["status"],
+        "canceled"
+    );
+    assert_eq!(
+        subscribe_task(&mut ops, "never", None).await["code"],
+        "NOT_FOUND"
+    );
+    let admin = token("ops", Role::Admin);
+    let (status, body) = http(&server, "GET", "/v1/tasks/done", Some(&admin), None).await;
+    assert_eq!((status, &body["archived"]), (200, &json!(true)), "{body}");
+    assert_eq!(
+        http(&server, "GET", "/v1/tasks/never", Some(&admin), None)
+            .await
+            .0,
+        404
+    );
+
+    // Paging visits every task exactly once, newest first, while new tasks are posted.
+    let mut tasks = Vec::new();
+    let mut before = Value::Null;
+    for page in 0..10 {
+        let mut frame = json!({"type": "list_tasks", "limit": 1});
+        if !before.is_null() {
+            frame["before"] = before.clone();
+        }
+        let result = alice.ok(&format!("l{page}"), frame).await;
+        tasks.extend(result["tasks"].as_array().unwrap().iter().cloned());
+        alice
+            .ok(&format!("n{page}"), post(&format!("new{page}")))
+            .await;
+        before = result["next"].clone();
+        if before.is_null() {
+            break;
+        }
+    }
+    assert_eq!(ids(&tasks), ["live2", "live1", "gone", "done"]);
+    let flags: Vec<&Value> = tasks.iter().map(|t| &t["archived"]).collect();
+    assert_eq!(
+        flags,
+        [&Value::Null, &Value::Null, &json!(true), &json!(true)]
+    );
+    let completed = list_all(&mut alice, json!({"status": "completed"}), 20).await;
+    assert_eq!(ids(&completed), ["done"]);
+    let ended = list_all(&mut alice, json!({"status": ["canceled", "completed"]}), 20).await;
+    assert_eq!(ids(&ended), ["gone", "done"]);
+    let coach_list = list_all(&mut c1, json!({}), 20).await;
+    assert_eq!(ids(&coach_list), ["done"]);
+    assert_eq!(coach_list[0]["bids"][0]["coach_id"], "c1");
+    let bobs = list_all(&mut ops, json!({"owner": "bob"}), 20).await;
+    assert_eq!(ids(&bobs), ["bobs"]);
+    let by_coach = list_all(&mut ops, json!({"coach_id": "c1"}), 20).await;
+    assert_eq!(ids(&by_coach), ["done"]);
+    let everything = list_all(&mut ops, json!({}), 3).await;
+    assert_eq!(everything.len(), 5 + tasks.len(), "{:?}", ids(&everything));
+    let refused = alice
+        .request("x", json!({"type": "list_tasks", "owner": "bob"}))
+        .await;
+    assert_eq!(refused["code"], "FORBIDDEN");
+    let bad = alice
+        .request("y", json!({"type": "list_tasks", "before": "garbage"}))
+        .await;
+    assert_eq!(
+        (&bad["code"], &bad["field"]),
+        (&json!("VALIDATION_ERROR"), &json!("before"))
+    );
+
+    let archived_of = |tasks: &[Value]| -> Vec<Value> {
+        tasks
+            .iter()
+            .filter(|t| t["archived"] == true)
+            .cloned()
+            .collect()
+    };
+    let before_restart = archived_of(&list_all(&mut ops, json!({}), 100).await);
+    assert_eq!(ids(&before_restart), ["gone", "done"]);
+    drop((alice, c1, ops));
+    server.shutdown().await;
+
+    // After a restart, and after the archive is rebuilt from the journal: the same rows.
+    let server = start_with(archiving(options.clone())).await;
+    let mut ops = Client::connect(&server, "ops", Role::Admin).await;
+    assert_eq!(
+        archived_of(&list_all(&mut ops, json!({}), 100).await),
+        before_restart
+    );
+    drop(ops);
+    server.shutdown().await;
+    let mut rebuild = std::process::Command::new(env!("CARGO_BIN_EXE_gavel"));
+    rebuild
+        .args(["archive", "rebuild", "--data-dir"])
+        .arg(&options.data_dir);
+    if let Some(url) = &options.database_url {
+        rebuild.args(["--database-url", url]);
+    }
+    let out = rebuild.output().expect("gavel archive rebuild runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 archived tasks"));
+    let server = start_with(archiving(options)).await;
+    let mut ops = Client::connect(&server, "ops", Role::Admin).await;
+    assert_eq!(
+        archived_of(&list_all(&mut ops, json!({}), 100).await),
+        before_restart
+    );
+    let mut alice = Client::connect(&server, "alice", Role::Seeker).await;
+    assert_eq!(
+        subscribe_task(&mut alice, "done", None).await["result"]["snapshot"],
+        *view
+    );
+    drop((ops, alice));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn archived_tasks_stay_readable_on_sqlite() {
+    archived_tasks_stay_readable(options(fresh_dir("archive"))).await;
+}
+
+#[tokio::test]
+async fn archived_tasks_stay_readable_on_postgres() {
+    let url = fresh_postgres("archive").await;
+    let mut o = options(fresh_dir("archive-pg"));
+    o.database_url = Some(url.clone());
+    archived_tasks_stay_readable(o).await;
+    drop_postgres(&url).await;
+}

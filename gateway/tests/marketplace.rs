@@ -1,0 +1,263 @@
+//! The marketplace through a seeker's and a coach's eyes (contract §9–§11): the seeker's own
+//! topic, reputation moving with every rating, quotes and market pricing — against a real
+//! server over real WebSockets.
+
+mod common;
+
+use common::*;
+use gavel_protocol::Role;
+use serde_json::{Value, json};
+
+/// Registers a verified coach with imported reputation.
+async fn register(server: &gavel_gateway::app::Server, id: &str, stars: f64, ratings: u32) {
+    let body = json!({"display_name": format!("Coach {id}"), "rating": stars,
+        "ratings_count": ratings, "verified": true, "capacity": 50});
+    let (status, view) = http(
+        server,
+        "PUT",
+        &format!("/v1/coaches/{id}"),
+        Some(&token("ops", Role::Admin)),
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["ratings_count"], ratings);
+    assert_eq!(view["completed"], 0);
+}
+
+fn post(task_id: &str) -> Value {
+    json!({"type": "post_task", "task_id": task_id, "resume_id": "r1", "urgency": "standard"})
+}
+
+fn bid(task_id: &str, amount: u64) -> Value {
+    json!({"type": "place_bid", "task_id": task_id, "amount": amount, "eta_hours": 12})
+}
+
+/// `score` of contract §5 for a standard task at the default price (range 2500..5000, 24 h).
+fn score(amount: u64, rating_centi: u64, eta: u64) -> u64 {
+    let price_bp = (5000 - amount) * 10_000 / 2500;
+    let rating_bp = rating_centi * 10_000 / 500;
+    let eta_bp = (24 - eta) * 10_000 / 24;
+    (5 * price_bp + 3 * rating_bp + 2 * eta_bp) / 10
+}
+
+#[tokio::test]
+async fn a_seeker_watches_its_tasks_and_a_rating_moves_the_next_ranking() {
+    let server = start_with(options_unlimited(fresh_dir("seeker-flow"))).await;
+    register(&server, "c_pro", 4.2, 127).await;
+    register(&server, "c_new", 4.0, 3).await;
+    let mut alice = Client::connect(&server, "alice", Role::Seeker).await;
+    let sub = alice
+        .ok("s", json!({"type": "subscribe", "topic": "seeker:alice"}))
+        .await;
+    assert_eq!(sub["snapshot"], json!({"seeker_id": "alice", "tasks": []}));
+    // Another seeker's dashboard is not hers to watch.
+    let refused = alice
+        .request("s2", json!({"type": "subscribe", "topic": "seeker:bob"}))
+        .await;
+    assert_eq!(refused["code"], "FORBIDDEN");
+
+    for t in ["t1", "t2", "t3"] {
+        alice.ok(t, post(t)).await;
+        let opened = alice
+            .wait_event(
+                "seeker:alice",
+                "task.opened",
+                std::time::Duration::from_secs(5),
+            )
+            .await;
+        assert_eq!(opened["event"]["task_id"], t);
+        alice.drain_events().await;
+    }
+    let mut pro = Client::connect(&server, "c_pro", Role::Coach).await;
+    let mut new = Client::connect(&server, "c_new", Role::Coach).await;
+    pro.ok("b", bid("t1", 3000)).await;
+    new.ok("b", bid("t1", 3000)).await;
+    let placed: Vec<Value> = alice
+        .drain_events()
+        .await
+        .into_iter()
+        .filter(|f| f["event"]["kind"] == "bid.placed")
+        .collect();
+    assert_eq!(placed.len(), 2, "{placed:?}");
+    assert_eq!(
+        placed[0]["event"]["bid"]["coach"],
+        json!({"display_name": "Coach c_pro", "rating": 420, "ratings_count": 127, "completed": 0})
+    );
+    // The dashboard's snapshot: newest first, t1's bids ranked with each coach's reputation.
+    let mut again = Client::connect(&server, "alice", Role::Seeker).await;
+    let snap = again
+        .ok("s", json!({"type": "subscribe", "topic": "seeker:alice"}))
+        .await["snapshot"]
+        .clone();
+    let ids: Vec<&str> = snap["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["task_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["t3", "t2", "t1"]);
+    let t1 = &snap["tasks"][2];
+    assert_eq!(t1["bids"][0]["coach_id"], "c_pro");
+    assert_eq!(t1["bids"][0]["score"], score(3000, 420, 12));
+    assert_eq!(t1["bids"][1]["coach"]["rating"], 400);
+    assert_eq!(t1["bids"][1]["score"], score(3000, 400, 12));
+
+    // On t2 the better-rated coach ranks first...
+    pro.ok("b2", bid("t2", 3000)).await;
+    new.ok("b2", bid("t2", 3000)).await;
+    // ...alice hires the newcomer on t1, who delivers and gets five stars.
+    let t1_new = t1["bids"][1]["bid_id"].clone();
+    alice
+        .ok(
+            "a",
+            json!({"type": "accept_bid", "task_id": "t1", "bid_id": t1_new}),
+        )
+        .await;
+    new.ok("w", json!({"type": "start_work", "task_id": "t1"}))
+        .await;
+    new.ok("v", json!({"type": "submit_verification", "task_id": "t1"}))
+        .await;
+    alice
+        .ok(
+            "ok",
+            json!({"type": "accept_verification", "task_id": "t1", "rating": 5}),
+        )
+        .await;
+    // (400 × 3 + 100 × 5) / 4 = 425, in hundredths.
+    let mut ops = Client::connect(&server, "ops", Role::Admin).await;
+    let coach = ops
+        .ok("c", json!({"type": "subscribe", "topic": "coach:c_new"}))
+        .await["snapshot"]
+        .clone();
+    assert_eq!(
+        (
+            &coach["rating"],
+            &coach["ratings_count"],
+            &coach["completed"]
+        ),
+        (&json!(425), &json!(4), &json!(1))
+    );
+    // ...and now ranks first on t3 at the same amount and eta.
+    pro.ok("b3", bid("t3", 3000)).await;
+    new.ok("b3", bid("t3", 3000)).await;
+    let t2 = task_view(&mut again, "t2").await;
+    assert_eq!(t2["bids"][0]["coach_id"], "c_pro");
+    let t3 = task_view(&mut again, "t3").await;
+    assert_eq!(t3["bids"][0]["coach_id"], "c_new");
+    assert_eq!(t3["bids"][0]["score"], score(3000, 425, 12));
+    assert_eq!(
+        t3["bids"][0]["coach"],
+        json!({"display_name": "Coach c_new", "rating": 425, "ratings_count": 4, "completed": 1})
+    );
+    // Everything alice's task topics carried reached her dashboard too.
+    let seen = alice.drain_events().await;
+    assert!(
+        seen.iter().all(|f| f["topic"] == "seeker:alice"),
+        "{seen:?}"
+    );
+    let kinds: Vec<&str> = seen
+        .iter()
+        .map(|f| f["event"]["kind"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "bid.placed",
+        "task.assigned",
+        "payment.held",
+        "task.completed",
+        "payment.released",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    assert!(
+        !kinds.contains(&"task.bid_count"),
+        "feed-only events stay off: {kinds:?}"
+    );
+}
+
+async fn task_view(client: &mut Client, task: &str) -> Value {
+    let topic = format!("task:{task}");
+    client
+        .ok(&topic, json!({"type": "subscribe", "topic": topic}))
+        .await["snapshot"]
+        .clone()
+}
+
+fn quote_tier(q: &Value, tier: &str) -> Value {
+    q["tiers"][tier].clone()
+}
+
+#[tokio::test]
+async fn market_pricing_follows_the_median_of_accepted_bids_in_its_tier_only() {
+    let mut options = options_unlimited(fresh_dir("market-pricing"));
+    options.config.pricing.mode = gavel_engine::market::PricingMode::Market;
+    let server = start_with(options).await;
+    register(&server, "c1", 4.0, 0).await;
+    let mut alice = Client::connect(&server, "alice", Role::Seeker).await;
+    let q = alice.ok("q", json!({"type": "quote"})).await;
+    assert_eq!(q["task_type"], "resume_review_full");
+    for (tier, price) in [("urgent", 3750), ("standard", 2500), ("flexible", 2000)] {
+        let t = quote_tier(&q, tier);
+        assert_eq!(t["market"], Value::Null, "{tier}");
+        assert_eq!(t["suggested_price"], price, "{tier}");
+        assert_eq!(t["price_range"], json!([price, 2 * price]));
+        assert_eq!(t["coaches_available"], 1);
+    }
+    // 25 standard tasks, all posted at the fixed price, then hired at 2500 + 40 i.
+    for i in 0..25 {
+        alice.ok(&format!("p{i}"), post(&format!("m{i}"))).await;
+    }
+    assert_eq!(
+        quote_tier(&alice.ok("q", json!({"type": "quote"})).await, "standard")["open_tasks"],
+        25
+    );
+    let mut coach = Client::connect(&server, "c1", Role::Coach).await;
+    for i in 0..25u64 {
+        let task = format!("m{i}");
+        let placed = coach.ok(&format!("b{i}"), bid(&task, 2500 + 40 * i)).await;
+        alice
+            .ok(
+                &format!("a{i}"),
+                json!({"type": "accept_bid", "task_id": task, "bid_id": placed["bid_id"]}),
+            )
+            .await;
+    }
+    let q = alice.ok("q2", json!({"type": "quote"})).await;
+    // Nearest rank of 25 samples: positions 7, 13 and 19.
+    let standard = quote_tier(&q, "standard");
+    assert_eq!(
+        standard["market"],
+        json!({"samples": 25, "p25": 2740, "median": 2980, "p75": 3220})
+    );
+    assert_eq!(standard["suggested_price"], 2980);
+    assert_eq!(standard["open_tasks"], 0);
+    assert_eq!(quote_tier(&q, "urgent")["market"], Value::Null);
+    // A post sent now gets exactly the quoted price; the other tiers keep the fixed one, and
+    // an explicit base_price keeps §5's price.
+    let posted = alice.ok("n1", post("n1")).await;
+    assert_eq!(posted["suggested_price"], 2980);
+    assert_eq!(posted["price_range"], json!([2980, 5960]));
+    let urgent = alice
+        .ok(
+            "n2",
+            json!({"type": "post_task", "resume_id": "r", "urgency": "urgent"}),
+        )
+        .await;
+    assert_eq!(urgent["suggested_price"], 3750);
+    let explicit = alice
+        .ok("n3", json!({"type": "post_task", "resume_id": "r", "urgency": "standard", "base_price": 2500}))
+        .await;
+    assert_eq!(explicit["suggested_price"], 2500);
+    // Another task type has no market yet.
+    let other = alice
+        .ok("q3", json!({"type": "quote", "task_type": "cover_letter"}))
+        .await;
+    assert_eq!(quote_tier(&other, "standard")["market"], Value::Null);
+    let bad = alice
+        .request("q4", json!({"type": "quote", "base_price": 0}))
+        .await;
+    assert_eq!(
+        (&bad["code"], &bad["field"]),
+        (&json!("VALIDATION_ERROR"), &json!("base_price"))
+    );
+}
