@@ -166,6 +166,52 @@ impl Market {
     }
 }
 
+impl crate::engine::Engine {
+    /// The suggested price a `post_task` of this type and tier sent now would get.
+    pub fn suggested_price(
+        &self,
+        task_type: &str,
+        urgency: Urgency,
+        base_price: Option<Cents>,
+    ) -> Cents {
+        let tier = self.config.tiers.get(urgency);
+        let market = match (self.config.pricing.mode, base_price) {
+            (PricingMode::Market, None) => self.state.market.stats(task_type, urgency),
+            _ => None,
+        };
+        self.config
+            .pricing
+            .suggested_price(tier, base_price, market)
+    }
+
+    /// `quote` (contract §11): each tier's price now, its market and its supply.
+    pub fn quote(&self, c: &gavel_protocol::command::Quote) -> QuoteResult {
+        let task_type = c
+            .task_type
+            .as_deref()
+            .unwrap_or(crate::decide::DEFAULT_TASK_TYPE);
+        let coaches_available = self.state.on_call.available() as u64;
+        let tier = |urgency| {
+            let suggested_price = self.suggested_price(task_type, urgency, c.base_price);
+            TierQuote {
+                suggested_price,
+                price_range: [suggested_price, 2 * suggested_price],
+                market: self.state.market.stats(task_type, urgency),
+                open_tasks: self.state.open_of_type(task_type, urgency),
+                coaches_available,
+            }
+        };
+        QuoteResult {
+            task_type: task_type.to_owned(),
+            tiers: QuoteTiers {
+                urgent: tier(Urgency::Urgent),
+                standard: tier(Urgency::Standard),
+                flexible: tier(Urgency::Flexible),
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,51 +287,5 @@ mod tests {
             fixed.suggested_price(&tier, None, Some(stats(50, 3000))),
             2500
         );
-    }
-}
-
-impl crate::engine::Engine {
-    /// The suggested price a `post_task` of this type and tier sent now would get.
-    pub fn suggested_price(
-        &self,
-        task_type: &str,
-        urgency: Urgency,
-        base_price: Option<Cents>,
-    ) -> Cents {
-        let tier = self.config.tiers.get(urgency);
-        let market = match (self.config.pricing.mode, base_price) {
-            (PricingMode::Market, None) => self.state.market.stats(task_type, urgency),
-            _ => None,
-        };
-        self.config
-            .pricing
-            .suggested_price(tier, base_price, market)
-    }
-
-    /// `quote` (contract §11): each tier's price now, its market and its supply.
-    pub fn quote(&self, c: &gavel_protocol::command::Quote) -> QuoteResult {
-        let task_type = c
-            .task_type
-            .as_deref()
-            .unwrap_or(crate::decide::DEFAULT_TASK_TYPE);
-        let coaches_available = self.state.on_call.available() as u64;
-        let tier = |urgency| {
-            let suggested_price = self.suggested_price(task_type, urgency, c.base_price);
-            TierQuote {
-                suggested_price,
-                price_range: [suggested_price, 2 * suggested_price],
-                market: self.state.market.stats(task_type, urgency),
-                open_tasks: self.state.open_of_type(task_type, urgency),
-                coaches_available,
-            }
-        };
-        QuoteResult {
-            task_type: task_type.to_owned(),
-            tiers: QuoteTiers {
-                urgent: tier(Urgency::Urgent),
-                standard: tier(Urgency::Standard),
-                flexible: tier(Urgency::Flexible),
-            },
-        }
     }
 }
