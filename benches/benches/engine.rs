@@ -1,5 +1,6 @@
 //! Engine benchmarks (issue 3): `place_bid` decide+evolve on a 100,000-task market, firing
-//! deadlines with 1,000,000 pending, and the owner's `TaskView` of a task with 1,000 bids.
+//! deadlines with 1,000,000 pending, the owner's `TaskView` of a task with 1,000 bids, and
+//! `quote` on a market with full windows (issue 11).
 //!
 //! `cargo bench -p gavel-benches --bench engine -- --warm-up-time 1 --measurement-time 3`
 //! (results and targets: docs/benchmarks.md).
@@ -144,5 +145,48 @@ fn task_view_benches(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, place_bid_benches, fire_benches, task_view_benches);
+/// `quote` (contract §11) on the 100,000-task market with a full market window in each tier:
+/// three percentile reads by index and a few counters, whatever the market's size.
+fn quote_benches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("quote");
+    let mut m = market(MARKET_TASKS, MARKET_COACHES);
+    let now = m.now + 1_000;
+    // 600 tasks hired at their first bid: 200 samples per tier (tasks cycle through tiers).
+    for task in 0..600 {
+        let bid = gavel_benches::place_bid(&m, task, task % MARKET_COACHES, 0);
+        let outcome = m.engine.execute(&bid, now);
+        let Ok(gavel_engine::Reply::PlaceBid(placed)) = outcome.reply else {
+            panic!("the bid is placed: {:?}", outcome.reply);
+        };
+        let owner = m.engine.state().tasks[&m.tasks[task]].spec.owner.clone();
+        let accept = gavel_engine::Request {
+            actor: gavel_engine::Actor::new(owner, gavel_protocol::Role::Seeker),
+            request_id: None,
+            command: gavel_engine::Command::AcceptBid(gavel_protocol::command::AcceptBid {
+                task_id: m.tasks[task].clone(),
+                bid_id: placed.bid_id,
+            }),
+        };
+        assert!(m.engine.execute(&accept, now).reply.is_ok());
+    }
+    let quote = gavel_protocol::command::Quote {
+        task_type: None,
+        base_price: None,
+    };
+    let q = m.engine.quote(&quote);
+    assert_eq!(q.tiers.standard.market.map(|s| s.samples), Some(200));
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("three_tiers_100k_tasks", |b| {
+        b.iter(|| m.engine.quote(black_box(&quote)))
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    place_bid_benches,
+    fire_benches,
+    task_view_benches,
+    quote_benches
+);
 criterion_main!(benches);

@@ -41,7 +41,8 @@ async fn put_coach_registers_and_updates_and_checks_its_body() {
     assert_eq!(status, 200, "{view}");
     assert_eq!(
         view,
-        json!({"coach_id": "ana", "display_name": "Ana", "rating_centi": 487, "verified": true,
+        json!({"coach_id": "ana", "display_name": "Ana", "rating_centi": 487, "rating": 487,
+               "ratings_count": 0, "completed": 0, "verified": true,
                "on_call": true, "capacity": 2, "suspended": false, "strikes": 0, "active": 0})
     );
     // A full replacement: absent booleans are false, capacity defaults to 3, 0 = unrated.
@@ -512,7 +513,7 @@ async fn health_readiness_metrics_and_console() {
 }
 
 /// A final task leaves memory once `[retention] final_task_minutes` of engine time have passed:
-/// it then answers as a task that does not exist, and its id stays taken.
+/// it is then served from the archive (`archived: true`, contract §9), and its id stays taken.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finished_task_is_archived_after_its_retention() {
     let mut opts = options(fresh_dir("http-archive"));
@@ -540,23 +541,30 @@ async fn a_finished_task_is_archived_after_its_retention() {
         .await;
     let (status, view) = http(&server, "GET", "/v1/tasks/t_arch", Some(&admin()), None).await;
     assert_eq!((status, view["status"].as_str()), (200, Some("canceled")));
+    assert!(view.get("archived").is_none(), "{view}");
 
     // Archived within a few engine minutes (the engine wakes for it like for any deadline).
-    let mut archived = false;
+    let mut archived = Value::Null;
     for _ in 0..100 {
-        let (status, _) = http(&server, "GET", "/v1/tasks/t_arch", Some(&admin()), None).await;
-        if status == 404 {
-            archived = true;
+        let (status, view) = http(&server, "GET", "/v1/tasks/t_arch", Some(&admin()), None).await;
+        assert_eq!(status, 200, "{view}");
+        if view["archived"] == true {
+            archived = view;
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert!(
-        archived,
+    assert_eq!(
+        archived["status"], "canceled",
         "the canceled task is still in memory after 5 s (50 engine minutes)"
     );
     let reply = sally
         .request("s2", json!({"type": "subscribe", "topic": "task:t_arch"}))
+        .await;
+    assert_eq!(reply["result"]["snapshot"], archived, "{reply}");
+    let mut other = Client::connect(&server, "sam", Role::Seeker).await;
+    let reply = other
+        .request("s3", json!({"type": "subscribe", "topic": "task:t_arch"}))
         .await;
     assert_eq!(reply["code"], "FORBIDDEN", "{reply}");
     let (status, body) = http(&server, "POST", "/v1/tasks", Some(&admin()), Some(post)).await;

@@ -57,9 +57,18 @@ async fn seed_flow_from_post_to_a_released_dispute() {
         let feed = subscribe(&mut c, "f", "feed").await;
         assert_eq!(feed["snapshot"], json!({"tasks": []}));
         let own = subscribe(&mut c, "c", &format!("coach:{name}")).await;
+        let snapshot = &own["snapshot"];
         assert_eq!(
-            own["snapshot"],
-            json!({"coach_id": name, "bids": [], "assignments": []})
+            (
+                &snapshot["coach_id"],
+                &snapshot["bids"],
+                &snapshot["assignments"]
+            ),
+            (&json!(name), &json!([]), &json!([]))
+        );
+        assert_eq!(
+            (&snapshot["ratings_count"], &snapshot["completed"]),
+            (&json!(0), &json!(0))
         );
         c
     }
@@ -116,14 +125,16 @@ async fn seed_flow_from_post_to_a_released_dispute() {
     }
     let bid_of = |name: &str| bid_ids.iter().find(|(n, _)| *n == name).unwrap().1.clone();
     let (ana_bid, ben_bid, cy_bid) = (bid_of("ana"), bid_of("ben"), bid_of("cy"));
-    let expected_bid = |name: &str, amount: u64, eta: u64, score: u64| {
+    // Each bid carries its coach's reputation for the seeker's screen (contract §10).
+    let expected_bid = |name: &str, amount: u64, eta: u64, score: u64, rating: u64| {
         json!({"bid_id": bid_of(name), "task_id": task_id, "coach_id": name, "amount": amount,
-               "eta_hours": eta, "score": score, "status": "pending"})
+               "eta_hours": eta, "score": score, "status": "pending",
+               "coach": {"display_name": name, "rating": rating, "ratings_count": 0, "completed": 0}})
     };
     let mut bid_views = [
-        expected_bid("ana", 6000, 2, 4880),
-        expected_bid("ben", 4321, 1, 7338),
-        expected_bid("cy", 5000, 2, 4833),
+        expected_bid("ana", 6000, 2, 4880, 480),
+        expected_bid("ben", 4321, 1, 7338, 350),
+        expected_bid("cy", 5000, 2, 4833, 0),
     ];
 
     // The seeker's view taken after the bids: ranked best first, with top3.

@@ -2,15 +2,32 @@
 //! times, the snapshot round trip, and every view rendering without panicking.
 
 use gavel_engine::views::{Viewer, feed_task, task_view};
-use gavel_engine::{Engine, EngineConfig, Event, Snapshot};
+use gavel_engine::{ArchivedTask, Engine, EngineConfig, Event, EventKind, Snapshot};
 use gavel_protocol::Seq;
 use proptest::prelude::*;
 
 use crate::cast::{COACHES, user};
 
+/// Replays the journal from empty. On the way, every archived task's row (what the archive
+/// table stores) must be what the replayed task gives, and every event's `owner` (what routes
+/// it to `seeker:<owner>`) the replayed task's owner.
 pub(crate) fn replay(config: &EngineConfig, journal: &[(Seq, Event)]) -> Engine {
     let mut engine = Engine::new(config.clone());
     for (seq, event) in journal {
+        if let EventKind::TasksArchived { task_ids, archived } = &event.kind {
+            let again: Vec<ArchivedTask> = task_ids
+                .iter()
+                .map(|id| ArchivedTask::of(&engine.state().tasks[id]))
+                .collect();
+            assert_eq!(&again, archived, "replay gives the same archive rows");
+        }
+        let owner = match &event.kind {
+            EventKind::TaskOpened { task, .. } => Some(task.owner.clone()),
+            kind => kind
+                .task_id()
+                .map(|id| engine.state().tasks[id].spec.owner.clone()),
+        };
+        assert_eq!(event.owner, owner, "every task event names its owner");
         assert_eq!(engine.evolve(event), *seq, "replay assigns the same seq");
     }
     engine

@@ -23,6 +23,13 @@ pub(crate) fn run(setup: Vec<Op>, steps: Vec<Step>) -> Result<(), TestCaseError>
     // to days) archive some and not others, so archiving meets every other rule.
     let config = EngineConfig {
         archive_after: Some(20 * 60 * 1000),
+        // Market pricing with a small window: posts priced by the median after two samples,
+        // samples leaving the window after five, all rebuilt by replay.
+        pricing: gavel_engine::market::PricingConfig {
+            mode: gavel_engine::market::PricingMode::Market,
+            window: 5,
+            min_samples: 2,
+        },
         ..EngineConfig::default()
     };
     let mut live = Engine::new(config.clone());

@@ -17,6 +17,8 @@
 //! - [`idempotency`] — retries get the original reply and apply nothing.
 //! - [`visibility`] — who may subscribe to what, and what each view shows.
 //! - [`money`] — the escrow adds up on every settlement path.
+//! - [`reputation`] — ratings move the coach (§10) and the next ranking.
+//! - [`pricing`] — `quote` and market pricing (§11).
 //! - [`archiving`] — final tasks leave memory after the retention; their ids stay taken.
 //! - [`simulated_days`] — days of deadlines for thousands of tasks, in well under a second.
 
@@ -33,5 +35,7 @@ mod delivery;
 mod idempotency;
 mod money;
 mod posting;
+mod pricing;
+mod reputation;
 mod simulated_days;
 mod visibility;

@@ -1,0 +1,129 @@
+//! What one `place_bid` and one `accept_verification` cost in the engine, for before/after
+//! comparisons under callgrind (instruction counts are stable on a noisy machine):
+//!
+//! ```text
+//! cargo build --release -p gavel-benches --example op_costs
+//! valgrind --tool=callgrind --toggle-collect='*measured_*' target/release/examples/op_costs
+//! ```
+//! Each measured loop runs `N` operations inside a `measured_*` function; divide its inclusive
+//! instruction count by `N`. Only the engine's public API of every version since the first
+//! release is used (coaches are registered from JSON bodies), so the same file builds against
+//! an older checkout.
+#![allow(clippy::print_stdout)] // a benchmark program reports on stdout
+
+use std::time::Instant;
+
+use gavel_engine::{Actor, Command, Engine, EngineConfig, Request};
+use gavel_protocol::command as wire;
+use gavel_protocol::http::parse_coach_upsert;
+use gavel_protocol::{Role, TaskId, Urgency, UserId};
+
+const COACHES: usize = 1_000;
+const TASKS: usize = 20_000;
+const T0: u64 = 1_764_000_000_000;
+
+fn actor(id: &str, role: Role) -> Actor {
+    Actor::new(UserId::new(id).unwrap(), role)
+}
+
+fn run(engine: &mut Engine, who: &Actor, command: Command, now: u64) {
+    let request = Request {
+        actor: who.clone(),
+        request_id: None,
+        command,
+    };
+    let outcome = engine.execute(&request, now);
+    assert!(outcome.reply.is_ok(), "{:?}", outcome.reply);
+}
+
+fn tid(i: usize) -> TaskId {
+    TaskId::new(format!("t{i}")).unwrap()
+}
+
+fn coach(i: usize) -> Actor {
+    actor(&format!("c{}", i % COACHES), Role::Coach)
+}
+
+#[inline(never)]
+fn measured_place_bid(engine: &mut Engine, now: u64) {
+    for i in 0..TASKS {
+        let bid = wire::PlaceBid {
+            task_id: tid(i),
+            amount: 2600 + (i % 100) as u64,
+            eta_hours: 12,
+        };
+        run(engine, &coach(i), Command::PlaceBid(bid), now);
+    }
+}
+
+#[inline(never)]
+fn measured_accept_verification(engine: &mut Engine, owners: &[Actor], now: u64) {
+    for (i, owner) in owners.iter().enumerate() {
+        let accept = wire::AcceptVerification {
+            task_id: tid(i),
+            rating: 1 + (i % 5) as u8,
+        };
+        run(engine, owner, Command::AcceptVerification(accept), now);
+    }
+}
+
+fn main() {
+    let mut engine = Engine::new(EngineConfig::default());
+    let admin = actor("ops", Role::Admin);
+    for i in 0..COACHES {
+        let body =
+            format!(r#"{{"display_name":"c{i}","rating":4.0,"verified":true,"capacity":1000}}"#);
+        let profile = parse_coach_upsert(body.as_bytes()).unwrap();
+        let coach_id = UserId::new(format!("c{i}")).unwrap();
+        run(
+            &mut engine,
+            &admin,
+            Command::UpsertCoach { coach_id, profile },
+            T0,
+        );
+    }
+    let owners: Vec<Actor> = (0..TASKS)
+        .map(|i| actor(&format!("s{}", i % 5_000), Role::Seeker))
+        .collect();
+    for (i, owner) in owners.iter().enumerate() {
+        let post = wire::PostTask {
+            resume_id: "r".into(),
+            task_type: None,
+            urgency: Urgency::Standard,
+            base_price: None,
+            award: None,
+            task_id: Some(tid(i)),
+            owner: None,
+        };
+        run(&mut engine, owner, Command::PostTask(post), T0);
+    }
+    let now = T0 + 1_000;
+    let started = Instant::now();
+    measured_place_bid(&mut engine, now);
+    let bid = started.elapsed();
+    for (i, owner) in owners.iter().enumerate() {
+        let task = &engine.state().tasks[&tid(i)];
+        let bid_id = task.ranked_bids().next().unwrap().view.bid_id.clone();
+        let accept = wire::AcceptBid {
+            task_id: tid(i),
+            bid_id,
+        };
+        run(&mut engine, owner, Command::AcceptBid(accept), now);
+        let c = coach(i);
+        let start = wire::StartWork { task_id: tid(i) };
+        run(&mut engine, &c, Command::StartWork(start), now);
+        let submit = wire::SubmitVerification {
+            task_id: tid(i),
+            notes: None,
+        };
+        run(&mut engine, &c, Command::SubmitVerification(submit), now);
+    }
+    let started = Instant::now();
+    measured_accept_verification(&mut engine, &owners, now);
+    let accept = started.elapsed();
+    println!(
+        "place_bid: {TASKS} in {bid:?} ({:.0}/s); accept_verification: {TASKS} in {accept:?} ({:.0}/s)",
+        TASKS as f64 / bid.as_secs_f64(),
+        TASKS as f64 / accept.as_secs_f64()
+    );
+}
