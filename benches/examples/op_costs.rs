@@ -37,7 +37,7 @@ fn run(engine: &mut Engine, who: &Actor, command: Command, now: u64) {
 }
 
 fn tid(i: usize) -> TaskId {
-    TaskId::new(format!("t{i}")).unwrap()
+    TaskId::new(&format!("t{i}")).unwrap()
 }
 
 fn coach(i: usize) -> Actor {
@@ -74,7 +74,7 @@ fn main() {
         let body =
             format!(r#"{{"display_name":"c{i}","rating":4.0,"verified":true,"capacity":1000}}"#);
         let profile = parse_coach_upsert(body.as_bytes()).unwrap();
-        let coach_id = UserId::new(format!("c{i}")).unwrap();
+        let coach_id = UserId::new(&format!("c{i}")).unwrap();
         run(
             &mut engine,
             &admin,

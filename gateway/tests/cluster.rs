@@ -40,6 +40,11 @@ async fn a_task_posted_on_one_node_is_bid_on_from_two_others_and_everyone_sees_i
     let mut ana = NodeClient::connect(addr(0), "ana", Role::Coach).await;
     let mut ben = NodeClient::connect(addr(2), "ben", Role::Coach).await;
     let mut seeker = NodeClient::connect(addr(1), "sally", Role::Seeker).await;
+    // Her dashboard on a third node (contract §9): every node's replica routes seeker events.
+    let mut dashboard = NodeClient::connect(addr(2), "sally", Role::Seeker).await;
+    dashboard
+        .ok("d", json!({"type": "subscribe", "topic": "seeker:sally"}))
+        .await;
     let posted = seeker
         .ok(
             "post",
@@ -92,6 +97,29 @@ async fn a_task_posted_on_one_node_is_bid_on_from_two_others_and_everyone_sees_i
         journals.windows(2).all(|w| w[0] == w[1]),
         "every node shows the same journal"
     );
+
+    // The dashboard saw the task through to its assignment; every node lists and quotes it.
+    dashboard
+        .wait_event("seeker:sally", "task.assigned", WAIT)
+        .await;
+    for i in 0..3 {
+        let mut c = NodeClient::connect(addr(i), "sally", Role::Seeker).await;
+        let listed = c.ok("l", json!({"type": "list_tasks"})).await;
+        assert_eq!(
+            listed["tasks"][0]["task_id"],
+            task_id.as_str(),
+            "node {i}: {listed}"
+        );
+        assert_eq!(
+            listed["tasks"][0]["status"], "assigned",
+            "node {i}: {listed}"
+        );
+        let quote = c.ok("q", json!({"type": "quote"})).await;
+        assert_eq!(
+            quote["tiers"]["urgent"]["market"]["samples"], 1,
+            "node {i}: {quote}"
+        );
+    }
 
     // A coach with no bid sees the same feed on every node: the task opened, then closed.
     let mut feeds = Vec::new();

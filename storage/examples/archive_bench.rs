@@ -23,17 +23,20 @@ use gavel_protocol::{Award, BidId, BidStatus, TaskId, TaskStatus, Urgency, UserI
 use gavel_storage::{Store, StoredEvent};
 use sqlx::Connection;
 
+/// The query of the `i`th run of one row of the table.
+type QueryOf<'a> = Box<dyn Fn(usize) -> ListQuery + 'a>;
+
 const SEEKERS: usize = 10_000;
 const COACHES: usize = 1_000;
 const PER_EVENT: usize = 1_000;
 const T0: u64 = 1_764_000_000_000;
 
 fn archived(i: usize) -> ArchivedTask {
-    let task_id = TaskId::new(format!("t_{i}")).unwrap();
-    let coach = UserId::new(format!("c{}", i % COACHES)).unwrap();
+    let task_id = TaskId::new(&format!("t_{i}")).unwrap();
+    let coach = UserId::new(&format!("c{}", i % COACHES)).unwrap();
     let created_at = T0 + i as u64 * 1_000;
     let bid = BidView {
-        bid_id: BidId::new(format!("b_{i}")).unwrap(),
+        bid_id: BidId::new(&format!("b_{i}")).unwrap(),
         task_id: task_id.clone(),
         coach_id: coach.clone(),
         amount: 3000,
@@ -43,10 +46,10 @@ fn archived(i: usize) -> ArchivedTask {
         created_at,
         coach: None,
     };
-    let completed = i % 4 != 0;
+    let completed = !i.is_multiple_of(4);
     let view = TaskView {
         task_id,
-        owner: UserId::new(format!("s{}", i % SEEKERS)).unwrap(),
+        owner: UserId::new(&format!("s{}", i % SEEKERS)).unwrap(),
         resume_id: format!("res_{i}"),
         task_type: "resume_review_full".into(),
         urgency: Urgency::Standard,
@@ -146,21 +149,21 @@ async fn bench(name: &str, store: &Store, tasks: usize, queries: usize) {
     let filled = fill(store, tasks).await;
     println!("\n{name}: {tasks} archived tasks written in {filled:.1?} (through Store::append)");
     println!("| page (20 tasks) | p50 | p99 | max |\n|---|---|---|---|");
-    let seeker = |i: usize| UserId::new(format!("s{}", (i * 7919) % SEEKERS)).unwrap();
-    let coach = |i: usize| UserId::new(format!("c{}", (i * 31) % COACHES)).unwrap();
+    let seeker = |i: usize| UserId::new(&format!("s{}", (i * 7919) % SEEKERS)).unwrap();
+    let coach = |i: usize| UserId::new(&format!("c{}", (i * 31) % COACHES)).unwrap();
     let deep = |i: usize| {
         // Half-way through this seeker's 100 tasks.
         let n = (i * 7919) % SEEKERS + SEEKERS * 50;
         Some((
             T0 + n as u64 * 1_000,
-            TaskId::new(format!("t_{n}")).unwrap(),
+            TaskId::new(&format!("t_{n}")).unwrap(),
         ))
     };
     let middle = Some((
         T0 + (tasks / 2) as u64 * 1_000,
-        TaskId::new(format!("t_{}", tasks / 2)).unwrap(),
+        TaskId::new(&format!("t_{}", tasks / 2)).unwrap(),
     ));
-    let rows: [(&str, Box<dyn Fn(usize) -> ListQuery>); 5] = [
+    let rows: [(&str, QueryOf); 5] = [
         (
             "a seeker's newest",
             Box::new(|i| query(Scope::Owner(seeker(i)), None, None)),
