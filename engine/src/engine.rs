@@ -78,7 +78,7 @@ impl Engine {
             ));
         }
         let mut state = snapshot.state;
-        state.market.window = config.pricing.window;
+        state.market.set_window(config.pricing.window);
         state.rebuild_index();
         Ok(Engine { config, state })
     }

@@ -199,8 +199,24 @@ impl Engine {
             .filter(|(_, t)| q.wants(t.status))
             .filter(|(_, t)| q.also_owner.as_ref().is_none_or(|o| t.spec.owner == *o))
             .take(q.limit + 1)
-            .map(|(key, t)| (key.clone(), task_view(t, viewer)))
+            .map(|(key, t)| {
+                let mut view = task_view(t, viewer);
+                if let Some(coach) = &q.coach_view {
+                    hide_successor(&mut view, coach);
+                }
+                (key.clone(), view)
+            })
             .collect()
+    }
+}
+
+/// A coach listing a task it no longer holds must not learn who took it over, nor for how
+/// much (contract §3, as the live `task:<id>` stream drops it): the assignment and the escrow
+/// are shown only to the coach they concern.
+pub fn hide_successor(view: &mut TaskView, coach: &UserId) {
+    if view.assigned.as_ref().is_some_and(|a| a.coach_id != *coach) || view.assigned.is_none() {
+        view.assigned = None;
+        view.escrow = Default::default();
     }
 }
 

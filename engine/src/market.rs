@@ -90,16 +90,30 @@ pub struct Window {
 
 impl Window {
     fn push(&mut self, amount: Cents, capacity: usize) {
-        while self.arrivals.len() >= capacity.max(1) {
+        self.trim(capacity.max(1) - 1);
+        self.arrivals.push_back(amount);
+        let at = self.sorted.partition_point(|&a| a <= amount);
+        self.sorted.insert(at, amount);
+    }
+
+    /// Takes back the latest sample of `amount`, if the window still holds one.
+    fn take_back(&mut self, amount: Cents) {
+        if let Some(at) = self.arrivals.iter().rposition(|&a| a == amount) {
+            self.arrivals.remove(at);
+            let at = self.sorted.partition_point(|&a| a < amount);
+            self.sorted.remove(at);
+        }
+    }
+
+    /// Drops the oldest samples until at most `keep` remain.
+    fn trim(&mut self, keep: usize) {
+        while self.arrivals.len() > keep {
             let Some(old) = self.arrivals.pop_front() else {
                 break;
             };
             let at = self.sorted.partition_point(|&a| a < old);
             self.sorted.remove(at);
         }
-        self.arrivals.push_back(amount);
-        let at = self.sorted.partition_point(|&a| a <= amount);
-        self.sorted.insert(at, amount);
     }
 
     /// `samples`, p25, median and p75 by nearest rank (the value at 1-based ⌈q × n⌉).
@@ -156,6 +170,24 @@ impl Market {
         }
         let tiers = self.windows.get_mut(task_type).expect("inserted above");
         tiers[tier_index(urgency)].push(amount, capacity);
+    }
+
+    /// Takes back a sample whose award was undone (the payment failed).
+    pub fn unrecord(&mut self, task_type: &str, urgency: Urgency, amount: Cents) {
+        if let Some(tiers) = self.windows.get_mut(task_type) {
+            tiers[tier_index(urgency)].take_back(amount);
+        }
+    }
+
+    /// Sets the window size (from the configuration), dropping the oldest samples of any
+    /// window now over it.
+    pub fn set_window(&mut self, window: u32) {
+        self.window = window;
+        for tiers in self.windows.values_mut() {
+            for w in tiers.iter_mut() {
+                w.trim(window.max(1) as usize);
+            }
+        }
     }
 
     /// The statistics of one task type and tier (`None`: no sample yet).
@@ -241,6 +273,31 @@ mod tests {
         assert_eq!(w.stats().unwrap().samples, 3);
         w.push(100, 3);
         assert_eq!(w.sorted, vec![2, 3, 100]);
+    }
+
+    #[test]
+    fn a_sample_taken_back_and_a_smaller_window_keep_the_rest_in_order() {
+        let mut m = Market::default();
+        for a in [10, 20, 30, 20] {
+            m.record("x", Urgency::Urgent, a);
+        }
+        m.unrecord("x", Urgency::Urgent, 20);
+        m.unrecord("x", Urgency::Urgent, 99);
+        let w = &m.windows["x"][0];
+        assert_eq!(
+            (
+                w.arrivals.iter().copied().collect::<Vec<_>>(),
+                w.sorted.clone()
+            ),
+            (vec![10, 20, 30], vec![10, 20, 30])
+        );
+        m.set_window(2);
+        let w = &m.windows["x"][0];
+        assert_eq!(w.sorted, vec![20, 30]);
+        m.set_window(1);
+        m.record("x", Urgency::Urgent, 5);
+        assert_eq!(m.windows["x"][0].sorted, vec![5]);
+        assert_eq!(m.stats("x", Urgency::Standard), None);
     }
 
     #[test]

@@ -105,7 +105,8 @@ pub struct Task {
     pub revisions: u32,
     /// The task's one live deadline, if any.
     pub deadline: Option<Deadline>,
-    /// Every coach the task was ever assigned, in order (each once).
+    /// Every coach the task was ever assigned, each once, ordered by its latest assignment
+    /// (the last is the task's last assigned coach).
     #[serde(default)]
     pub coaches_ever: Vec<UserId>,
 }
@@ -429,9 +430,16 @@ impl State {
                     self.market
                         .record(&task.spec.task_type, task.spec.urgency, *amount);
                 }
-                if !task.coaches_ever.contains(coach_id) {
-                    task.coaches_ever.push(coach_id.clone());
-                    self.listing.add_coach(task, coach_id);
+                // Each coach once, the latest assignee last (it may see the archived task).
+                match task.coaches_ever.iter().position(|c| c == coach_id) {
+                    Some(at) => {
+                        let again = task.coaches_ever.remove(at);
+                        task.coaches_ever.push(again);
+                    }
+                    None => {
+                        task.coaches_ever.push(coach_id.clone());
+                        self.listing.add_coach(task, coach_id);
+                    }
                 }
                 if let Some(coach) = self.coaches.get_mut(coach_id) {
                     coach.assignments.insert(task_id.clone());
@@ -534,6 +542,16 @@ impl State {
                 }
             }
             PaymentFailed { task_id, amount } => {
+                // An award whose payment never happened is no market price either.
+                let task = &self.tasks[task_id];
+                if let Some(a) = task
+                    .assigned
+                    .as_ref()
+                    .filter(|a| a.bid_id.is_some() && !a.on_call)
+                {
+                    self.market
+                        .unrecord(&task.spec.task_type, task.spec.urgency, a.amount);
+                }
                 // The hold never happened: reverse it rather than count a refund.
                 self.task_mut(task_id).escrow.held -= amount;
                 self.release_coach(task_id);
@@ -655,8 +673,18 @@ impl State {
     pub fn rebuild_index(&mut self) {
         self.rebuild_timers();
         self.on_call = OnCallPool::default();
-        for coach in self.coaches.values() {
+        for coach in self.coaches.values_mut() {
+            // Snapshots from before contract §10 lack `rating` (it mirrors `rating_centi`).
+            coach.profile.rating = coach.profile.rating_centi;
             self.on_call.update(coach);
+        }
+        for task in self.tasks.values_mut() {
+            // ...and `coaches_ever`: at least the coach holding the task.
+            if task.coaches_ever.is_empty()
+                && let Some(coach) = task.coach()
+            {
+                task.coaches_ever.push(coach.clone());
+            }
         }
         self.listing = Listing::rebuild(self.tasks.values());
         self.open_by_type = OpenByType::default();

@@ -7,7 +7,7 @@
 //! journal. [`Store::archive_rebuild`] recomputes every row from the journal.
 
 use gavel_engine::archive::ArchivedCoach;
-use gavel_engine::listing::{ListKey, ListQuery, Scope};
+use gavel_engine::listing::{ListKey, ListQuery, Scope, hide_successor};
 use gavel_engine::{ArchivedTask, Engine, EngineConfig, Event, EventKind};
 use gavel_protocol::views::{BidView, TaskView};
 use gavel_protocol::{Seq, TaskId, UserId};
@@ -289,13 +289,14 @@ fn listed(
     bid: Option<&str>,
 ) -> Result<(ListKey, TaskView), StorageError> {
     let mut view: TaskView = serde_json::from_str(view).map_err(|e| corrupt(task_id, e))?;
-    if q.coach_view.is_some() {
+    if let Some(coach) = &q.coach_view {
         let bid: Option<BidView> = bid
             .map(serde_json::from_str)
             .transpose()
             .map_err(|e| corrupt(task_id, e))?;
         view.bids = bid.into_iter().collect();
         view.top3.clear();
+        hide_successor(&mut view, coach);
     }
     let id = TaskId::new(task_id).map_err(|e| corrupt(task_id, e))?;
     Ok(((created_at as u64, id), view))

@@ -17,6 +17,7 @@
 //! - [`idempotency`] — retries get the original reply and apply nothing.
 //! - [`visibility`] — who may subscribe to what, and what each view shows.
 //! - [`money`] — the escrow adds up on every settlement path.
+//! - [`listing`] — a coach's and a seeker's tasks (§9).
 //! - [`reputation`] — ratings move the coach (§10) and the next ranking.
 //! - [`pricing`] — `quote` and market pricing (§11).
 //! - [`archiving`] — final tasks leave memory after the retention; their ids stay taken.
@@ -33,6 +34,7 @@ mod cancel;
 mod deadlines;
 mod delivery;
 mod idempotency;
+mod listing;
 mod money;
 mod posting;
 mod pricing;

@@ -18,6 +18,7 @@ use tracing::Instrument;
 use crate::app::AppState;
 use crate::durability::replies::{error_frame, ok_empty_frame, ok_value_frame};
 use crate::fanout::outbox::{ConnHandle, Outbox, connection};
+use crate::ingress::rate_limit::UserRateLimiter;
 use crate::sequencer::engine_task::unavailable;
 use crate::sequencer::messages::{EngineMsg, ReplyTo, SubscribeRequest};
 
@@ -192,16 +193,16 @@ impl Session {
     }
 
     /// Handles one text frame; returns a close code when the connection must close.
-    /// Subscribes and reads (`list_tasks`, `quote`) share one per-user limit
-    /// (`[limits] subscribes_per_minute`); over it the client is told when to retry.
-    fn read_allowed(&self, id: Option<RequestId>) -> bool {
-        let Err(wait_ms) = self.state.subscribe_limiter.check(&self.actor.user) else {
+    /// Checks one of the per-user limits (`[limits] subscribes_per_minute` for subscribes,
+    /// `commands_per_minute` for commands and reads); over it the client is told when to retry.
+    fn allowed(&self, limiter: &UserRateLimiter, what: &str, id: Option<RequestId>) -> bool {
+        let Err(wait_ms) = limiter.check(&self.actor.user) else {
             return true;
         };
         self.state.metrics.rate_limited.inc();
         let rejection = Rejection {
             code: ErrorCode::RateLimited,
-            message: "too many subscribes and reads; slow down".into(),
+            message: format!("too many {what}; slow down"),
             field: None,
         };
         self.handle.send(error_frame(id, &rejection, Some(wait_ms)));
@@ -236,7 +237,7 @@ impl Session {
                 }
             }
             WireCommand::Subscribe(s) => {
-                if !self.read_allowed(id.clone()) {
+                if !self.allowed(&self.state.subscribe_limiter, "subscribes", id.clone()) {
                     return None;
                 }
                 let request = SubscribeRequest {
@@ -260,8 +261,10 @@ impl Session {
                     busy(&self.handle, id);
                 }
             }
+            // Reads count as commands (contract §1 exempts only subscriptions and pings); they
+            // are served by the node they reach, so its own limiter counts them.
             WireCommand::ListTasks(command) => {
-                if !self.read_allowed(id.clone()) {
+                if !self.allowed(&self.state.rate_limiter, "commands", id.clone()) {
                     return None;
                 }
                 let msg = EngineMsg::ListTasks {
@@ -275,7 +278,7 @@ impl Session {
                 }
             }
             WireCommand::Quote(quote) => {
-                if !self.read_allowed(id.clone()) {
+                if !self.allowed(&self.state.rate_limiter, "commands", id.clone()) {
                     return None;
                 }
                 let conn = self.handle.clone();

@@ -1,8 +1,10 @@
 -- The task archive (contract §9): the final view of every task that has left the engine's
 -- memory, written by the journal writer in the same transaction as the `tasks_archived` event
 -- that carries it. `gavel archive rebuild` recomputes it from the journal.
+-- task_id compares byte-wise (COLLATE "C"), as the engine orders ids: a page boundary between
+-- two tasks of the same millisecond falls where the engine's cursor says.
 CREATE TABLE archive (
-    task_id      TEXT    PRIMARY KEY,
+    task_id      TEXT COLLATE "C" PRIMARY KEY,
     owner        TEXT    NOT NULL,
     created_at   BIGINT NOT NULL,
     status       TEXT    NOT NULL,
@@ -19,7 +21,7 @@ CREATE INDEX archive_by_created ON archive (created_at, task_id);
 CREATE TABLE archive_coaches (
     coach_id   TEXT    NOT NULL,
     created_at BIGINT NOT NULL,
-    task_id    TEXT    NOT NULL,
+    task_id    TEXT COLLATE "C" NOT NULL,
     position   BIGINT NOT NULL,
     bid        TEXT,
     PRIMARY KEY (coach_id, created_at, task_id)
