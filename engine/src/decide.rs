@@ -38,8 +38,18 @@ pub fn split_payment(amount: Cents) -> (Cents, Cents) {
     (coach, amount - coach)
 }
 
-fn decided(events: Vec<EventKind>, reply: Reply) -> Result<Decision, Rejection> {
-    Ok(Decision { events, reply })
+/// A decision about the task `owner` owns (`None`: about no task), so that executing it
+/// needs no second lookup of the task's owner.
+fn decided(
+    owner: Option<&UserId>,
+    events: Vec<EventKind>,
+    reply: Reply,
+) -> Result<Decision, Rejection> {
+    Ok(Decision {
+        events,
+        reply,
+        owner: owner.cloned(),
+    })
 }
 
 fn empty() -> Reply {
@@ -63,6 +73,7 @@ impl Engine {
                     "start_work needs an assigned task",
                 )?;
                 decided(
+                    Some(&task.spec.owner),
                     vec![EventKind::TaskStarted {
                         task_id: c.task_id.clone(),
                         coach_id: actor.user.clone(),
@@ -82,7 +93,7 @@ impl Engine {
                     coach_id: actor.user.clone(),
                     notes: c.notes.clone(),
                 };
-                decided(vec![kind], empty())
+                decided(Some(&task.spec.owner), vec![kind], empty())
             }
             Command::AcceptVerification(c) => self.accept_verification(c, actor),
             Command::RequestChanges(c) => self.request_changes(c, actor),
@@ -179,13 +190,14 @@ impl Engine {
             price_range: spec.price_range,
             bidding_closes_at,
         });
+        let posted_by = spec.owner.clone();
         let opened = EventKind::TaskOpened {
             task: Box::new(spec),
             bidding_closes_at,
             bid_count: 0,
             reopened: false,
         };
-        decided(vec![opened], reply)
+        decided(Some(&posted_by), vec![opened], reply)
     }
 
     fn place_bid(
@@ -257,7 +269,11 @@ impl Engine {
             let reply = Reply::PlaceBid(PlaceBidResult {
                 bid_id: bid_id.clone(),
             });
-            return decided(vec![EventKind::BidUpdated { bid }], reply);
+            return decided(
+                Some(&task.spec.owner),
+                vec![EventKind::BidUpdated { bid }],
+                reply,
+            );
         }
         let bid_id = ids::bid_id(self.state.next_bid_no);
         let bid = BidView {
@@ -276,6 +292,7 @@ impl Engine {
             bid_count: task.bid_count() + 1,
         };
         decided(
+            Some(&task.spec.owner),
             vec![EventKind::BidPlaced { bid }, count],
             Reply::PlaceBid(PlaceBidResult { bid_id }),
         )
@@ -306,7 +323,7 @@ impl Engine {
                 bid_count: task.bid_count() - 1,
             },
         ];
-        decided(events, empty())
+        decided(Some(&task.spec.owner), events, empty())
     }
 
     fn accept_bid(
@@ -334,7 +351,7 @@ impl Engine {
             )));
         }
         let (events, result) = award(task, bid, now);
-        decided(events, Reply::AcceptBid(result))
+        decided(Some(&task.spec.owner), events, Reply::AcceptBid(result))
     }
 
     fn accept_verification(
@@ -369,6 +386,7 @@ impl Engine {
             },
         ];
         decided(
+            Some(&task.spec.owner),
             events,
             Reply::AcceptVerification(AcceptVerificationResult {
                 coach_amount,
@@ -402,6 +420,7 @@ impl Engine {
             });
         }
         decided(
+            Some(&task.spec.owner),
             events,
             Reply::RequestChanges(RequestChangesResult { revisions }),
         )
@@ -445,7 +464,11 @@ impl Engine {
                 status: TaskStatus::Canceled,
             });
         }
-        decided(events, Reply::CancelTask(CancelTaskResult { refunded }))
+        decided(
+            Some(&task.spec.owner),
+            events,
+            Reply::CancelTask(CancelTaskResult { refunded }),
+        )
     }
 
     fn resolve_dispute(
@@ -488,7 +511,7 @@ impl Engine {
                 amount: task.held_now(),
             }],
         };
-        decided(events, empty())
+        decided(Some(&task.spec.owner), events, empty())
     }
 
     fn send_message(&self, c: &wire::SendMessage, actor: &Actor) -> Result<Decision, Rejection> {
@@ -512,7 +535,7 @@ impl Engine {
             coach_id: task.coach().cloned(),
             text: c.text.clone(),
         };
-        decided(vec![kind], empty())
+        decided(Some(&task.spec.owner), vec![kind], empty())
     }
 
     fn upsert_coach(
@@ -533,7 +556,7 @@ impl Engine {
         };
         let coach = CoachView {
             coach_id: coach_id.clone(),
-            display_name: p.display_name.clone(),
+            display_name: p.display_name.as_str().into(),
             rating_centi: p.rating_centi(),
             rating: p.rating_centi(),
             ratings_count: p.ratings_count,
@@ -546,6 +569,7 @@ impl Engine {
             active: existing.map_or(0, |c| c.assignments.len() as u32),
         };
         decided(
+            None,
             vec![EventKind::CoachUpserted {
                 coach: coach.clone(),
             }],
@@ -577,7 +601,7 @@ impl Engine {
         // The accepted bid, also when an on-call coach has since taken the task over.
         events.extend(void_award(task));
         events.push(self.reopen(task, now));
-        decided(events, empty())
+        decided(Some(&task.spec.owner), events, empty())
     }
 }
 

@@ -2,7 +2,7 @@
 //! goes through — fire due deadlines, answer retries from the idempotency table, decide,
 //! evolve.
 
-use gavel_protocol::{Millis, Seq, TaskId};
+use gavel_protocol::{Millis, Seq, TaskId, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::archive::ArchivedTask;
@@ -34,6 +34,8 @@ pub const ARCHIVE_BATCH: usize = 1024;
 pub struct Decision {
     pub events: Vec<EventKind>,
     pub reply: Reply,
+    /// The owner of the task the events concern (`None`: they concern no task).
+    pub owner: Option<UserId>,
 }
 
 /// The result of [`Engine::execute`]: every event applied (deadline events first, then the
@@ -138,11 +140,12 @@ impl Engine {
                 !kinds.is_empty(),
                 "every deadline produces an event that consumes it"
             );
+            let owner = self.owner_of(&kinds);
             for kind in kinds {
                 let event = Event {
                     at,
                     origin: None,
-                    owner: self.owner_of(&kind),
+                    owner: kind.task_id().and(owner.clone()),
                     kind,
                 };
                 let seq = self.evolve(&event);
@@ -166,14 +169,21 @@ impl Engine {
         applied
     }
 
-    /// The owner of the task `kind` concerns (looked up before the event is applied).
-    fn owner_of(&self, kind: &EventKind) -> Option<gavel_protocol::UserId> {
+    /// The owner of the task a decision's events concern (looked up before they are applied).
+    /// Every decision — a command's, a deadline's — is about one task, so one lookup serves
+    /// all its events.
+    fn owner_of(&self, kinds: &[EventKind]) -> Option<UserId> {
+        let kind = kinds.iter().find(|k| k.task_id().is_some())?;
+        debug_assert!(
+            kinds
+                .iter()
+                .filter_map(EventKind::task_id)
+                .all(|id| Some(id) == kind.task_id()),
+            "a decision's events concern one task"
+        );
         match kind {
             EventKind::TaskOpened { task, .. } => Some(task.owner.clone()),
-            other => {
-                let id = other.task_id()?;
-                self.state.tasks.get(id).map(|t| t.spec.owner.clone())
-            }
+            other => Some(self.state.tasks.get(other.task_id()?)?.spec.owner.clone()),
         }
     }
 
@@ -214,6 +224,8 @@ impl Engine {
             }
         };
         let count = decision.events.len();
+        debug_assert_eq!(decision.owner, self.owner_of(&decision.events));
+        let owner = decision.owner;
         for (i, kind) in decision.events.into_iter().enumerate() {
             let origin = request
                 .request_id
@@ -227,7 +239,7 @@ impl Engine {
             let event = Event {
                 at: now,
                 origin,
-                owner: self.owner_of(&kind),
+                owner: kind.task_id().and(owner.clone()),
                 kind,
             };
             let seq = self.evolve(&event);

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 
 use gavel_protocol::UserId;
 
-use crate::state::{Coach, IdMap};
+use crate::state::Coach;
 
 /// The pool's order: active tasks, then rating (highest first), then id.
 type Key = (usize, Reverse<u16>, UserId);
@@ -22,12 +22,27 @@ type Key = (usize, Reverse<u16>, UserId);
 #[derive(Debug, Clone, Default)]
 pub struct OnCallPool {
     order: BTreeSet<Key>,
-    /// Each pooled coach's key in `order`.
-    keys: IdMap<UserId, Key>,
     /// Coaches in good standing below their capacity, on call or not (`quote`'s
     /// `coaches_available`, contract §11).
-    available: IdMap<UserId, ()>,
+    available: usize,
 }
+
+/// Where the pool has filed one coach (kept on the coach, so re-filing needs no lookup): its
+/// key in the on-call order (when eligible), and whether it is counted available.
+#[derive(Debug, Clone, Default)]
+pub struct Filed {
+    key: Option<Key>,
+    available: bool,
+}
+
+/// Derived data takes no part in comparing states (`check_invariants` checks it instead).
+impl PartialEq for Filed {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Filed {}
 
 /// Derived data takes no part in comparing states (see [`crate::timers::Timers`]).
 impl PartialEq for OnCallPool {
@@ -44,25 +59,41 @@ impl OnCallPool {
             && (coach.assignments.len() as u32) < coach.profile.capacity
     }
 
-    /// Re-files `coach` after its profile or assignments changed.
-    pub fn update(&mut self, coach: &Coach) {
-        let id = &coach.profile.coach_id;
-        if coach.in_good_standing() && (coach.assignments.len() as u32) < coach.profile.capacity {
-            self.available.insert(id.clone(), ());
-        } else {
-            self.available.remove(id);
-        }
-        if let Some(old) = self.keys.remove(id) {
-            self.order.remove(&old);
-        }
-        if Self::eligible(coach) {
-            let key = (
+    /// Whether `coach` counts as available: in good standing and below its capacity.
+    pub fn available_now(coach: &Coach) -> bool {
+        coach.in_good_standing() && (coach.assignments.len() as u32) < coach.profile.capacity
+    }
+
+    /// Re-files `coach` after its profile or assignments changed (the order is touched only
+    /// when the coach's place in it changed).
+    pub fn update(&mut self, coach: &mut Coach) {
+        let key = Self::eligible(coach).then(|| {
+            (
                 coach.assignments.len(),
                 Reverse(coach.profile.rating_centi),
-                id.clone(),
-            );
-            self.order.insert(key.clone());
-            self.keys.insert(id.clone(), key);
+                coach.profile.coach_id.clone(),
+            )
+        });
+        let available = Self::available_now(coach);
+        let filed = &mut coach.filed;
+        // The id is the coach's own: compare the rest of the key only.
+        let rank = |k: &Option<Key>| k.as_ref().map(|(active, rating, _)| (*active, *rating));
+        if rank(&filed.key) != rank(&key) {
+            if let Some(old) = filed.key.take() {
+                self.order.remove(&old);
+            }
+            if let Some(new) = &key {
+                self.order.insert(new.clone());
+            }
+            filed.key = key;
+        }
+        if filed.available != available {
+            filed.available = available;
+            if available {
+                self.available += 1;
+            } else {
+                self.available -= 1;
+            }
         }
     }
 
@@ -81,7 +112,7 @@ impl OnCallPool {
 
     /// Coaches in good standing below their capacity, on call or not.
     pub fn available(&self) -> usize {
-        self.available.len()
+        self.available
     }
 
     pub fn len(&self) -> usize {

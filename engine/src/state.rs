@@ -200,6 +200,9 @@ pub struct Coach {
     pub assignments: BTreeSet<TaskId>,
     /// The coach's pending bids.
     pub live_bids: BTreeSet<BidId>,
+    /// Where the on-call pool has filed the coach (derived; kept by [`OnCallPool::update`]).
+    #[serde(skip)]
+    pub filed: crate::on_call::Filed,
 }
 
 impl Coach {
@@ -467,15 +470,10 @@ impl State {
             }
             TaskDisputed { task_id } => self.set_status(task_id, TaskStatus::Disputed),
             TaskCompleted {
-                task_id,
-                coach_id,
-                rating,
-                ..
+                task_id, rating, ..
             } => {
-                if let Some(coach) = self.coaches.get_mut(coach_id) {
-                    coach.record_completion(*rating);
-                }
-                self.release_coach(task_id);
+                // The assigned coach (the event's `coach_id`) is released and credited.
+                self.release_coach_with(task_id, |coach| coach.record_completion(*rating));
                 self.set_status(task_id, TaskStatus::Completed);
                 self.set_deadline(task_id, None);
             }
@@ -567,6 +565,7 @@ impl State {
                         profile: coach.clone(),
                         assignments: BTreeSet::new(),
                         live_bids: BTreeSet::new(),
+                        filed: Default::default(),
                     });
                 entry.profile = CoachView {
                     active: 0,
@@ -627,9 +626,15 @@ impl State {
 
     /// The assigned coach no longer holds the task.
     fn release_coach(&mut self, task_id: &TaskId) {
-        if let Some(coach_id) = self.tasks[task_id].coach().cloned()
-            && let Some(coach) = self.coaches.get_mut(&coach_id)
+        self.release_coach_with(task_id, |_| {});
+    }
+
+    /// [`State::release_coach`], changing the coach on the way (one lookup of each).
+    fn release_coach_with(&mut self, task_id: &TaskId, change: impl FnOnce(&mut Coach)) {
+        if let Some(coach_id) = self.tasks[task_id].coach()
+            && let Some(coach) = self.coaches.get_mut(coach_id)
         {
+            change(coach);
             coach.assignments.remove(task_id);
             self.on_call.update(coach);
         }
@@ -674,6 +679,7 @@ impl State {
         self.rebuild_timers();
         self.on_call = OnCallPool::default();
         for coach in self.coaches.values_mut() {
+            coach.filed = Default::default();
             // Snapshots from before contract §10 lack `rating` (it mirrors `rating_centi`).
             coach.profile.rating = coach.profile.rating_centi;
             self.on_call.update(coach);

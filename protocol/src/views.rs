@@ -37,7 +37,8 @@ pub struct BidView {
 /// What a seeker sees of the coach behind a bid: "★4.80, 127 verifications".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct BidCoach {
-    pub display_name: String,
+    /// Shared with the coach's profile: a bid carries it without a copy.
+    pub display_name: std::sync::Arc<str>,
     /// In hundredths (0–500; 0 = unrated).
     pub rating: u16,
     pub ratings_count: u32,
@@ -251,7 +252,8 @@ pub struct Empty {}
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CoachView {
     pub coach_id: UserId,
-    pub display_name: String,
+    /// Shared (not copied) by every bid's [`BidCoach`] summary.
+    pub display_name: std::sync::Arc<str>,
     /// Rating in hundredths (0–500; 0 = unrated); the same as `rating`.
     pub rating_centi: u16,
     /// Rating in hundredths (0–500; 0 = unrated), as the ranking uses it (contract §10).

@@ -80,7 +80,7 @@ fn the_next_ranking_uses_the_new_rating_and_bids_show_the_coach() {
         .expect("the owner's view shows the coach");
     assert_eq!(
         (
-            summary.display_name.as_str(),
+            &*summary.display_name,
             summary.rating,
             summary.ratings_count,
             summary.completed
