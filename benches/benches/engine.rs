@@ -62,7 +62,11 @@ fn place_bid_benches(c: &mut Criterion) {
             measured
         })
     });
-    assert!(!engine.state().bid_tasks.is_empty(), "bids were placed");
+    // (When a filter skipped the benchmark, nothing was placed.)
+    assert!(
+        cycle.i == 0 || !engine.state().bid_tasks.is_empty(),
+        "bids were placed"
+    );
     drop(engine);
 
     // Updates: two coaches have bid on every task; each command replaces one of those bids.

@@ -226,7 +226,7 @@ fn list_sql(q: &ListQuery, max_seq: Seq) -> (String, Vec<Bind>) {
         ),
     };
     sql.push_str(" AND a.archived_seq <= ?");
-    binds.push(Bind::Int(max_seq as i64));
+    binds.push(Bind::Int(max_seq.min(i64::MAX as u64) as i64));
     if let Some(owner) = &q.also_owner {
         sql.push_str(" AND a.owner = ?");
         binds.push(Bind::Text(owner.to_string()));
