@@ -100,6 +100,23 @@ pub struct AppState {
     pub shutting_down: watch::Receiver<bool>,
 }
 
+/// A journal written before the task archive existed has archived tasks but no archive rows:
+/// they are rebuilt from the journal once, before serving (what `gavel archive rebuild`
+/// does). Followers leave it to the leader.
+async fn backfill_archive(store: &Store, engine: &gavel_engine::Engine) -> anyhow::Result<()> {
+    if engine.state().archived_ids.is_empty() || store.archive_count().await? > 0 {
+        return Ok(());
+    }
+    tracing::warn!(
+        archived = engine.state().archived_ids.len(),
+        "the journal has archived tasks but the archive is empty (a journal from before it): \
+         rebuilding the archive from the journal"
+    );
+    let rows = store.archive_rebuild().await?;
+    tracing::info!(rows, "archive rebuilt");
+    Ok(())
+}
+
 /// A running server.
 #[derive(Debug)]
 pub struct Server {
@@ -135,6 +152,9 @@ impl Server {
             took_ms = report.took.as_millis() as u64,
             "recovered"
         );
+        if !matches!(role, Some(NodeRole::Follower)) {
+            backfill_archive(&store, &engine).await?;
+        }
         let task_meta: Vec<(gavel_protocol::TaskId, FeedMeta)> = engine
             .state()
             .tasks

@@ -296,3 +296,86 @@ async fn archived_tasks_stay_readable_on_postgres() {
     archived_tasks_stay_readable(o).await;
     drop_postgres(&url).await;
 }
+
+/// A journal written before the archive existed (its `tasks_archived` events carry no rows)
+/// gets its archive rebuilt when the server starts: the old task is served as archived.
+#[tokio::test]
+async fn a_journal_from_before_the_archive_is_backfilled_at_start() {
+    use gavel_engine::{Actor, Command, Engine, EngineConfig, EventKind, Request};
+    use gavel_protocol::command::{CancelTask, PostTask};
+    use gavel_protocol::{TaskId, Urgency, UserId};
+
+    let dir = fresh_dir("archive-legacy");
+    let store = gavel_storage::Store::open_sqlite(&dir).await.unwrap();
+    let mut engine = Engine::new(EngineConfig {
+        archive_after: Some(60_000),
+        ..EngineConfig::default()
+    });
+    let alice = Actor::new(UserId::new("alice").unwrap(), Role::Seeker);
+    let now = now_secs() * 1000;
+    let run = |engine: &mut Engine, command| {
+        let request = Request {
+            actor: alice.clone(),
+            request_id: None,
+            command,
+        };
+        let outcome = engine.execute(&request, now);
+        assert!(outcome.reply.is_ok(), "{:?}", outcome.reply);
+        outcome.events
+    };
+    let mut events = run(
+        &mut engine,
+        Command::PostTask(PostTask {
+            resume_id: "r".into(),
+            task_type: None,
+            urgency: Urgency::Flexible,
+            base_price: None,
+            award: None,
+            task_id: Some(TaskId::new("old").unwrap()),
+            owner: None,
+        }),
+    );
+    events.extend(run(
+        &mut engine,
+        Command::CancelTask(CancelTask {
+            task_id: TaskId::new("old").unwrap(),
+            reason: None,
+        }),
+    ));
+    events.extend(engine.fire(now + 120_000));
+    let mut legacy = 0;
+    for (_, event) in &mut events {
+        if let EventKind::TasksArchived { archived, .. } = &mut event.kind {
+            archived.clear();
+            legacy += 1;
+        }
+    }
+    assert_eq!(legacy, 1, "the task was archived");
+    let rows: Vec<_> = events
+        .iter()
+        .map(|(seq, e)| gavel_storage::StoredEvent::encode(*seq, e))
+        .collect();
+    store.append(&rows).await.unwrap();
+    assert_eq!(store.archive_count().await.unwrap(), 0);
+    drop(store);
+
+    let server = start_with(archiving(options(dir))).await;
+    let (status, view) = http(
+        &server,
+        "GET",
+        "/v1/tasks/old",
+        Some(&token("ops", Role::Admin)),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, &view["archived"], &view["status"]),
+        (200, &json!(true), &json!("canceled")),
+        "{view}"
+    );
+    let mut owner = Client::connect(&server, "alice", Role::Seeker).await;
+    let listed = list_all(&mut owner, json!({}), 20).await;
+    assert_eq!(ids(&listed), ["old"]);
+    drop(owner);
+    server.shutdown().await;
+}

@@ -11,12 +11,13 @@ use std::sync::Arc;
 use gavel_engine::listing::{ListKey, ListQuery, merge_pages};
 use gavel_engine::{Actor, Rejection};
 use gavel_protocol::views::{Snapshot, SubscribeResult, TaskView};
-use gavel_protocol::{RequestId, Role, Seq, TaskId, Topic};
+use gavel_protocol::{ErrorCode, RequestId, Role, Seq, TaskId, Topic};
 use gavel_storage::Store;
 use tokio::sync::Semaphore;
 
 use crate::durability::replies::{error_frame, ok_value_frame};
 use crate::fanout::outbox::ConnHandle;
+use crate::metrics::Metrics;
 use crate::sequencer::engine_task::unavailable;
 
 /// One archive read, decided by the engine task at position `after`.
@@ -49,31 +50,49 @@ impl ArchiveReply {
     }
 }
 
-/// Serves one read against the archive (`reads` bounds how many run at once).
-pub async fn serve(
-    store: Store,
-    epoch: String,
-    reads: Arc<Semaphore>,
-    after: Seq,
-    read: ArchiveRead,
-    to: ArchiveReply,
-) {
+/// What an archive read needs besides the read itself.
+#[derive(Debug, Clone)]
+pub struct ArchiveReader {
+    pub store: Store,
+    pub epoch: String,
+    /// Bounds how many archive reads run at once (shared with the journal's catch-up reads).
+    pub reads: Arc<Semaphore>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Serves one read against the archive. `list_tasks` is counted in
+/// `gavel_commands_total{type="list_tasks"}` like every command.
+pub async fn serve(reader: ArchiveReader, after: Seq, read: ArchiveRead, to: ArchiveReply) {
+    let ArchiveReader {
+        store,
+        epoch,
+        reads,
+        metrics,
+    } = reader;
     let Ok(_permit) = reads.acquire().await else {
         return;
     };
     match read {
-        ArchiveRead::ListTasks { query, live } => match store.list_archived(&query, after).await {
-            Ok(archived) => {
-                if let Some(id) = to.id {
-                    let page = merge_pages(live, archived, query.limit);
-                    to.conn.send(ok_value_frame(id, &page));
+        ArchiveRead::ListTasks { query, live } => {
+            let outcome = match store.list_archived(&query, after).await {
+                Ok(archived) => {
+                    if let Some(id) = to.id {
+                        let page = merge_pages(live, archived, query.limit);
+                        to.conn.send(ok_value_frame(id, &page));
+                    }
+                    "ok"
                 }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "list_tasks: the archive could not be read");
-                to.refuse(&unavailable("the archive is unavailable; retry"));
-            }
-        },
+                Err(e) => {
+                    tracing::warn!(error = %e, "list_tasks: the archive could not be read");
+                    to.refuse(&unavailable("the archive is unavailable; retry"));
+                    ErrorCode::Unavailable.as_str()
+                }
+            };
+            metrics
+                .commands
+                .with_label_values(&["list_tasks", outcome])
+                .inc();
+        }
         ArchiveRead::Task {
             actor,
             task_id,

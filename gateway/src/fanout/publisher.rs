@@ -290,14 +290,13 @@ impl Publisher {
             }
             Step::Subscribe { subscription, .. } => self.subscribe(*subscription),
             Step::Archive { after, read, reply } => {
-                tokio::spawn(archive_reads::serve(
-                    self.store.clone(),
-                    self.epoch.clone(),
-                    self.journal_reads.clone(),
-                    after,
-                    read,
-                    reply,
-                ));
+                let reader = archive_reads::ArchiveReader {
+                    store: self.store.clone(),
+                    epoch: self.epoch.clone(),
+                    reads: self.journal_reads.clone(),
+                    metrics: self.metrics.clone(),
+                };
+                tokio::spawn(archive_reads::serve(reader, after, read, reply));
             }
             step => self.take_unsubscribe(step),
         }

@@ -283,10 +283,12 @@ impl Session {
                 }
                 let conn = self.handle.clone();
                 let reply_id = id.clone();
+                let metrics = self.state.metrics.clone();
                 let msg = EngineMsg::Query(Box::new(move |engine| {
                     if let Some(id) = reply_id {
                         conn.send(ok_value_frame(id, &engine.quote(&quote)));
                     }
+                    metrics.commands.with_label_values(&["quote", "ok"]).inc();
                 }));
                 if self.state.engine.try_send(msg).is_err() {
                     busy(&self.handle, id);
