@@ -43,7 +43,8 @@ impl Metrics {
         let registry = Registry::new_custom(Some("gavel".into()), None).expect("a valid prefix");
         let latency = || {
             vec![
-                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0,
+                10.0,
             ]
         };
         let m = Metrics {
