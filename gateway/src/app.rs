@@ -31,6 +31,7 @@ use crate::sequencer::engine_task::{CommandHook, EngineActor, EngineHandle, Mode
 use crate::sequencer::follower::FollowerLink;
 use crate::sequencer::messages::PUBLISH_QUEUE;
 use crate::supervisor::{Fatal, supervise};
+use crate::webhooks::{Webhooks, check_all};
 
 /// Events kept in memory for `since` resumes (older ones come from the journal).
 pub const DEFAULT_HISTORY: usize = 100_000;
@@ -98,6 +99,8 @@ pub struct AppState {
     /// Set when a pipeline task died (the process is ending).
     pub fatal: Arc<Fatal>,
     pub shutting_down: watch::Receiver<bool>,
+    /// The `[[webhooks]]` and, where this node delivers them, their delivery status.
+    pub webhooks: Arc<Webhooks>,
 }
 
 /// A journal written before the task archive existed has archived tasks but no archive rows:
@@ -266,6 +269,13 @@ impl Server {
             fatal.clone(),
         );
         let limits = options.config.limits.clone();
+        // Only the node that writes the journal delivers the webhooks (contract §14).
+        let hooks = check_all(&options.config.webhooks).map_err(anyhow::Error::msg)?;
+        let webhooks = if matches!(role, Some(NodeRole::Follower)) {
+            Webhooks::idle(hooks)
+        } else {
+            Webhooks::start(hooks, &store, &epoch, &metrics, &stopped)
+        };
         let state = Arc::new(AppState {
             engine: engine_handle,
             keys: JwtKeys::new(&options.jwt_secret),
@@ -284,6 +294,7 @@ impl Server {
             cluster,
             fatal,
             shutting_down: stopped.clone(),
+            webhooks: Arc::new(webhooks),
         });
         let listener = TcpListener::bind(options.listen).await?;
         let addr = listener.local_addr()?;

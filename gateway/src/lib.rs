@@ -35,3 +35,4 @@ pub mod metrics;
 pub mod replica;
 pub mod sequencer;
 pub mod supervisor;
+pub mod webhooks;

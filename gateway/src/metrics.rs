@@ -13,6 +13,8 @@ pub struct Metrics {
     pub connections: IntGauge,
     pub subscriptions: IntGaugeVec,
     pub commands: IntCounterVec,
+    /// Webhook POSTs by webhook URL and outcome (`ok`, `failed`).
+    pub webhook_deliveries: IntCounterVec,
     pub command_durable_seconds: HistogramVec,
     pub event_enqueued_seconds: Histogram,
     pub journal_batch_events: Histogram,
@@ -57,6 +59,14 @@ impl Metrics {
             commands: IntCounterVec::new(
                 Opts::new("commands_total", "commands by type and outcome"),
                 &["type", "outcome"],
+            )
+            .unwrap(),
+            webhook_deliveries: IntCounterVec::new(
+                Opts::new(
+                    "webhook_deliveries_total",
+                    "webhook POSTs by webhook and outcome (ok: acknowledged with a 2xx)",
+                ),
+                &["webhook", "outcome"],
             )
             .unwrap(),
             command_durable_seconds: HistogramVec::new(
@@ -163,6 +173,7 @@ impl Metrics {
             Box::new(m.connections.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(m.subscriptions.clone()),
             Box::new(m.commands.clone()),
+            Box::new(m.webhook_deliveries.clone()),
             Box::new(m.command_durable_seconds.clone()),
             Box::new(m.event_enqueued_seconds.clone()),
             Box::new(m.journal_batch_events.clone()),

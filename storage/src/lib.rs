@@ -8,6 +8,7 @@
 //! - [`archive`] — the archive of tasks that left memory: written with the journal rows that
 //!   carry it, listed newest first, rebuilt from the journal.
 //! - [`recovery`] — [`recover`]: latest snapshot + journal tail → an [`gavel_engine::Engine`].
+//! - [`webhooks`] — each webhook's durable delivery cursor.
 //! - [`error`] — [`StorageError`].
 //!
 //! Flow: the engine task hands each batch of `(seq, event)` to the [`JournalHandle`]; the
@@ -19,6 +20,7 @@ pub mod cluster;
 pub mod error;
 pub mod recovery;
 pub mod store;
+pub mod webhooks;
 pub mod writer;
 
 pub use cluster::{LeaseRow, NodeRow};

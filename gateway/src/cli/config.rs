@@ -26,6 +26,11 @@
 //! window = 200
 //! min_samples = 20
 //!
+//! [[webhooks]]       # contract §14; one table per receiver
+//! url = "http://127.0.0.1:9000/gavel"
+//! secret = "at-least-24-bytes-of-secret"
+//! kinds = ["payment.held", "payment.released", "payment.refunded"]
+//!
 //! [cluster]          # used with --redis-url (see docs/operations.md, "Running a cluster")
 //! lease_ms = 2500
 //! poll_ms = 250
@@ -49,6 +54,8 @@ pub struct ServerConfig {
     pub retention: Retention,
     pub pricing: PricingConfig,
     pub cluster: ClusterConfig,
+    /// `[[webhooks]]` (contract §14).
+    pub webhooks: Vec<crate::webhooks::WebhookConfig>,
 }
 
 /// How the nodes of a cluster coordinate (only read when `--redis-url` is given).
@@ -220,6 +227,7 @@ impl ServerConfig {
     fn validate(&self) -> Result<(), String> {
         self.tiers.validate()?;
         self.pricing.validate()?;
+        crate::webhooks::check_all(&self.webhooks)?;
         let l = &self.limits;
         if l.commands_per_minute == 0 || l.command_burst == 0 {
             return Err("limits: commands_per_minute and command_burst must be at least 1".into());

@@ -34,6 +34,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/v1/cluster", get(cluster_view))
+        .route("/v1/webhooks", get(webhooks_view))
         .route("/v1/cluster/forward", get(cluster_forward))
         .route("/metrics", get(metrics))
         .route("/admin", get(|| async { Html(include_str!("admin.html")) }))
@@ -366,6 +367,17 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// `GET /v1/cluster` (admin, contract §12).
+/// `GET /v1/webhooks` (contract §14): each webhook's cursor, pending events and last error.
+async fn webhooks_view(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = admin(&state, &headers) {
+        return *r;
+    }
+    match state.webhooks.views(&state.store).await {
+        Ok(views) => axum::Json(views).into_response(),
+        Err(e) => http_error(ErrorCode::Unavailable, e.to_string(), None),
+    }
+}
+
 async fn cluster_view(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Err(r) = admin(&state, &headers) {
         return *r;

@@ -1,0 +1,213 @@
+//! One webhook's delivery loop (contract §14): read the journal after the webhook's durable
+//! cursor, POST each matching event (its admin view) in `seq` order, and advance the cursor
+//! only past what the receiver acknowledged with a 2xx — so delivery is at least once, in
+//! order, and a restart resumes after the last acknowledged event. Failures are retried with
+//! exponential backoff and jitter; nothing after an unacknowledged event is sent meanwhile.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use gavel_engine::Event;
+use gavel_engine::routing::deliveries;
+use gavel_protocol::{Seq, Topic};
+use gavel_storage::Store;
+use rand::Rng;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+use crate::webhooks::http_post::post;
+use crate::webhooks::signature::sign;
+use crate::webhooks::{Webhook, WebhookStatus};
+
+/// Journal rows read per step.
+const PAGE: u32 = 256;
+/// How often a webhook that has caught up looks at the journal again.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+/// The longest wait between two attempts of one event.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Everything one delivery loop works with.
+#[derive(Debug)]
+pub struct Delivery {
+    pub hook: Webhook,
+    pub store: Store,
+    pub epoch: String,
+    pub status: Arc<Mutex<WebhookStatus>>,
+    pub metrics: Arc<Metrics>,
+    pub stop: watch::Receiver<bool>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Delivery {
+    /// Runs until the server stops.
+    pub async fn run(mut self) {
+        let Some(mut cursor) = self.start_cursor().await else {
+            return;
+        };
+        self.set_status(|s| s.cursor_seq = cursor);
+        while !*self.stop.borrow() {
+            let page = match self.store.read_after(cursor, PAGE).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(url = %self.hook.url, error = %e, "webhook: the journal could not be read");
+                    if self.pause(Duration::from_secs(1)).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            if page.is_empty() {
+                if self.pause(IDLE_POLL).await {
+                    return;
+                }
+                continue;
+            }
+            let before = cursor;
+            for row in &page {
+                let event = match row.decode() {
+                    Ok(event) => event,
+                    Err(e) => {
+                        tracing::error!(url = %self.hook.url, error = %e, "webhook: stopping at an undecodable journal row");
+                        return;
+                    }
+                };
+                if let Some(body) = self.body(row.seq, &event)
+                    && !self.deliver(row.seq, &body).await
+                {
+                    return;
+                }
+                cursor = row.seq;
+                self.set_status(|s| s.cursor_seq = cursor);
+            }
+            if cursor > before && !self.save(cursor).await {
+                return;
+            }
+        }
+    }
+
+    /// The durable cursor, or — for a webhook configured for the first time — the journal's
+    /// end (a new webhook gets the events from now on, not the whole history).
+    async fn start_cursor(&mut self) -> Option<Seq> {
+        loop {
+            let found = match self.store.webhook_cursor(&self.hook.url).await {
+                Ok(Some(seq)) => Ok(seq),
+                Ok(None) => match self.store.latest_seq().await {
+                    Ok(end) => self
+                        .store
+                        .set_webhook_cursor(&self.hook.url, end)
+                        .await
+                        .map(|()| end),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            match found {
+                Ok(seq) => return Some(seq),
+                Err(e) => {
+                    tracing::warn!(url = %self.hook.url, error = %e, "webhook: its cursor could not be read");
+                    if self.pause(Duration::from_secs(1)).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The POST body of `event` if the webhook wants it: `{"seq", "epoch", "event"}` with the
+    /// admin view of the event.
+    fn body(&self, seq: Seq, event: &Event) -> Option<String> {
+        let wire = deliveries(event)
+            .into_iter()
+            .find(|d| d.topic == Topic::Admin)?
+            .event;
+        let body = json!({"seq": seq, "epoch": self.epoch, "event": wire});
+        let kind = body["event"]["kind"].as_str().unwrap_or_default();
+        if !self.hook.wants(kind) {
+            return None;
+        }
+        Some(body.to_string())
+    }
+
+    /// POSTs one event until the receiver acknowledges it (`false`: the server is stopping).
+    async fn deliver(&mut self, seq: Seq, body: &str) -> bool {
+        let id = format!("{}-{seq}", self.epoch);
+        let mut backoff = self.hook.retry;
+        loop {
+            let timestamp = now_ms() / 1000;
+            let headers = [
+                ("webhook-id", id.clone()),
+                ("webhook-timestamp", timestamp.to_string()),
+                (
+                    "webhook-signature",
+                    sign(self.hook.secret.as_bytes(), &id, timestamp, body),
+                ),
+            ];
+            let outcome = post(&self.hook.uri, &headers, body.to_owned(), self.hook.timeout).await;
+            let error = match outcome {
+                Ok(status) if (200..300).contains(&status) => {
+                    self.count("ok");
+                    self.set_status(|s| {
+                        s.last_error = None;
+                        s.next_attempt_at = None;
+                    });
+                    return true;
+                }
+                Ok(status) => format!("HTTP {status}"),
+                Err(e) => e,
+            };
+            self.count("failed");
+            // Jitter: a random wait in [backoff / 2, backoff].
+            let half = backoff / 2;
+            let wait = half + half.mul_f64(rand::thread_rng().r#gen::<f64>());
+            self.set_status(|s| {
+                s.last_error = Some(error.clone());
+                s.next_attempt_at = Some(now_ms() + wait.as_millis() as u64);
+            });
+            tracing::debug!(url = %self.hook.url, seq, %error, ?wait, "webhook delivery failed; retrying");
+            if self.pause(wait).await {
+                return false;
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Makes the cursor durable (`false`: the server is stopping).
+    async fn save(&mut self, cursor: Seq) -> bool {
+        loop {
+            match self.store.set_webhook_cursor(&self.hook.url, cursor).await {
+                Ok(()) => return true,
+                Err(e) => {
+                    tracing::warn!(url = %self.hook.url, error = %e, "webhook: its cursor could not be saved");
+                    if self.pause(Duration::from_secs(1)).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    fn count(&self, outcome: &str) {
+        self.metrics
+            .webhook_deliveries
+            .with_label_values(&[&self.hook.url, outcome])
+            .inc();
+    }
+
+    fn set_status(&self, change: impl FnOnce(&mut WebhookStatus)) {
+        change(&mut self.status.lock().expect("webhook status lock"));
+    }
+
+    /// Sleeps `d`, or less if the server stops (`true` then).
+    async fn pause(&mut self, d: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => *self.stop.borrow(),
+            _ = self.stop.changed() => true,
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Webhooks for the app's backend (contract §14): every `[[webhooks]]` entry gets a delivery
+//! loop that POSTs the journal's matching events in order, signed, at least once, from a
+//! durable cursor. Only the node that writes the journal (a single node, or a cluster's
+//! leader) delivers; `GET /v1/webhooks` answers on every node from the durable cursors.
+//!
+//! - [`delivery`] — one webhook's loop: journal → filter → POST → cursor, with backoff;
+//! - [`http_post`] — one POST over HTTP/1.1; [`signature`] — Standard Webhooks signatures.
+
+pub mod delivery;
+pub mod http_post;
+pub mod signature;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::Uri;
+use gavel_protocol::{EventPayload, Millis, Seq};
+use gavel_storage::{StorageError, Store};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+
+/// The shortest secret accepted, in bytes (contract §14).
+pub const MIN_SECRET_BYTES: usize = 24;
+/// How long a receiver has to answer (contract §14: 10 s).
+pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+/// The first retry's delay; it doubles up to 5 minutes (contract §14: 1 s).
+pub const DEFAULT_RETRY_MS: u64 = 1_000;
+
+/// One `[[webhooks]]` table of the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where events are POSTed (`http://host[:port]/path`).
+    pub url: String,
+    /// The HMAC-SHA256 key of the signatures (at least 24 bytes).
+    pub secret: String,
+    /// Only these event kinds (`payment.held`, …); absent: every kind.
+    #[serde(default)]
+    pub kinds: Option<Vec<String>>,
+    /// How long the receiver has to answer, in ms (default 10,000).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// The first retry's delay, in ms (default 1,000; doubling to 5 minutes).
+    #[serde(default)]
+    pub retry_ms: Option<u64>,
+}
+
+/// A checked webhook.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub url: String,
+    pub uri: Uri,
+    pub secret: String,
+    pub kinds: Option<Vec<String>>,
+    pub timeout: Duration,
+    pub retry: Duration,
+}
+
+impl Webhook {
+    /// Checks one `[[webhooks]]` entry; the error names what is wrong.
+    pub fn from_config(c: &WebhookConfig) -> Result<Self, String> {
+        let uri: Uri = c
+            .url
+            .parse()
+            .map_err(|e| format!("webhook url `{}`: {e}", c.url))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(format!(
+                    "webhook url `{}`: https is not supported by this build yet; point it at \
+                     an http:// address (a TLS-terminating proxy on the same host)",
+                    c.url
+                ));
+            }
+            _ => return Err(format!("webhook url `{}` must start with http://", c.url)),
+        }
+        if uri.host().is_none() {
+            return Err(format!("webhook url `{}` has no host", c.url));
+        }
+        if c.secret.len() < MIN_SECRET_BYTES {
+            return Err(format!(
+                "webhook `{}`: the secret must be at least {MIN_SECRET_BYTES} bytes",
+                c.url
+            ));
+        }
+        if let Some(kinds) = &c.kinds
+            && let Some(bad) = kinds
+                .iter()
+                .find(|k| !EventPayload::KINDS.contains(&k.as_str()))
+        {
+            return Err(format!(
+                "webhook `{}`: `{bad}` is not an event kind (one of {})",
+                c.url,
+                EventPayload::KINDS.join(", ")
+            ));
+        }
+        Ok(Webhook {
+            url: c.url.clone(),
+            uri,
+            secret: c.secret.clone(),
+            kinds: c.kinds.clone(),
+            timeout: Duration::from_millis(c.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS).max(1)),
+            retry: Duration::from_millis(c.retry_ms.unwrap_or(DEFAULT_RETRY_MS).max(1)),
+        })
+    }
+
+    /// Whether events of `kind` go to this webhook.
+    pub fn wants(&self, kind: &str) -> bool {
+        self.kinds
+            .as_ref()
+            .is_none_or(|k| k.iter().any(|k| k == kind))
+    }
+}
+
+/// Checks every entry, and that no URL appears twice (the cursor is kept per URL).
+pub fn check_all(configs: &[WebhookConfig]) -> Result<Vec<Webhook>, String> {
+    let hooks = configs
+        .iter()
+        .map(Webhook::from_config)
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, h) in hooks.iter().enumerate() {
+        if hooks[..i].iter().any(|other| other.url == h.url) {
+            return Err(format!("webhook url `{}` is configured twice", h.url));
+        }
+    }
+    Ok(hooks)
+}
+
+/// What this node knows of one webhook's delivery (its loop keeps it).
+#[derive(Debug, Clone, Default)]
+pub struct WebhookStatus {
+    pub cursor_seq: Seq,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<Millis>,
+}
+
+/// One webhook in `GET /v1/webhooks`.
+#[derive(Debug, Clone, Serialize)]
+pub struct WebhookView {
+    pub url: String,
+    /// The last event acknowledged (or skipped as not matching), durable.
+    pub cursor_seq: Seq,
+    /// Journal events after the cursor (matching or not) still to go through.
+    pub pending: u64,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<Millis>,
+}
+
+/// The node's webhooks and their delivery status.
+#[derive(Debug, Default)]
+pub struct Webhooks {
+    hooks: Vec<(Webhook, Arc<Mutex<WebhookStatus>>)>,
+}
+
+impl Webhooks {
+    /// The webhooks, not delivered from this node (a cluster follower).
+    pub fn idle(hooks: Vec<Webhook>) -> Self {
+        Webhooks {
+            hooks: hooks.into_iter().map(|h| (h, Arc::default())).collect(),
+        }
+    }
+
+    /// Starts a delivery loop per webhook; they end when `stop` turns `true`.
+    pub fn start(
+        hooks: Vec<Webhook>,
+        store: &Store,
+        epoch: &str,
+        metrics: &Arc<Metrics>,
+        stop: &watch::Receiver<bool>,
+    ) -> Self {
+        let webhooks = Self::idle(hooks);
+        for (hook, status) in &webhooks.hooks {
+            let delivery = delivery::Delivery {
+                hook: hook.clone(),
+                store: store.clone(),
+                epoch: epoch.to_owned(),
+                status: status.clone(),
+                metrics: metrics.clone(),
+                stop: stop.clone(),
+            };
+            tokio::spawn(delivery.run());
+        }
+        webhooks
+    }
+
+    /// `GET /v1/webhooks`: the durable cursors, and what this node's loops last saw.
+    pub async fn views(&self, store: &Store) -> Result<Vec<WebhookView>, StorageError> {
+        let end = store.latest_seq().await?;
+        let mut views = Vec::with_capacity(self.hooks.len());
+        for (hook, status) in &self.hooks {
+            let status = status.lock().expect("webhook status lock").clone();
+            let cursor = store.webhook_cursor(&hook.url).await?.unwrap_or(end);
+            views.push(WebhookView {
+                url: hook.url.clone(),
+                cursor_seq: cursor,
+                pending: end.saturating_sub(cursor),
+                last_error: status.last_error,
+                next_attempt_at: status.next_attempt_at,
+            });
+        }
+        Ok(views)
+    }
+}
