@@ -35,6 +35,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/v1/cluster", get(cluster_view))
         .route("/v1/webhooks", get(webhooks_view))
+        .route("/v1/openapi.json", get(openapi_json))
         .route("/v1/cluster/forward", get(cluster_forward))
         .route("/metrics", get(metrics))
         .route("/admin", get(|| async { Html(include_str!("admin.html")) }))
@@ -367,6 +368,13 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// `GET /v1/cluster` (admin, contract §12).
+/// `GET /v1/openapi.json`: the HTTP API's OpenAPI document (built once).
+async fn openapi_json() -> Response {
+    static DOCUMENT: std::sync::LazyLock<serde_json::Value> =
+        std::sync::LazyLock::new(crate::ingress::openapi::openapi);
+    axum::Json(&*DOCUMENT).into_response()
+}
+
 /// `GET /v1/webhooks` (contract §14): each webhook's cursor, pending events and last error.
 async fn webhooks_view(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Err(r) = admin(&state, &headers) {

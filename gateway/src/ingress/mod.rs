@@ -2,10 +2,12 @@
 //!
 //! - [`http`] — every HTTP endpoint: the `/v1/ws` upgrade, the service API, health, metrics.
 //! - [`session`] — one WebSocket connection's loop: read, decode, authorise, hand over, write.
+//! - [`openapi`] — `GET /v1/openapi.json`, generated from the handlers' body types.
 //! - [`auth`] — minting and verifying HS256 tokens.
 //! - [`rate_limit`] — per-user command limits.
 
 pub mod auth;
 pub mod http;
+pub mod openapi;
 pub mod rate_limit;
 pub mod session;

@@ -137,7 +137,7 @@ pub struct WebhookStatus {
 }
 
 /// One webhook in `GET /v1/webhooks`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct WebhookView {
     pub url: String,
     /// The last event acknowledged (or skipped as not matching), durable.
