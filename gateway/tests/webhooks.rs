@@ -102,6 +102,7 @@ fn options_with_hook(dir: std::path::PathBuf, port: u16) -> gavel_gateway::app::
         kinds: Some(KINDS.iter().map(|k| (*k).to_owned()).collect()),
         timeout_ms: Some(300),
         retry_ms: Some(20),
+        ca_file: None,
     }];
     o
 }
@@ -295,9 +296,106 @@ async fn a_bad_webhook_config_is_refused_with_the_reason() {
     let scheme = check(&format!(
         "[[webhooks]]\nurl = \"ftp://x/y\"\nsecret = \"{SECRET}\"\n"
     ));
-    assert!(scheme.contains("http://"), "{scheme}");
+    assert!(scheme.contains("https://"), "{scheme}");
     let twice = check(&format!(
         "[[webhooks]]\nurl = \"http://h/a\"\nsecret = \"{SECRET}\"\n[[webhooks]]\nurl = \"http://h/a\"\nsecret = \"{SECRET}\"\n"
     ));
     assert!(twice.contains("twice"), "{twice}");
+}
+
+/// An `https://` webhook: gavel verifies the receiver's certificate (here against the test CA
+/// given as `ca_file`) and delivers over TLS. The fixtures are a throwaway CA and a certificate
+/// for 127.0.0.1 made for this test only (the CA's key was never kept).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_webhook_is_delivered_over_verified_tls() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let certs: Vec<CertificateDer> =
+        CertificateDer::pem_file_iter(format!("{fixtures}/webhook-test-cert.pem"))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = PrivateKeyDer::from_pem_file(format!("{fixtures}/webhook-test-key.pem")).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (got_tx, mut got_rx) = tokio::sync::mpsc::unbounded_channel::<(bool, Value)>();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            let got_tx = got_tx.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let got_tx = got_tx.clone();
+                        async move {
+                            use http_body_util::BodyExt;
+                            let headers = req.headers().clone();
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let _ = got_tx.send((
+                                verify(&headers, &body),
+                                serde_json::from_slice(&body).unwrap(),
+                            ));
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                http_body_util::Full::new(Bytes::new()),
+                            ))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+
+    let mut o = options_unlimited(fresh_dir("webhooks-tls"));
+    o.config.webhooks = vec![WebhookConfig {
+        url: format!("https://127.0.0.1:{port}/hook"),
+        secret: SECRET.into(),
+        kinds: Some(vec!["task.opened".into()]),
+        timeout_ms: Some(2_000),
+        retry_ms: Some(20),
+        ca_file: Some(format!("{fixtures}/webhook-test-ca.pem")),
+    }];
+    let server = start_with(o).await;
+    let mut seeker = Client::connect(&server, "sally", Role::Seeker).await;
+    seeker
+        .ok(
+            "p",
+            json!({"type": "post_task", "task_id": "tls1", "resume_id": "r", "urgency": "urgent"}),
+        )
+        .await;
+    let (signed, frame) = tokio::time::timeout(Duration::from_secs(10), got_rx.recv())
+        .await
+        .expect("the event arrives over TLS")
+        .unwrap();
+    assert!(signed, "the signature verifies");
+    assert_eq!(frame["event"]["kind"], "task.opened");
+    assert_eq!(frame["event"]["task_id"], "tls1");
+    drop(seeker);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_https_webhook_with_an_unreadable_ca_file_is_refused() {
+    let err = gavel_gateway::cli::config::ServerConfig::parse(&format!(
+        "[[webhooks]]\nurl = \"https://127.0.0.1:9/x\"\nsecret = \"{SECRET}\"\nca_file = \"/nonexistent/ca.pem\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("ca_file"), "{err}");
 }

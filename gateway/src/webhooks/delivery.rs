@@ -148,7 +148,14 @@ impl Delivery {
                     sign(self.hook.secret.as_bytes(), &id, timestamp, body),
                 ),
             ];
-            let outcome = post(&self.hook.uri, &headers, body.to_owned(), self.hook.timeout).await;
+            let outcome = post(
+                &self.hook.uri,
+                self.hook.tls.as_ref(),
+                &headers,
+                body.to_owned(),
+                self.hook.timeout,
+            )
+            .await;
             let error = match outcome {
                 Ok(status) if (200..300).contains(&status) => {
                     self.count("ok");

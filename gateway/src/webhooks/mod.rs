@@ -45,6 +45,10 @@ pub struct WebhookConfig {
     /// The first retry's delay, in ms (default 1,000; doubling to 5 minutes).
     #[serde(default)]
     pub retry_ms: Option<u64>,
+    /// For `https://`: a PEM file of extra CA certificates to trust (an internal CA), beside
+    /// Mozilla's roots.
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 /// A checked webhook.
@@ -56,6 +60,8 @@ pub struct Webhook {
     pub kinds: Option<Vec<String>>,
     pub timeout: Duration,
     pub retry: Duration,
+    /// The TLS client of an `https://` webhook.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Webhook {
@@ -65,17 +71,16 @@ impl Webhook {
             .url
             .parse()
             .map_err(|e| format!("webhook url `{}`: {e}", c.url))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
+        let tls = match uri.scheme_str() {
+            Some("http") => None,
+            Some("https") => Some(tls_client(c)?),
+            _ => {
                 return Err(format!(
-                    "webhook url `{}`: https is not supported by this build yet; point it at \
-                     an http:// address (a TLS-terminating proxy on the same host)",
+                    "webhook url `{}` must start with http:// or https://",
                     c.url
                 ));
             }
-            _ => return Err(format!("webhook url `{}` must start with http://", c.url)),
-        }
+        };
         if uri.host().is_none() {
             return Err(format!("webhook url `{}` has no host", c.url));
         }
@@ -103,6 +108,7 @@ impl Webhook {
             kinds: c.kinds.clone(),
             timeout: Duration::from_millis(c.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS).max(1)),
             retry: Duration::from_millis(c.retry_ms.unwrap_or(DEFAULT_RETRY_MS).max(1)),
+            tls,
         })
     }
 
@@ -112,6 +118,39 @@ impl Webhook {
             .as_ref()
             .is_none_or(|k| k.iter().any(|k| k == kind))
     }
+}
+
+/// The TLS client of an `https://` webhook: Mozilla's roots, plus the `ca_file` ones.
+fn tls_client(c: &WebhookConfig) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = &c.ca_file {
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("webhook `{}`: ca_file {path}: {e}", c.url))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("webhook `{}`: ca_file {path}: {e}", c.url))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "webhook `{}`: ca_file {path} holds no certificate",
+                c.url
+            ));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| format!("webhook `{}`: ca_file {path}: {e}", c.url))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("webhook `{}`: TLS: {e}", c.url))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// Checks every entry, and that no URL appears twice (the cursor is kept per URL).
