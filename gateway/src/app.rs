@@ -31,7 +31,7 @@ use crate::sequencer::engine_task::{CommandHook, EngineActor, EngineHandle, Mode
 use crate::sequencer::follower::FollowerLink;
 use crate::sequencer::messages::PUBLISH_QUEUE;
 use crate::supervisor::{Fatal, supervise};
-use crate::webhooks::{Webhooks, check_all};
+use crate::webhooks::{Webhooks, check_all, prepare_cursors};
 
 /// Events kept in memory for `since` resumes (older ones come from the journal).
 pub const DEFAULT_HISTORY: usize = 100_000;
@@ -158,6 +158,7 @@ impl Server {
         if !matches!(role, Some(NodeRole::Follower)) {
             backfill_archive(&store, &engine).await?;
         }
+        let recovered_seq = engine.seq();
         let task_meta: Vec<(gavel_protocol::TaskId, FeedMeta)> = engine
             .state()
             .tasks
@@ -269,11 +270,16 @@ impl Server {
             fatal.clone(),
         );
         let limits = options.config.limits.clone();
-        // Only the node that writes the journal delivers the webhooks (contract §14).
+        // Bound before the webhooks start: a start that fails here leaves nothing running.
+        let listener = TcpListener::bind(options.listen).await?;
+        let addr = listener.local_addr()?;
+        // Only the node that writes the journal delivers the webhooks (contract §14). A new
+        // webhook's cursor is the position recovered, set before any command is taken.
         let hooks = check_all(&options.config.webhooks).map_err(anyhow::Error::msg)?;
         let webhooks = if matches!(role, Some(NodeRole::Follower)) {
             Webhooks::idle(hooks)
         } else {
+            prepare_cursors(&store, &hooks, recovered_seq).await?;
             Webhooks::start(hooks, &store, &epoch, &metrics, &stopped)
         };
         let state = Arc::new(AppState {
@@ -296,8 +302,6 @@ impl Server {
             shutting_down: stopped.clone(),
             webhooks: Arc::new(webhooks),
         });
-        let listener = TcpListener::bind(options.listen).await?;
-        let addr = listener.local_addr()?;
         let done = tokio::spawn(serve(listener, state, stopped, engine_task, publisher_task));
         Ok(Server {
             addr,

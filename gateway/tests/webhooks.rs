@@ -56,7 +56,10 @@ fn verify(headers: &HeaderMap, body: &[u8]) -> bool {
 
 /// A receiver on `addr`: request n answers 500 when n % 6 == 0, stalls past the webhook's
 /// timeout when n % 6 == 3, and 200 otherwise (after recording it).
-async fn receiver(addr: SocketAddr, log: Arc<Mutex<Log>>) -> tokio::task::JoinHandle<()> {
+async fn receiver(
+    listener: tokio::net::TcpListener,
+    log: Arc<Mutex<Log>>,
+) -> tokio::task::JoinHandle<()> {
     let app = Router::new().route(
         "/hook",
         post(move |headers: HeaderMap, body: Bytes| {
@@ -88,7 +91,6 @@ async fn receiver(addr: SocketAddr, log: Arc<Mutex<Log>>) -> tokio::task::JoinHa
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
     })
@@ -179,13 +181,11 @@ async fn webhook_status(server: &gavel_gateway::app::Server) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_matching_event_arrives_in_order_signed_across_receiver_and_gavel_restarts() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let port = addr.port();
     let log = Arc::new(Mutex::new(Log::default()));
-    let mut rx = receiver(addr, log.clone()).await;
+    let mut rx = receiver(listener, log.clone()).await;
     let dir = fresh_dir("webhooks");
     let server = start_with(options_with_hook(dir.clone(), port)).await;
     let epoch = server.epoch.clone();
@@ -216,7 +216,9 @@ async fn every_matching_event_arrives_in_order_signed_across_receiver_and_gavel_
     }
     let status = webhook_status(&server).await;
     assert!(status["pending"].as_u64().unwrap() > 0, "{status}");
-    let _rx = receiver(addr, log.clone()).await;
+    // The same port again (the receiver restarts where gavel expects it).
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let _rx = receiver(listener, log.clone()).await;
     expected.extend(more);
     until_received(&log, &expected).await;
 

@@ -367,7 +367,6 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// `GET /v1/cluster` (admin, contract §12).
 /// `GET /v1/openapi.json`: the HTTP API's OpenAPI document (built once).
 async fn openapi_json() -> Response {
     static DOCUMENT: std::sync::LazyLock<serde_json::Value> =
@@ -386,6 +385,7 @@ async fn webhooks_view(State(state): State<Arc<AppState>>, headers: HeaderMap) -
     }
 }
 
+/// `GET /v1/cluster` (admin, contract §12).
 async fn cluster_view(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Err(r) = admin(&state, &headers) {
         return *r;

@@ -55,7 +55,7 @@ impl Delivery {
             let page = match self.store.read_after(cursor, PAGE).await {
                 Ok(page) => page,
                 Err(e) => {
-                    tracing::warn!(url = %self.hook.url, error = %e, "webhook: the journal could not be read");
+                    tracing::warn!(webhook = %self.hook.name, error = %e, "webhook: the journal could not be read");
                     if self.pause(Duration::from_secs(1)).await {
                         return;
                     }
@@ -68,49 +68,54 @@ impl Delivery {
                 }
                 continue;
             }
-            let before = cursor;
+            let mut saved = cursor;
             for row in &page {
                 let event = match row.decode() {
                     Ok(event) => event,
                     Err(e) => {
-                        tracing::error!(url = %self.hook.url, error = %e, "webhook: stopping at an undecodable journal row");
-                        return;
+                        // Never skipped (that would lose it): reported, and read again later.
+                        let error = format!("journal row {} cannot be decoded: {e}", row.seq);
+                        tracing::error!(webhook = %self.hook.name, %error, "webhook: stuck at a journal row");
+                        self.set_status(|s| s.last_error = Some(error));
+                        if self.pause(Duration::from_secs(5)).await {
+                            return;
+                        }
+                        break;
                     }
                 };
-                if let Some(body) = self.body(row.seq, &event)
-                    && !self.deliver(row.seq, &body).await
-                {
-                    return;
+                if let Some(body) = self.body(row.seq, &event) {
+                    if !self.deliver(row.seq, &body).await {
+                        return;
+                    }
+                    // Acknowledged: durable before the next one goes out, so a restart
+                    // resends at most the one in flight.
+                    if !self.save(row.seq).await {
+                        return;
+                    }
+                    saved = row.seq;
                 }
                 cursor = row.seq;
                 self.set_status(|s| s.cursor_seq = cursor);
             }
-            if cursor > before && !self.save(cursor).await {
+            // Events the webhook does not want: skipped, durably, once per page.
+            if cursor > saved && !self.save(cursor).await {
                 return;
             }
         }
     }
 
-    /// The durable cursor, or — for a webhook configured for the first time — the journal's
-    /// end (a new webhook gets the events from now on, not the whole history).
+    /// The durable cursor (set before the server took its first command: see
+    /// [`crate::webhooks::prepare_cursors`]).
     async fn start_cursor(&mut self) -> Option<Seq> {
         loop {
-            let found = match self.store.webhook_cursor(&self.hook.url).await {
-                Ok(Some(seq)) => Ok(seq),
-                Ok(None) => match self.store.latest_seq().await {
-                    Ok(end) => self
-                        .store
-                        .set_webhook_cursor(&self.hook.url, end)
-                        .await
-                        .map(|()| end),
-                    Err(e) => Err(e),
-                },
-                Err(e) => Err(e),
-            };
-            match found {
-                Ok(seq) => return Some(seq),
+            match self.store.webhook_cursor(&self.hook.url).await {
+                Ok(Some(seq)) => return Some(seq),
+                Ok(None) => {
+                    tracing::error!(webhook = %self.hook.name, "webhook: no cursor was prepared");
+                    return None;
+                }
                 Err(e) => {
-                    tracing::warn!(url = %self.hook.url, error = %e, "webhook: its cursor could not be read");
+                    tracing::warn!(webhook = %self.hook.name, error = %e, "webhook: its cursor could not be read");
                     if self.pause(Duration::from_secs(1)).await {
                         return None;
                     }
@@ -139,6 +144,9 @@ impl Delivery {
         let id = format!("{}-{seq}", self.epoch);
         let mut backoff = self.hook.retry;
         loop {
+            if *self.stop.borrow() {
+                return false;
+            }
             let timestamp = now_ms() / 1000;
             let headers = [
                 ("webhook-id", id.clone()),
@@ -148,14 +156,19 @@ impl Delivery {
                     sign(self.hook.secret.as_bytes(), &id, timestamp, body),
                 ),
             ];
-            let outcome = post(
+            let sending = post(
                 &self.hook.uri,
                 self.hook.tls.as_ref(),
                 &headers,
                 body.to_owned(),
                 self.hook.timeout,
-            )
-            .await;
+            );
+            // A stopping server (a leader stepping down) sends nothing more: the next leader
+            // resumes from the durable cursor, so two senders never interleave for long.
+            let outcome = tokio::select! {
+                outcome = sending => outcome,
+                _ = self.stop.changed() => return false,
+            };
             let error = match outcome {
                 Ok(status) if (200..300).contains(&status) => {
                     self.count("ok");
@@ -169,14 +182,13 @@ impl Delivery {
                 Err(e) => e,
             };
             self.count("failed");
-            // Jitter: a random wait in [backoff / 2, backoff].
-            let half = backoff / 2;
-            let wait = half + half.mul_f64(rand::thread_rng().r#gen::<f64>());
+            // Jitter: a random wait in [backoff, 1.25 × backoff].
+            let wait = backoff + (backoff / 4).mul_f64(rand::thread_rng().r#gen::<f64>());
             self.set_status(|s| {
                 s.last_error = Some(error.clone());
                 s.next_attempt_at = Some(now_ms() + wait.as_millis() as u64);
             });
-            tracing::debug!(url = %self.hook.url, seq, %error, ?wait, "webhook delivery failed; retrying");
+            tracing::debug!(webhook = %self.hook.name, seq, %error, ?wait, "webhook delivery failed; retrying");
             if self.pause(wait).await {
                 return false;
             }
@@ -190,7 +202,7 @@ impl Delivery {
             match self.store.set_webhook_cursor(&self.hook.url, cursor).await {
                 Ok(()) => return true,
                 Err(e) => {
-                    tracing::warn!(url = %self.hook.url, error = %e, "webhook: its cursor could not be saved");
+                    tracing::warn!(webhook = %self.hook.name, error = %e, "webhook: its cursor could not be saved");
                     if self.pause(Duration::from_secs(1)).await {
                         return false;
                     }
@@ -202,7 +214,7 @@ impl Delivery {
     fn count(&self, outcome: &str) {
         self.metrics
             .webhook_deliveries
-            .with_label_values(&[&self.hook.url, outcome])
+            .with_label_values(&[&self.hook.name, outcome])
             .inc();
     }
 

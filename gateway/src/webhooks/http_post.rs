@@ -74,7 +74,11 @@ where
     tokio::spawn(async move {
         let _ = connection.await;
     });
-    let authority = uri.authority().map_or(host, |a| a.as_str());
+    // Host, without any user info the URL may carry.
+    let authority = match uri.port_u16() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    };
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let mut request = Request::post(path)
         .header(header::HOST, authority)

@@ -28,8 +28,8 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 /// The first retry's delay; it doubles up to 5 minutes (contract §14: 1 s).
 pub const DEFAULT_RETRY_MS: u64 = 1_000;
 
-/// One `[[webhooks]]` table of the configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// One `[[webhooks]]` table of the configuration (its `Debug` hides the secret).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Where events are POSTed (`http://host[:port]/path`).
@@ -51,10 +51,43 @@ pub struct WebhookConfig {
     pub ca_file: Option<String>,
 }
 
-/// A checked webhook.
-#[derive(Debug, Clone)]
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &redacted(&self.url))
+            .field("secret", &"<hidden>")
+            .field("kinds", &self.kinds)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A URL without what may be secret in it (user info, query): `scheme://host[:port]/path`,
+/// the name a webhook goes by in logs and metrics.
+fn redacted(url: &str) -> String {
+    match url.parse::<Uri>() {
+        Ok(uri) => format!(
+            "{}://{}{}{}",
+            uri.scheme_str().unwrap_or("?"),
+            uri.host().unwrap_or("?"),
+            uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default(),
+            uri.path()
+        ),
+        Err(_) => "<invalid url>".into(),
+    }
+}
+
+/// The longest a receiver may be given to answer (`timeout_ms`).
+pub const MAX_TIMEOUT_MS: u64 = 60_000;
+/// The longest first retry delay (`retry_ms`): the backoff's ceiling.
+pub const MAX_RETRY_MS: u64 = 300_000;
+
+/// A checked webhook (its `Debug` hides the secret).
+#[derive(Clone)]
 pub struct Webhook {
+    /// The URL as configured: the cursor's key.
     pub url: String,
+    /// The URL without user info or query, for logs and metrics.
+    pub name: String,
     pub uri: Uri,
     pub secret: String,
     pub kinds: Option<Vec<String>>,
@@ -64,30 +97,47 @@ pub struct Webhook {
     pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("name", &self.name)
+            .field("kinds", &self.kinds)
+            .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Webhook {
     /// Checks one `[[webhooks]]` entry; the error names what is wrong.
     pub fn from_config(c: &WebhookConfig) -> Result<Self, String> {
+        let name = redacted(&c.url);
         let uri: Uri = c
             .url
             .parse()
-            .map_err(|e| format!("webhook url `{}`: {e}", c.url))?;
+            .map_err(|e| format!("webhook url `{name}`: {e}"))?;
+        let timeout_ms = c.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+        let retry_ms = c.retry_ms.unwrap_or(DEFAULT_RETRY_MS);
+        if !(1..=MAX_TIMEOUT_MS).contains(&timeout_ms) || !(1..=MAX_RETRY_MS).contains(&retry_ms) {
+            return Err(format!(
+                "webhook `{name}`: timeout_ms must be within 1..={MAX_TIMEOUT_MS} and retry_ms within 1..={MAX_RETRY_MS}"
+            ));
+        }
         let tls = match uri.scheme_str() {
             Some("http") => None,
             Some("https") => Some(tls_client(c)?),
             _ => {
                 return Err(format!(
-                    "webhook url `{}` must start with http:// or https://",
-                    c.url
+                    "webhook url `{name}` must start with http:// or https://"
                 ));
             }
         };
         if uri.host().is_none() {
-            return Err(format!("webhook url `{}` has no host", c.url));
+            return Err(format!("webhook url `{name}` has no host"));
         }
         if c.secret.len() < MIN_SECRET_BYTES {
             return Err(format!(
-                "webhook `{}`: the secret must be at least {MIN_SECRET_BYTES} bytes",
-                c.url
+                "webhook `{name}`: the secret must be at least {MIN_SECRET_BYTES} bytes"
             ));
         }
         if let Some(kinds) = &c.kinds
@@ -96,18 +146,18 @@ impl Webhook {
                 .find(|k| !EventPayload::KINDS.contains(&k.as_str()))
         {
             return Err(format!(
-                "webhook `{}`: `{bad}` is not an event kind (one of {})",
-                c.url,
+                "webhook `{name}`: `{bad}` is not an event kind (one of {})",
                 EventPayload::KINDS.join(", ")
             ));
         }
         Ok(Webhook {
             url: c.url.clone(),
+            name,
             uri,
             secret: c.secret.clone(),
             kinds: c.kinds.clone(),
-            timeout: Duration::from_millis(c.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS).max(1)),
-            retry: Duration::from_millis(c.retry_ms.unwrap_or(DEFAULT_RETRY_MS).max(1)),
+            timeout: Duration::from_millis(timeout_ms),
+            retry: Duration::from_millis(retry_ms),
             tls,
         })
     }
@@ -161,10 +211,26 @@ pub fn check_all(configs: &[WebhookConfig]) -> Result<Vec<Webhook>, String> {
         .collect::<Result<Vec<_>, _>>()?;
     for (i, h) in hooks.iter().enumerate() {
         if hooks[..i].iter().any(|other| other.url == h.url) {
-            return Err(format!("webhook url `{}` is configured twice", h.url));
+            return Err(format!("webhook url `{}` is configured twice", h.name));
         }
     }
     Ok(hooks)
+}
+
+/// Gives every webhook configured for the first time a cursor at `at` — the engine's position
+/// before the server takes its first command — so a new webhook gets exactly the events from
+/// then on. Run before serving, on the node that delivers.
+pub async fn prepare_cursors(
+    store: &Store,
+    hooks: &[Webhook],
+    at: Seq,
+) -> Result<(), StorageError> {
+    for hook in hooks {
+        if store.webhook_cursor(&hook.url).await?.is_none() {
+            store.set_webhook_cursor(&hook.url, at).await?;
+        }
+    }
+    Ok(())
 }
 
 /// What this node knows of one webhook's delivery (its loop keeps it).
@@ -178,6 +244,7 @@ pub struct WebhookStatus {
 /// One webhook in `GET /v1/webhooks`.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct WebhookView {
+    /// The URL without user info or query.
     pub url: String,
     /// The last event acknowledged (or skipped as not matching), durable.
     pub cursor_seq: Seq,
@@ -201,7 +268,8 @@ impl Webhooks {
         }
     }
 
-    /// Starts a delivery loop per webhook; they end when `stop` turns `true`.
+    /// Starts a delivery loop per webhook (cursors prepared: [`prepare_cursors`]); they end
+    /// when `stop` turns `true`, without starting another POST.
     pub fn start(
         hooks: Vec<Webhook>,
         store: &Store,
@@ -232,7 +300,7 @@ impl Webhooks {
             let status = status.lock().expect("webhook status lock").clone();
             let cursor = store.webhook_cursor(&hook.url).await?.unwrap_or(end);
             views.push(WebhookView {
-                url: hook.url.clone(),
+                url: hook.name.clone(),
                 cursor_seq: cursor,
                 pending: end.saturating_sub(cursor),
                 last_error: status.last_error,
