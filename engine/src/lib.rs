@@ -7,7 +7,8 @@
 //! - [`command`] — what the engine is asked: a [`Command`] from an [`Actor`] in a [`Request`].
 //! - [`event`] — what it journals: domain [`Event`]s, richer than the wire's.
 //! - [`reply`] / [`rejection`] — what a command answers: a [`Reply`] or a [`Rejection`].
-//! - [`state`] — the [`State`] and `evolve`, the only code that changes it.
+//! - [`state`] — the [`State`] and `evolve`, the only code that changes it; [`coach`] — a
+//!   registered coach and its reputation; [`counts`] — derived counters of open tasks.
 //! - [`decide`] — commands → events (validation and authorization); [`deadlines`] — the same
 //!   for deadlines passing; [`award`] — the award and its undoing (pending bids rejected, the
 //!   award voided, the task reopened), shared by both; [`ranking`] — the score formula and
@@ -28,7 +29,9 @@
 
 pub mod archive;
 pub mod award;
+pub mod coach;
 pub mod command;
+pub mod counts;
 pub mod deadlines;
 pub mod decide;
 pub mod engine;

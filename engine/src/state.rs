@@ -18,6 +18,10 @@ use crate::on_call::OnCallPool;
 use crate::ranking::RankKey;
 use crate::timers::{Deadline, DeadlineKind, Timers};
 
+pub use crate::coach::{Coach, STRIKES_TO_SUSPEND};
+pub use crate::counts::OpenByType;
+use crate::counts::{bump, bump_type};
+
 /// The engine's hash maps, keyed by ids: std's `HashMap` with foldhash's hasher, seeded at
 /// random per process like std's, but several times faster than SipHash on short ids (hashing
 /// was the largest cost of `place_bid` and of firing deadlines). Build one with
@@ -71,18 +75,6 @@ pub struct State {
     /// Derived from `open_tasks`: open tasks by task type and urgency (`quote`).
     #[serde(skip)]
     pub open_by_type: OpenByType,
-}
-
-/// Open tasks by task type and urgency (derived; never serialized).
-#[derive(Debug, Clone, Default)]
-pub struct OpenByType(pub BTreeMap<String, UrgencyCounts>);
-
-/// Derived data takes no part in comparing states (see [`crate::timers::Timers`]);
-/// `check_invariants` compares it with the tasks instead.
-impl PartialEq for OpenByType {
-    fn eq(&self, _other: &Self) -> bool {
-        true
-    }
 }
 
 /// One task and everything that happened to it.
@@ -192,58 +184,6 @@ impl Assignment {
     }
 }
 
-/// A registered coach.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Coach {
-    pub profile: CoachView,
-    /// Tasks the coach holds (assigned, in progress, submitted or disputed).
-    pub assignments: BTreeSet<TaskId>,
-    /// The coach's pending bids.
-    pub live_bids: BTreeSet<BidId>,
-    /// Where the on-call pool has filed the coach (derived; kept by [`OnCallPool::update`]).
-    #[serde(skip)]
-    pub filed: crate::on_call::Filed,
-}
-
-impl Coach {
-    /// May bid and be assigned: verified and not suspended.
-    pub fn in_good_standing(&self) -> bool {
-        self.profile.verified && !self.profile.suspended
-    }
-
-    /// A completed task (contract §10): a rating `r` moves the rating, in hundredths, to
-    /// `(rating × ratings_count + 100 × r) / (ratings_count + 1)`; every completion counts.
-    pub fn record_completion(&mut self, rating: Option<u8>) {
-        let p = &mut self.profile;
-        if let Some(r) = rating {
-            let count = u64::from(p.ratings_count);
-            let next = (u64::from(p.rating) * count + 100 * u64::from(r)) / (count + 1);
-            p.rating = next.min(500) as u16;
-            p.rating_centi = p.rating;
-            p.ratings_count = p.ratings_count.saturating_add(1);
-        }
-        p.completed = p.completed.saturating_add(1);
-    }
-
-    /// What a seeker sees of the coach next to its bid.
-    pub fn summary(&self) -> gavel_protocol::views::BidCoach {
-        gavel_protocol::views::BidCoach {
-            display_name: self.profile.display_name.clone(),
-            rating: self.profile.rating,
-            ratings_count: self.profile.ratings_count,
-            completed: self.profile.completed,
-        }
-    }
-
-    /// The profile with the live count of active tasks.
-    pub fn view(&self) -> CoachView {
-        CoachView {
-            active: self.assignments.len() as u32,
-            ..self.profile.clone()
-        }
-    }
-}
-
 /// The hash an archived task id is remembered by: FNV-1a (64 bit), fixed for ever — not
 /// seeded per process nor tied to a crate version — so the state is the same wherever and
 /// whenever the journal is replayed or a snapshot loaded. A collision only makes a new
@@ -252,35 +192,6 @@ pub fn archived_id_hash(id: &TaskId) -> u64 {
     id.as_str().bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
-}
-
-/// Strikes after which a coach is suspended.
-pub const STRIKES_TO_SUSPEND: u32 = 3;
-
-/// Counts a task in (or out of) the open tasks of its type and urgency.
-fn bump_type(OpenByType(counts): &mut OpenByType, task: &Task, up: bool) {
-    let task_type = task.spec.task_type.as_str();
-    if !counts.contains_key(task_type) {
-        counts.insert(task_type.to_owned(), UrgencyCounts::default());
-    }
-    let slot = counts.get_mut(task_type).expect("inserted above");
-    bump(slot, task.spec.urgency, up);
-    if slot.total() == 0 {
-        counts.remove(task_type);
-    }
-}
-
-fn bump(counts: &mut UrgencyCounts, urgency: Urgency, up: bool) {
-    let slot = match urgency {
-        Urgency::Urgent => &mut counts.urgent,
-        Urgency::Standard => &mut counts.standard,
-        Urgency::Flexible => &mut counts.flexible,
-    };
-    if up {
-        *slot += 1;
-    } else {
-        *slot -= 1;
-    }
 }
 
 impl State {
