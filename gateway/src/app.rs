@@ -270,7 +270,7 @@ impl Server {
             fatal.clone(),
         );
         let limits = options.config.limits.clone();
-        // Bound before the webhooks start: a start that fails here leaves nothing running.
+        // Bound before the webhooks start: a start that fails here leaves no webhook loop behind.
         let listener = TcpListener::bind(options.listen).await?;
         let addr = listener.local_addr()?;
         // Only the node that writes the journal delivers the webhooks (contract §14). A new
