@@ -12,15 +12,7 @@ use serde_json::{Value, json};
 async fn register(server: &gavel_gateway::app::Server, id: &str, stars: f64, ratings: u32) {
     let body = json!({"display_name": format!("Coach {id}"), "rating": stars,
         "ratings_count": ratings, "verified": true, "capacity": 50});
-    let (status, view) = http(
-        server,
-        "PUT",
-        &format!("/v1/coaches/{id}"),
-        Some(&token("ops", Role::Admin)),
-        Some(body),
-    )
-    .await;
-    assert_eq!(status, 200, "{view}");
+    let view = put_coach(server, id, body).await;
     assert_eq!(view["ratings_count"], ratings);
     assert_eq!(view["completed"], 0);
 }

@@ -11,7 +11,6 @@ use gavel_engine::listing::{ListKey, ListQuery, Scope, hide_successor};
 use gavel_engine::{ArchivedTask, Engine, EngineConfig, Event, EventKind};
 use gavel_protocol::views::{BidView, TaskView};
 use gavel_protocol::{Seq, TaskId, UserId};
-use sqlx::Row;
 
 use crate::error::StorageError;
 use crate::store::{Store, StoredEvent};
@@ -311,32 +310,24 @@ impl Store {
         max_seq: Seq,
     ) -> Result<Vec<(ListKey, TaskView)>, StorageError> {
         let (sql, binds) = list_sql(q, max_seq);
-        let mut out = Vec::new();
-        match self {
+        // (created_at, task_id, view, the coach's own bid or NULL)
+        type Row = (i64, String, String, Option<String>);
+        let rows: Vec<Row> = match self {
             Store::Sqlite(pool) => {
-                for row in bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql)), binds)
+                bind_all!(sqlx::query_as(sqlx::AssertSqlSafe(sql)), binds)
                     .fetch_all(pool)
                     .await?
-                {
-                    let bid: Option<String> = row.try_get(3)?;
-                    let task_id: String = row.try_get(1)?;
-                    let view: String = row.try_get(2)?;
-                    out.push(listed(q, row.try_get(0)?, &task_id, &view, bid.as_deref())?);
-                }
             }
             Store::Postgres(pool) => {
-                let sql = numbered(&sql);
-                for row in bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql)), binds)
+                bind_all!(sqlx::query_as(sqlx::AssertSqlSafe(numbered(&sql))), binds)
                     .fetch_all(pool)
                     .await?
-                {
-                    let bid: Option<String> = row.try_get(3)?;
-                    let task_id: String = row.try_get(1)?;
-                    let view: String = row.try_get(2)?;
-                    out.push(listed(q, row.try_get(0)?, &task_id, &view, bid.as_deref())?);
-                }
             }
-        }
+        };
+        let out = rows
+            .iter()
+            .map(|(at, id, view, bid)| listed(q, *at, id, view, bid.as_deref()))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(out)
     }
 

@@ -160,7 +160,12 @@ impl Client {
 /// Registers a verified coach through the HTTP API.
 pub async fn register_coach(server: &Server, id: &str, rating: f64, on_call: bool) {
     let body = json!({"display_name": id, "rating": rating, "verified": true, "on_call": on_call, "capacity": 3});
-    let (status, _) = http(
+    put_coach(server, id, body).await;
+}
+
+/// `PUT /v1/coaches/{id}` with `body` as an admin; the coach view it answers (200 asserted).
+pub async fn put_coach(server: &Server, id: &str, body: Value) -> Value {
+    let (status, view) = http(
         server,
         "PUT",
         &format!("/v1/coaches/{id}"),
@@ -168,7 +173,8 @@ pub async fn register_coach(server: &Server, id: &str, rating: f64, on_call: boo
         Some(body),
     )
     .await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 200, "{view}");
+    view
 }
 
 /// A minimal HTTP/1.1 client: (status, JSON body or Null).
