@@ -214,6 +214,50 @@ async fn a_resume_past_max_replay_events_is_a_reset_and_one_at_the_bound_a_repla
     server.shutdown().await;
 }
 
+/// A resume short enough to come straight from the in-memory history is held to
+/// `max_replay_events` too: 4 feed events behind with a bound of 3 is a reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_resume_from_history_past_max_replay_events_is_a_reset() {
+    let mut opts = big_options(fresh_dir("resume-short-bound"));
+    opts.config.limits.max_replay_events = 3;
+    let server = Server::start(opts).await.unwrap();
+    register_coach(&server, "ana", 4.0, false).await;
+    // The registration is seq 1; four live task.opened (seq 2..=5) sit in the history ring.
+    let mut sally = Client::connect(&server, "sally", Role::Seeker).await;
+    for n in 0..4 {
+        sally
+            .ok(
+                &format!("p{n}"),
+                json!({"type": "post_task", "resume_id": "r", "urgency": "urgent"}),
+            )
+            .await;
+    }
+    let mut ana = Client::connect(&server, "ana", Role::Coach).await;
+    let over = ana
+        .ok(
+            "over",
+            json!({"type": "subscribe", "topic": "feed", "since": 1, "epoch": server.epoch}),
+        )
+        .await;
+    assert_eq!(over["reset"], true, "4 feed events behind: {over}");
+    assert_eq!(over["snapshot"]["tasks"].as_array().unwrap().len(), 4);
+    let mut ana2 = Client::connect(&server, "ana", Role::Coach).await;
+    let at = ana2
+        .ok(
+            "at",
+            json!({"type": "subscribe", "topic": "feed", "since": 2, "epoch": server.epoch}),
+        )
+        .await;
+    assert!(
+        at.get("reset").is_none() && at.get("snapshot").is_none(),
+        "{at}"
+    );
+    let seqs = [ana2.event().await, ana2.event().await, ana2.event().await]
+        .map(|frame| frame["seq"].as_u64().unwrap());
+    assert_eq!(seqs, [3, 4, 5]);
+    server.shutdown().await;
+}
+
 /// A coach subscribing `feed` with 100,000 open tasks gets the whole snapshot (one frame of
 /// many MiB: no 256 KiB write cap any more), then live events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

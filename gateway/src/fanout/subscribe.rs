@@ -105,7 +105,10 @@ impl Publisher {
             // A position this journal never reached: a fresh snapshot.
             return self.ask_for_snapshot(request, None);
         }
-        let short = seq - since <= DIRECT_REPLAY && self.history.covers(since);
+        // Within `max_replay_events` of the journal's end, the topic's share is too: a resume
+        // further behind goes to a catch-up, which counts the topic's events (contract §13).
+        let direct = DIRECT_REPLAY.min(self.limits.max_replay_events);
+        let short = seq - since <= direct && self.history.covers(since);
         if short && request.conn.has_room() {
             self.replay_from_history(request, privileged, since, seq);
             return;
