@@ -167,6 +167,39 @@ async fn a_seeker_watches_its_tasks_and_a_rating_moves_the_next_ranking() {
     );
 }
 
+/// `GET /v1/coaches/{id}` and `GET /v1/coaches` show what the engine holds of each coach (the
+/// admin console's coach list): reputation (§10) and load; an unknown coach is 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_api_lists_coaches_with_their_reputation() {
+    let server = start(fresh_dir("http-coaches")).await;
+    register(&server, "c_b", 4.5, 10).await;
+    register(&server, "c_a", 3.0, 0).await;
+    let admin = token("ops", Role::Admin);
+    let (status, one) = http(&server, "GET", "/v1/coaches/c_b", Some(&admin), None).await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(
+        (&one["rating"], &one["ratings_count"], &one["active"]),
+        (&json!(450), &json!(10), &json!(0))
+    );
+    let (status, all) = http(&server, "GET", "/v1/coaches", Some(&admin), None).await;
+    assert_eq!(status, 200, "{all}");
+    let ids: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["coach_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["c_a", "c_b"]);
+    let (status, missing) = http(&server, "GET", "/v1/coaches/nobody", Some(&admin), None).await;
+    assert_eq!(
+        (status, &missing["error"]["code"]),
+        (404, &json!("NOT_FOUND"))
+    );
+    let seeker = token("sally", Role::Seeker);
+    let (status, _) = http(&server, "GET", "/v1/coaches", Some(&seeker), None).await;
+    assert_eq!(status, 403);
+}
+
 async fn task_view(client: &mut Client, task: &str) -> Value {
     let topic = format!("task:{task}");
     client

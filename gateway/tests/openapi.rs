@@ -27,6 +27,7 @@ async fn the_openapi_document_lists_every_service_route() {
             "/metrics",
             "/readyz",
             "/v1/cluster",
+            "/v1/coaches",
             "/v1/coaches/{id}",
             "/v1/openapi.json",
             "/v1/tasks",

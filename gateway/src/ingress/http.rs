@@ -27,7 +27,8 @@ use crate::sequencer::messages::{EngineMsg, ReplyTo};
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/ws", get(websocket))
-        .route("/v1/coaches/{id}", put(put_coach))
+        .route("/v1/coaches", get(list_coaches))
+        .route("/v1/coaches/{id}", put(put_coach).get(get_coach))
         .route("/v1/tasks", post(post_task))
         .route("/v1/tasks/{id}", get(get_task))
         .route("/v1/tasks/{id}/payment_failed", post(payment_failed))
@@ -237,6 +238,52 @@ async fn put_coach(
     {
         Ok(reply) => axum::Json(reply.to_json()).into_response(),
         Err(response) => *response,
+    }
+}
+
+/// `GET /v1/coaches` (admin): every registered coach, by id.
+async fn list_coaches(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = admin(&state, &headers) {
+        return *r;
+    }
+    let coaches = state
+        .engine
+        .query(|engine| {
+            let mut coaches: Vec<_> = engine.state().coaches.values().map(|c| c.view()).collect();
+            coaches.sort_unstable_by(|a, b| a.coach_id.cmp(&b.coach_id));
+            coaches
+        })
+        .await;
+    match coaches {
+        Some(coaches) => axum::Json(coaches).into_response(),
+        None => rejection_response(unavailable("the server is busy; retry shortly")),
+    }
+}
+
+/// `GET /v1/coaches/{id}` (admin): one coach's profile, reputation and load.
+async fn get_coach(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = admin(&state, &headers) {
+        return *r;
+    }
+    let Ok(coach_id) = UserId::new(&id) else {
+        return http_error(
+            ErrorCode::ValidationError,
+            "coach id must be 1-64 characters of [A-Za-z0-9_.:-]",
+            Some("id".into()),
+        );
+    };
+    let coach = state
+        .engine
+        .query(move |engine| engine.state().coaches.get(&coach_id).map(|c| c.view()))
+        .await;
+    match coach {
+        Some(Some(coach)) => axum::Json(coach).into_response(),
+        Some(None) => http_error(ErrorCode::NotFound, format!("no coach {id}"), None),
+        None => rejection_response(unavailable("the server is busy; retry shortly")),
     }
 }
 

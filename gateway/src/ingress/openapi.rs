@@ -25,7 +25,7 @@ fn responses(ok: (&str, &str, Value), errors: &[u16]) -> Value {
             400 => "malformed body or parameter (BAD_REQUEST, VALIDATION_ERROR with `field`)",
             401 => "missing, malformed or expired token (UNAUTHORIZED)",
             403 => "not an admin token, or not allowed (FORBIDDEN)",
-            404 => "no such task (NOT_FOUND)",
+            404 => "no such task or coach (NOT_FOUND)",
             409 => "the state does not allow it (CONFLICT)",
             429 => "rate limited (RATE_LIMITED)",
             503 => "retry later: busy, journal down, not ready (UNAVAILABLE)",
@@ -46,6 +46,12 @@ fn text(description: &str) -> Value {
 fn task_id_param() -> Value {
     json!([{"name": "id", "in": "path", "required": true,
             "description": "task id: 1–64 characters of [A-Za-z0-9_.:-]",
+            "schema": {"type": "string"}}])
+}
+
+fn coach_id_param() -> Value {
+    json!([{"name": "id", "in": "path", "required": true,
+            "description": "coach id: 1–64 characters of [A-Za-z0-9_.:-]",
             "schema": {"type": "string"}}])
 }
 
@@ -75,13 +81,19 @@ pub fn openapi() -> Value {
         },
         "security": [{"bearer": []}],
         "paths": {
+            "/v1/coaches": {"get": {
+                "summary": "Every registered coach, by id",
+                "responses": responses(("200", "the coaches", json!({"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/CoachView"}}}})), &[401, 403, 503])
+            }},
             "/v1/coaches/{id}": {"put": {
                 "summary": "Register or update a coach",
-                "parameters": [{"name": "id", "in": "path", "required": true,
-                                "description": "coach id: 1–64 characters of [A-Za-z0-9_.:-]",
-                                "schema": {"type": "string"}}],
+                "parameters": coach_id_param(),
                 "requestBody": {"required": true, "content": body("CoachUpsert")},
                 "responses": responses(("200", "the coach as registered", body("CoachView")), &[400, 401, 403, 429, 503])
+            }, "get": {
+                "summary": "One coach: profile, reputation (contract §10) and active tasks",
+                "parameters": coach_id_param(),
+                "responses": responses(("200", "the coach", body("CoachView")), &[400, 401, 403, 404, 503])
             }},
             "/v1/tasks": {"post": {
                 "summary": "Post a task on a seeker's behalf (`owner` required)",
