@@ -509,6 +509,11 @@ async fn health_readiness_metrics_and_console() {
     let (status, page) = http_text(&server, "GET", "/admin", None).await;
     assert_eq!(status, 200);
     assert!(page.to_lowercase().contains("<html"), "{page}");
+    for asset in ["/admin/console.js", "/admin/console.css"] {
+        let (status, body) = http_text(&server, "GET", asset, None).await;
+        assert_eq!(status, 200, "{asset}");
+        assert!(!body.is_empty(), "{asset} is embedded");
+    }
     server.shutdown().await;
 }
 

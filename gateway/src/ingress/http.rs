@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use gavel_engine::{Actor, Command, Rejection, Reply, Request};
 use gavel_protocol::http::{HttpError, HttpErrorDetail, parse_coach_upsert, parse_post_task_body};
@@ -39,7 +39,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/openapi.json", get(openapi_json))
         .route("/v1/cluster/forward", get(cluster_forward))
         .route("/metrics", get(metrics))
-        .route("/admin", get(|| async { Html(include_str!("admin.html")) }))
+        .merge(super::console::routes())
         .with_state(state)
 }
 

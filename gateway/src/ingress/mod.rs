@@ -3,10 +3,12 @@
 //! - [`http`] — every HTTP endpoint: the `/v1/ws` upgrade, the service API, health, metrics.
 //! - [`session`] — one WebSocket connection's loop: read, decode, authorise, hand over, write.
 //! - [`openapi`] — `GET /v1/openapi.json`, generated from the handlers' body types.
+//! - [`console`] — the admin console at `/admin`, embedded (sources in `gateway/console/`).
 //! - [`auth`] — minting and verifying HS256 tokens.
 //! - [`rate_limit`] — per-user command limits.
 
 pub mod auth;
+pub mod console;
 pub mod http;
 pub mod openapi;
 pub mod rate_limit;

@@ -10,16 +10,17 @@ import { Gavel, recorder, token, until } from "./harness.mjs";
 
 let gavel;
 before(async () => {
-  gavel = await Gavel.start({ config: "max_replay_events = 5\n" });
+  gavel = await Gavel.start();
   for (const id of ["coach_a", "coach_b", "coach_c"]) assert.equal((await gavel.putCoach(id)).status, 200);
 });
 after(() => gavel?.stop());
 
+const freshSnapshot = (sub, role, topic) => snapshotOf(gavel, sub, role, topic);
 const post = (seeker, resume) => seeker.command("post_task", { resume_id: resume, urgency: "standard" });
 
-/** A fresh snapshot of `topic`, as a new subscriber gets it. */
-async function freshSnapshot(sub, role, topic) {
-  const client = gavel.client(sub, role);
+/** A fresh snapshot of `topic` on `server`, as a new subscriber gets it. */
+async function snapshotOf(server, sub, role, topic) {
+  const client = server.client(sub, role);
   try {
     let snapshot;
     const unsubscribe = client.subscribe(topic, (m) => {
@@ -117,7 +118,12 @@ test("a command retried after a lost connection keeps its id and applies once", 
   other.close();
 });
 
-test("a resume past the server's replay limit is a reset with a fresh snapshot", async () => {
+test("a resume past the server's replay limit is a reset with a fresh snapshot", async (t) => {
+  // A server of its own that replays at most 5 events of a topic (the others replay 100,000).
+  const gavel = await Gavel.start({ config: "max_replay_events = 5\n" });
+  t.after(() => gavel.stop());
+  for (const id of ["coach_a", "coach_b", "coach_c"]) assert.equal((await gavel.putCoach(id)).status, 200);
+  const freshSnapshot = (sub, role, topic) => snapshotOf(gavel, sub, role, topic);
   const seeker = gavel.client("sky", "seeker");
   const { task_id } = await post(seeker, "r_reset");
   // A client whose reconnects wait at a gate: the topic moves on while it is away.

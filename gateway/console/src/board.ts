@@ -1,0 +1,136 @@
+// The task board: every task the console knows, by state, kept current from the `admin`
+// topic; tasks that found no coach (`task.unfilled`) are highlighted until one takes them.
+
+import { type Event, type FeedTask, type GavelClient, type ListTasksResult, reduceTask, type TaskStatus, type TaskView } from "gavel-client";
+import type { Api } from "./api.js";
+import { h, money } from "./dom.js";
+
+export const COLUMNS: { title: string; statuses: TaskStatus[] }[] = [
+  { title: "Open", statuses: ["open"] },
+  { title: "Assigned", statuses: ["assigned"] },
+  { title: "In progress", statuses: ["in_progress"] },
+  { title: "Submitted", statuses: ["submitted"] },
+  { title: "Disputed", statuses: ["disputed"] },
+  { title: "Finished", statuses: ["completed", "canceled", "refunded"] },
+];
+const FINISHED_SHOWN = 20;
+
+/** A task first seen through its `task.opened`: what the event says, the rest fetched. */
+function fromOpened(task: FeedTask): TaskView {
+  return {
+    ...task,
+    owner: "…",
+    resume_id: "…",
+    award: "manual",
+    status: "open",
+    bids: [],
+    top3: [],
+    assigned: null,
+    escrow: { held: 0, released: 0, refunded: 0 },
+    revisions: 0,
+  } as TaskView;
+}
+
+export class Board {
+  readonly tasks = new Map<string, TaskView>();
+  readonly unfilled = new Set<string>();
+  #loaded = false;
+  #held: Event[] = [];
+
+  constructor(
+    private readonly api: Api,
+    private readonly changed: () => void,
+  ) {}
+
+  /**
+   * The newest tasks (two pages of `list_tasks`). An event that arrived while the list was on
+   * its way may or may not be in it: its task is fetched again once the list is in.
+   */
+  async load(client: GavelClient): Promise<void> {
+    let before: string | null = null;
+    for (let page = 0; page < 2; page++) {
+      const result: ListTasksResult = await client.command("list_tasks", before ? { limit: 100, before } : { limit: 100 });
+      for (const task of result.tasks) if (!this.tasks.has(task.task_id)) this.tasks.set(task.task_id, task);
+      if (page === 0) {
+        const touched = new Set(this.#held.map((e) => e.task_id).filter((id): id is string => !!id));
+        this.#held = [];
+        this.#loaded = true;
+        for (const id of touched) void this.#fetch(id, true);
+      }
+      before = result.next ?? null;
+      if (!before) break;
+    }
+    this.changed();
+  }
+
+  /** One event of the `admin` topic. */
+  apply(event: Event): void {
+    if (!this.#loaded) {
+      this.#held.push(event);
+      return;
+    }
+    const id = event.task_id;
+    if (!id) return;
+    if (event.kind === "task.unfilled") this.unfilled.add(id);
+    if (event.kind === "task.assigned" || event.kind === "task.closed" || event.kind === "task.canceled") this.unfilled.delete(id);
+    const known = this.tasks.get(id);
+    if (known) {
+      this.tasks.set(id, reduceTask(known, event) ?? known);
+    } else if (event.kind === "task.opened") {
+      this.tasks.set(id, fromOpened(event.task));
+      void this.#fillIn(id);
+    } else {
+      void this.#fetch(id);
+    }
+    this.changed();
+  }
+
+  /** The fields a `task.opened` does not carry (they never change). */
+  async #fillIn(id: string): Promise<void> {
+    try {
+      const full = await this.api.task(id);
+      const task = this.tasks.get(id);
+      if (task) this.tasks.set(id, { ...task, owner: full.owner, resume_id: full.resume_id, award: full.award });
+      this.changed();
+    } catch {}
+  }
+
+  async #fetch(id: string, replace = false): Promise<void> {
+    try {
+      const full = await this.api.task(id);
+      if (replace || !this.tasks.has(id)) this.tasks.set(id, full);
+      this.changed();
+    } catch {}
+  }
+
+  byStatus(statuses: TaskStatus[]): TaskView[] {
+    const tasks = [...this.tasks.values()].filter((t) => statuses.includes(t.status));
+    tasks.sort((a, b) => b.created_at - a.created_at || b.task_id.localeCompare(a.task_id));
+    return statuses.includes("completed") ? tasks.slice(0, FINISHED_SHOWN) : tasks;
+  }
+
+  render(open: (id: string) => void): HTMLElement[] {
+    return COLUMNS.map(({ title, statuses }) => {
+      const tasks = this.byStatus(statuses);
+      const id = `col-${statuses[0]}`;
+      return h(
+        "section",
+        { class: "column", "aria-labelledby": id },
+        h("h3", { id }, `${title} `, h("span", { class: "count" }, tasks.length)),
+        h("ul", {}, ...tasks.map((t) => h("li", {}, this.#card(t, open)))),
+      );
+    });
+  }
+
+  #card(t: TaskView, open: (id: string) => void): HTMLElement {
+    const unfilled = this.unfilled.has(t.task_id) && t.status === "open";
+    return h(
+      "button",
+      { class: `card ${t.urgency}${unfilled ? " unfilled" : ""}`, "data-task": t.task_id, "data-key": `card:${t.task_id}`, onclick: () => open(t.task_id) },
+      h("strong", {}, t.task_id),
+      h("span", { class: `tier ${t.urgency}` }, t.urgency),
+      unfilled ? h("span", { class: "flag" }, "no coach") : null,
+      h("span", { class: "meta" }, `${money(t.assigned?.amount ?? t.suggested_price)} · ${t.bid_count} bid${t.bid_count === 1 ? "" : "s"}`),
+    );
+  }
+}

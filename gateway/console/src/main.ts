@@ -1,0 +1,151 @@
+// The admin console: log in with an admin token, then watch and act on the marketplace live.
+// Everything goes through gavel-client (the `admin` topic, commands) and the HTTP API.
+
+import { connect, type ConnectionState, type GavelClient } from "gavel-client";
+import { Api, type ClusterView } from "./api.js";
+import { Board } from "./board.js";
+import { Coaches } from "./coaches.js";
+import { Detail } from "./detail.js";
+import { fill, h, scheduler } from "./dom.js";
+import { StatsPanel } from "./stats.js";
+
+const TOKEN_KEY = "gavel-admin-token";
+
+function start(token: string): void {
+  const api = new Api(token);
+  const stats = new StatsPanel();
+  let state: ConnectionState = "connecting";
+  let notice = "";
+  let cluster: ClusterView | null = null;
+  const redraw = scheduler({
+    state: () => fill("state", h("span", { class: `state ${state}`, "data-state": state }, state)),
+    notice: () => fill("notice", notice),
+    stats: () => fill("stats", ...stats.render()),
+    board: () => {
+      fill("board", ...board.render(open));
+      fill("disputes", disputes());
+    },
+    detail: () => {
+      const panel = detail.render(resolve);
+      fill("detail", panel);
+      document.getElementById("detail")!.hidden = panel === null;
+    },
+    coaches: () => fill("coach-list", ...coaches.list()),
+    cluster: () => drawCluster(cluster),
+  });
+  const say = (text: string) => {
+    notice = text;
+    redraw("notice");
+  };
+  const client: GavelClient = connect({
+    url: `${location.origin.replace(/^http/, "ws")}/v1/ws`,
+    token,
+    onStateChange: (s) => {
+      state = s;
+      redraw("state");
+    },
+    onError: (e) => say(e.message),
+  });
+  const board = new Board(api, () => redraw("board"));
+  const detail = new Detail(client, api, () => redraw("detail"));
+  const coaches = new Coaches(api, () => redraw("coaches"));
+
+  client.subscribe("admin", (m) => {
+    if (m.type === "event" && m.event.kind === "stats") {
+      stats.push(m.event);
+      redraw("stats");
+    } else if (m.type === "event") {
+      board.apply(m.event);
+      if (m.event.task_id === detail.taskId) redraw("detail");
+    } else if (m.type === "error") {
+      say(`admin topic: ${m.error.message}`);
+      sessionStorage.removeItem(TOKEN_KEY);
+    }
+  });
+  board.load(client).catch((e) => say(String(e)));
+  void coaches.load();
+
+  const resolve = (taskId: string, outcome: "release" | "refund") => {
+    client.command("resolve_dispute", { task_id: taskId, outcome }).then(
+      () => say(`${taskId}: ${outcome === "release" ? "released to the coach" : "refunded to the seeker"}`),
+      (e) => say(`${taskId}: ${e.message}`),
+    );
+  };
+  const open = (id: string) => {
+    detail.open(id);
+    // After the redraw that shows the panel (callbacks run in the order they were asked for).
+    requestAnimationFrame(() => document.getElementById("detail-title")?.focus());
+  };
+  const disputes = () => {
+    const disputed = board.byStatus(["disputed"]);
+    if (disputed.length === 0) return h("p", {}, "No disputes.");
+    return h(
+      "ul",
+      {},
+      ...disputed.map((t) =>
+        h(
+          "li",
+          { "data-dispute": t.task_id },
+          h("button", { class: "link", "data-key": `dispute:${t.task_id}:open`, onclick: () => open(t.task_id) }, t.task_id),
+          ` ${t.owner} vs ${t.assigned?.coach_id ?? "?"}, ${t.revisions} revisions `,
+          h("button", { "data-key": `dispute:${t.task_id}:release`, onclick: () => resolve(t.task_id, "release") }, "Release"),
+          h("button", { "data-key": `dispute:${t.task_id}:refund`, onclick: () => resolve(t.task_id, "refund") }, "Refund"),
+        ),
+      ),
+    );
+  };
+
+  // A single node answers 404: then there is no cluster to show, and no need to ask again.
+  const pollCluster = () =>
+    api.cluster().then(
+      (c) => {
+        cluster = c;
+        redraw("cluster");
+        if (c) setTimeout(pollCluster, 2000);
+      },
+      () => setTimeout(pollCluster, 5000),
+    );
+  void pollCluster();
+
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && detail.taskId) {
+      const id = detail.taskId;
+      detail.close();
+      requestAnimationFrame(() => (document.querySelector(`[data-key="card:${CSS.escape(id)}"]`) as HTMLElement | null)?.focus());
+    }
+  });
+  document.getElementById("logout")?.addEventListener("click", () => {
+    sessionStorage.removeItem(TOKEN_KEY);
+    client.close();
+    location.reload();
+  });
+  fill("coaches", coaches.form(), h("div", { id: "coach-list" }));
+  document.body.classList.add("connected");
+  for (const part of ["state", "stats", "board", "coaches"] as const) redraw(part);
+}
+
+function drawCluster(cluster: ClusterView | null): void {
+  document.getElementById("cluster-section")!.hidden = cluster === null;
+  if (!cluster) return;
+  const head = h("thead", {}, h("tr", {}, ...["node", "role", "seq", "lag", "connections"].map((c) => h("th", { scope: "col" }, c))));
+  const rows = cluster.nodes.map((n) =>
+    h("tr", {}, h("th", { scope: "row" }, n.node_id), h("td", {}, n.role), h("td", {}, n.seq), h("td", {}, `${n.lag_ms} ms`), h("td", {}, n.connections)),
+  );
+  fill("cluster", h("p", {}, `leader: ${cluster.leader ?? "none"}`), h("div", { class: "scroll" }, h("table", {}, head, h("tbody", {}, ...rows))));
+}
+
+function login(): void {
+  const saved = sessionStorage.getItem(TOKEN_KEY);
+  if (saved) return start(saved);
+  const form = document.getElementById("login") as HTMLFormElement;
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const token = (new FormData(form).get("token") as string).trim();
+    if (!token) return;
+    sessionStorage.setItem(TOKEN_KEY, token);
+    start(token);
+  });
+  (form.querySelector("input") as HTMLInputElement).focus();
+}
+
+login();
