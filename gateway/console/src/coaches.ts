@@ -8,6 +8,7 @@ import { h } from "./dom.js";
 export class Coaches {
   coaches: CoachView[] = [];
   message = "";
+  #reload: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
     private readonly api: Api,
@@ -21,6 +22,15 @@ export class Coaches {
       this.message = String(e);
     }
     this.changed();
+  }
+
+  /** `load()` within half a second, once however often asked (events come in bursts). */
+  reloadSoon(): void {
+    if (this.#reload) return;
+    this.#reload = setTimeout(() => {
+      this.#reload = null;
+      void this.load();
+    }, 500);
   }
 
   async #put(id: string, body: Parameters<Api["putCoach"]>[1], done: string): Promise<void> {

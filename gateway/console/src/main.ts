@@ -10,6 +10,8 @@ import { fill, h, scheduler } from "./dom.js";
 import { StatsPanel } from "./stats.js";
 
 const TOKEN_KEY = "gavel-admin-token";
+/** Events that change a coach's load or reputation: the coach list is fetched again. */
+const COACH_EVENTS = new Set(["task.assigned", "task.reassigned", "task.completed", "task.canceled", "payment.refunded"]);
 
 function start(token: string): void {
   const api = new Api(token);
@@ -57,6 +59,7 @@ function start(token: string): void {
     } else if (m.type === "event") {
       board.apply(m.event);
       if (m.event.task_id === detail.taskId) redraw("detail");
+      if (COACH_EVENTS.has(m.event.kind)) coaches.reloadSoon();
     } else if (m.type === "error") {
       say(`admin topic: ${m.error.message}`);
       sessionStorage.removeItem(TOKEN_KEY);
