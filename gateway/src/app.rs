@@ -280,6 +280,8 @@ impl Server {
             Webhooks::idle(hooks)
         } else {
             prepare_cursors(&store, &hooks, recovered_seq).await?;
+            // The task index follows the journal where it is written, like the webhooks.
+            tokio::spawn(crate::history::indexer::run(store.clone(), stopped.clone()));
             Webhooks::start(hooks, &store, &epoch, &metrics, &stopped)
         };
         let state = Arc::new(AppState {

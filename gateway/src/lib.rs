@@ -13,6 +13,8 @@
 //!   topic router, the history ring, one connection's outbox.
 //! - [`replica`] — a replica of the engine on its own thread that writes snapshots of durable
 //!   state, so the engine never pauses for one.
+//! - [`history`] — each task's events from the journal, indexed by task by a follower of the
+//!   journal (`GET /v1/tasks/{id}/events`, archived tasks too).
 //! - [`cluster`] — many nodes: the Postgres lease, replication over Redis with gap filling
 //!   from the journal, command forwarding to the leader, `GET /v1/cluster`.
 //! - [`cli`] — the binary's edge: flags (also `GAVEL_*` variables), the TOML file, the JWT
@@ -30,6 +32,7 @@ pub mod cli;
 pub mod cluster;
 pub mod durability;
 pub mod fanout;
+pub mod history;
 pub mod ingress;
 pub mod metrics;
 pub mod replica;

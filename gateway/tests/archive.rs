@@ -379,3 +379,120 @@ async fn a_journal_from_before_the_archive_is_backfilled_at_start() {
     drop(owner);
     server.shutdown().await;
 }
+
+/// `GET /v1/tasks/{id}/events` as an admin asks it.
+async fn history_page(server: &Server, task: &str, query: &str) -> (u16, Value) {
+    let admin = token("ops", Role::Admin);
+    let path = format!("/v1/tasks/{task}/events{query}");
+    http(server, "GET", &path, Some(&admin), None).await
+}
+
+/// A task's history is every event an admin subscribed to `task:<id>` received, in order —
+/// while the task lives, after it is archived, in pages, and after a restart.
+async fn a_task_history_outlives_memory(options: ServerOptions) {
+    let server = start_with(archiving(options.clone())).await;
+    register_coach(&server, "c1", 4.0, false).await;
+    let mut alice = Client::connect(&server, "alice", Role::Seeker).await;
+    let mut c1 = Client::connect(&server, "c1", Role::Coach).await;
+    let mut ops = Client::connect(&server, "ops", Role::Admin).await;
+    alice.ok("p", post("kept")).await;
+    let watching = subscribe_task(&mut ops, "kept", None).await;
+    let from = watching["result"]["seq"].as_u64().unwrap();
+    let bid = c1
+        .ok(
+            "b",
+            json!({"type": "place_bid", "task_id": "kept", "amount": 2400, "eta_hours": 10}),
+        )
+        .await;
+    let steps = [
+        json!({"type": "accept_bid", "task_id": "kept", "bid_id": bid["bid_id"]}),
+        json!({"type": "send_message", "task_id": "kept", "text": "on it"}),
+    ];
+    for (n, step) in steps.into_iter().enumerate() {
+        alice.ok(&format!("a{n}"), step).await;
+    }
+    for (n, kind) in ["start_work", "submit_verification"]
+        .into_iter()
+        .enumerate()
+    {
+        c1.ok(&format!("c{n}"), json!({"type": kind, "task_id": "kept"}))
+            .await;
+    }
+    alice
+        .ok(
+            "done",
+            json!({"type": "accept_verification", "task_id": "kept", "rating": 5}),
+        )
+        .await;
+    let live: Vec<Value> = ops.drain_events().await;
+    let seen: Vec<(Value, Value)> = live
+        .iter()
+        .map(|f| (f["seq"].clone(), f["event"].clone()))
+        .collect();
+    assert!(seen.len() >= 9, "{seen:?}");
+    let pairs = |body: &Value| -> Vec<(Value, Value)> {
+        body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["seq"].clone(), e["event"].clone()))
+            .collect()
+    };
+    let check = |body: &Value| {
+        let all = pairs(body);
+        assert_eq!(all[0].1["kind"], "task.opened", "{body}");
+        assert!(all[0].0.as_u64().unwrap() <= from);
+        assert_eq!(all[1..], seen[..], "the history is what the subscriber saw");
+        assert!(body["next"].is_null());
+    };
+    let (status, whole) = history_page(&server, "kept", "").await;
+    assert_eq!(status, 200, "{whole}");
+    check(&whole);
+    until_archived(&mut alice, "kept").await;
+    let (_, archived) = history_page(&server, "kept", "").await;
+    check(&archived);
+    // Pages of two, each continuing after the last: the same events, once each.
+    let mut paged = Vec::new();
+    let mut query = "?limit=2".to_owned();
+    loop {
+        let (status, page) = history_page(&server, "kept", &query).await;
+        assert_eq!(status, 200, "{page}");
+        paged.extend(pairs(&page));
+        match page["next"].as_u64() {
+            Some(next) => query = format!("?limit=2&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, pairs(&whole));
+    let (status, missing) = history_page(&server, "never", "").await;
+    assert_eq!(
+        (status, &missing["error"]["code"]),
+        (404, &json!("NOT_FOUND"))
+    );
+    let (status, bad) = history_page(&server, "kept", "?limit=0").await;
+    assert_eq!((status, &bad["error"]["field"]), (400, &json!("limit")));
+    let seeker = token("alice", Role::Seeker);
+    let (status, _) = http(&server, "GET", "/v1/tasks/kept/events", Some(&seeker), None).await;
+    assert_eq!(status, 403);
+    drop((alice, c1, ops));
+    server.shutdown().await;
+
+    let server = start_with(archiving(options)).await;
+    let (_, after_restart) = history_page(&server, "kept", "").await;
+    assert_eq!(pairs(&after_restart), pairs(&whole));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_task_history_outlives_memory_on_sqlite() {
+    a_task_history_outlives_memory(options(fresh_dir("history"))).await;
+}
+
+#[tokio::test]
+async fn a_task_history_outlives_memory_on_postgres() {
+    let url = fresh_postgres("history").await;
+    let mut o = options(fresh_dir("history-pg"));
+    o.database_url = Some(url.clone());
+    a_task_history_outlives_memory(o).await;
+    drop_postgres(&url).await;
+}

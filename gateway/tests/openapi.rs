@@ -32,6 +32,7 @@ async fn the_openapi_document_lists_every_service_route() {
             "/v1/openapi.json",
             "/v1/tasks",
             "/v1/tasks/{id}",
+            "/v1/tasks/{id}/events",
             "/v1/tasks/{id}/payment_failed",
             "/v1/webhooks"
         ]

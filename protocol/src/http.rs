@@ -160,6 +160,23 @@ fn json_object(body: &[u8]) -> Result<Map<String, Value>, FrameError> {
     }
 }
 
+/// `GET /v1/tasks/{id}/events`: a page of one task's history, oldest first — every event an
+/// admin subscribed to `task:<id>` receives, archived tasks' too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TaskHistory {
+    pub task_id: crate::TaskId,
+    pub events: Vec<HistoryEvent>,
+    /// The `after` of the next page; `null` when this page reaches the journal's end.
+    pub next: Option<crate::Seq>,
+}
+
+/// One event of a [`TaskHistory`], at its journal position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct HistoryEvent {
+    pub seq: crate::Seq,
+    pub event: crate::event::Event,
+}
+
 /// The error body of the HTTP API: `{"error": {"code", "message", "field?"}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct HttpError {

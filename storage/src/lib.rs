@@ -9,6 +9,7 @@
 //!   carry it, listed newest first, rebuilt from the journal.
 //! - [`recovery`] — [`recover`]: latest snapshot + journal tail → an [`gavel_engine::Engine`].
 //! - [`webhooks`] — each webhook's durable delivery cursor.
+//! - [`task_events`] — the journal indexed by task (each task's history).
 //! - [`error`] — [`StorageError`].
 //!
 //! Flow: the engine task hands each batch of `(seq, event)` to the [`JournalHandle`]; the
@@ -20,6 +21,7 @@ pub mod cluster;
 pub mod error;
 pub mod recovery;
 pub mod store;
+pub mod task_events;
 pub mod webhooks;
 pub mod writer;
 

@@ -392,7 +392,7 @@ static ARCHIVE_APPEND: std::sync::LazyLock<String> =
 static FENCED_ARCHIVE_APPEND: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| postgres_append_sql(true));
 
-fn stored_event<R: Row>(row: &R) -> Result<StoredEvent, StorageError>
+pub(crate) fn stored_event<R: Row>(row: &R) -> Result<StoredEvent, StorageError>
 where
     for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,

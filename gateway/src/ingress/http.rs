@@ -12,7 +12,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use gavel_engine::{Actor, Command, Rejection, Reply, Request};
-use gavel_protocol::http::{HttpError, HttpErrorDetail, parse_coach_upsert, parse_post_task_body};
+use gavel_protocol::http::{
+    HttpError, HttpErrorDetail, TaskHistory, parse_coach_upsert, parse_post_task_body,
+};
 use gavel_protocol::parse::{FrameError, parse_task_id};
 use gavel_protocol::{Claims, ErrorCode, RequestId, Role, UserId};
 use serde::Deserialize;
@@ -20,6 +22,7 @@ use tokio::sync::oneshot;
 
 use crate::app::AppState;
 use crate::fanout::archive_reads::archived_view;
+use crate::history::{MAX_PAGE, task_history};
 use crate::sequencer::engine_task::unavailable;
 use crate::sequencer::messages::{EngineMsg, ReplyTo};
 
@@ -31,6 +34,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/coaches/{id}", put(put_coach).get(get_coach))
         .route("/v1/tasks", post(post_task))
         .route("/v1/tasks/{id}", get(get_task))
+        .route("/v1/tasks/{id}/events", get(task_events))
         .route("/v1/tasks/{id}/payment_failed", post(payment_failed))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -356,6 +360,84 @@ async fn archived_task_view(
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
             other => return other,
+        }
+    }
+}
+
+/// `?after=&limit=` of `GET /v1/tasks/{id}/events` (strings, so a bad one is a clear 400).
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+/// An optional integer query parameter within `range` (else 400 naming it).
+fn query_number(
+    value: Option<&str>,
+    field: &str,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Option<u64>, Box<Response>> {
+    let Some(value) = value else { return Ok(None) };
+    match value.parse::<u64>() {
+        Ok(n) if range.contains(&n) => Ok(Some(n)),
+        _ => Err(Box::new(http_error(
+            ErrorCode::ValidationError,
+            format!(
+                "{field} must be an integer in {}..={}",
+                range.start(),
+                range.end()
+            ),
+            Some(field.into()),
+        ))),
+    }
+}
+
+/// `GET /v1/tasks/{id}/events` (admin): a page of the task's history, oldest first.
+async fn task_events(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<HistoryQuery>,
+) -> Response {
+    if let Err(r) = admin(&state, &headers) {
+        return *r;
+    }
+    let task_id = match parse_task_id(&id) {
+        Ok(id) => id,
+        Err(e) => return frame_error_response(e),
+    };
+    let after = match query_number(query.after.as_deref(), "after", 0..=u64::MAX) {
+        Ok(after) => after.unwrap_or(0),
+        Err(response) => return *response,
+    };
+    let limit = match query_number(query.limit.as_deref(), "limit", 1..=u64::from(MAX_PAGE)) {
+        Ok(limit) => limit.unwrap_or(500) as u32,
+        Err(response) => return *response,
+    };
+    let known = {
+        let id = task_id.clone();
+        state
+            .engine
+            .query(move |engine| engine.state().task_id_taken(&id))
+            .await
+    };
+    match known {
+        Some(true) => {}
+        Some(false) => {
+            return http_error(ErrorCode::NotFound, format!("no task {task_id}"), None);
+        }
+        None => return rejection_response(unavailable("the server is busy; retry shortly")),
+    }
+    match task_history(&state.store, &task_id, after, limit).await {
+        Ok((events, next)) => axum::Json(TaskHistory {
+            task_id,
+            events,
+            next,
+        })
+        .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "task history: the journal could not be read");
+            rejection_response(unavailable("the journal cannot be read; retry shortly"))
         }
     }
 }

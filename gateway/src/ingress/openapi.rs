@@ -4,7 +4,7 @@
 //! paths and the statuses each may answer are listed here, next to the router.
 
 use gavel_protocol::command::PostTask;
-use gavel_protocol::http::{CoachUpsert, HttpError};
+use gavel_protocol::http::{CoachUpsert, HttpError, TaskHistory};
 use gavel_protocol::views::{CoachView, Empty, PostTaskResult, TaskView};
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
@@ -49,6 +49,18 @@ fn task_id_param() -> Value {
             "schema": {"type": "string"}}])
 }
 
+fn history_params() -> Value {
+    let mut params = task_id_param();
+    let list = params.as_array_mut().expect("a list");
+    list.push(json!({"name": "after", "in": "query", "required": false,
+        "description": "only events with a greater seq (the `next` of the previous page)",
+        "schema": {"type": "integer", "format": "uint64", "minimum": 0}}));
+    list.push(json!({"name": "limit", "in": "query", "required": false,
+        "description": "events per page, 1–1000 (default 500)",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}));
+    params
+}
+
 fn coach_id_param() -> Value {
     json!([{"name": "id", "in": "path", "required": true,
             "description": "coach id: 1–64 characters of [A-Za-z0-9_.:-]",
@@ -63,6 +75,7 @@ pub fn openapi() -> Value {
     generator.subschema_for::<PostTask>();
     generator.subschema_for::<PostTaskResult>();
     generator.subschema_for::<TaskView>();
+    generator.subschema_for::<TaskHistory>();
     generator.subschema_for::<Empty>();
     generator.subschema_for::<HttpError>();
     generator.subschema_for::<Vec<WebhookView>>();
@@ -104,6 +117,11 @@ pub fn openapi() -> Value {
                 "summary": "A task's admin view (archived tasks too, with archived: true)",
                 "parameters": task_id_param(),
                 "responses": responses(("200", "the task", body("TaskView")), &[400, 401, 403, 404, 503])
+            }},
+            "/v1/tasks/{id}/events": {"get": {
+                "summary": "A task's history, oldest first: every event of task:<id> (archived tasks too)",
+                "parameters": history_params(),
+                "responses": responses(("200", "a page of events", body("TaskHistory")), &[400, 401, 403, 404, 503])
             }},
             "/v1/tasks/{id}/payment_failed": {"post": {
                 "summary": "The payment provider declined the hold: the task reopens",
