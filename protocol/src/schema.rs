@@ -5,7 +5,7 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 
 use crate::command::ClientFrame;
-use crate::http::{CoachUpsert, HttpError};
+use crate::http::{CoachUpsert, HttpError, TaskHistory};
 use crate::reply::ServerFrame;
 use crate::views::*;
 
@@ -29,6 +29,7 @@ pub fn protocol_schema() -> Value {
     generator.subschema_for::<CoachView>();
     generator.subschema_for::<CoachUpsert>();
     generator.subschema_for::<HttpError>();
+    generator.subschema_for::<TaskHistory>();
     let defs = generator.take_definitions(true);
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -1,6 +1,6 @@
 // The HTTP API (contract §6, §12) with the admin's token.
 
-import type { CoachUpsert, CoachView, TaskView } from "gavel-client";
+import type { CoachUpsert, CoachView, TaskHistory, TaskView } from "gavel-client";
 
 export class Api {
   constructor(private readonly token: string) {}
@@ -27,6 +27,16 @@ export class Api {
 
   async task(id: string): Promise<TaskView> {
     return (await this.#call<TaskView>("GET", `/v1/tasks/${encodeURIComponent(id)}`)).body as TaskView;
+  }
+
+  /** One page of a task's history (gavel's `GET /v1/tasks/{id}/events`). */
+  async history(id: string, after: number): Promise<TaskHistory> {
+    const path = `/v1/tasks/${encodeURIComponent(id)}/events?after=${after}&limit=1000`;
+    return (await this.#call<TaskHistory>("GET", path)).body as TaskHistory;
+  }
+
+  async coach(id: string): Promise<CoachView> {
+    return (await this.#call<CoachView>("GET", `/v1/coaches/${encodeURIComponent(id)}`)).body as CoachView;
   }
 
   async coaches(): Promise<CoachView[]> {

@@ -35,27 +35,45 @@ export class Board {
   readonly tasks = new Map<string, TaskView>();
   readonly unfilled = new Set<string>();
   #loaded = false;
+  #generation = 0;
   #held: Event[] = [];
+  /** Tasks being fetched; `true` when an event of theirs came meanwhile (fetch again). */
+  #fetching = new Map<string, boolean>();
 
   constructor(
     private readonly api: Api,
     private readonly changed: () => void,
   ) {}
 
+  /** Forgets everything and loads afresh (at start, and after a reset of `admin`). */
+  reload(client: GavelClient): void {
+    this.#generation += 1;
+    const generation = this.#generation;
+    this.tasks.clear();
+    this.#loaded = false;
+    this.#held = [];
+    this.changed();
+    this.#load(client, generation).catch(() => {
+      // Retried until the server answers; events meanwhile are held (their tasks fetched later).
+      if (generation === this.#generation) setTimeout(() => this.#generation === generation && this.reload(client), 2000);
+    });
+  }
+
   /**
    * The newest tasks (two pages of `list_tasks`). An event that arrived while the list was on
    * its way may or may not be in it: its task is fetched again once the list is in.
    */
-  async load(client: GavelClient): Promise<void> {
+  async #load(client: GavelClient, generation: number): Promise<void> {
     let before: string | null = null;
     for (let page = 0; page < 2; page++) {
       const result: ListTasksResult = await client.command("list_tasks", before ? { limit: 100, before } : { limit: 100 });
+      if (generation !== this.#generation) return;
       for (const task of result.tasks) if (!this.tasks.has(task.task_id)) this.tasks.set(task.task_id, task);
       if (page === 0) {
         const touched = new Set(this.#held.map((e) => e.task_id).filter((id): id is string => !!id));
         this.#held = [];
         this.#loaded = true;
-        for (const id of touched) void this.#fetch(id, true);
+        for (const id of touched) this.#fetch(id);
       }
       before = result.next ?? null;
       if (!before) break;
@@ -66,41 +84,49 @@ export class Board {
   /** One event of the `admin` topic. */
   apply(event: Event): void {
     if (!this.#loaded) {
-      this.#held.push(event);
+      // At most what a page of tasks can be touched by; past that the task list decides.
+      if (this.#held.length < 10_000) this.#held.push(event);
       return;
     }
     const id = event.task_id;
     if (!id) return;
     if (event.kind === "task.unfilled") this.unfilled.add(id);
     if (event.kind === "task.assigned" || event.kind === "task.closed" || event.kind === "task.canceled") this.unfilled.delete(id);
+    if (this.#fetching.has(id)) this.#fetching.set(id, true);
     const known = this.tasks.get(id);
     if (known) {
       this.tasks.set(id, reduceTask(known, event) ?? known);
     } else if (event.kind === "task.opened") {
       this.tasks.set(id, fromOpened(event.task));
-      void this.#fillIn(id);
+      this.#fetch(id);
     } else {
-      void this.#fetch(id);
+      this.#fetch(id);
     }
     this.changed();
   }
 
-  /** The fields a `task.opened` does not carry (they never change). */
-  async #fillIn(id: string): Promise<void> {
-    try {
-      const full = await this.api.task(id);
-      const task = this.tasks.get(id);
-      if (task) this.tasks.set(id, { ...task, owner: full.owner, resume_id: full.resume_id, award: full.award });
-      this.changed();
-    } catch {}
-  }
-
-  async #fetch(id: string, replace = false): Promise<void> {
-    try {
-      const full = await this.api.task(id);
-      if (replace || !this.tasks.has(id)) this.tasks.set(id, full);
-      this.changed();
-    } catch {}
+  /**
+   * The server's view of one task (it replaces what the board had). An event of the task that
+   * arrives while the answer is on its way may not be in it: then it is fetched once more.
+   */
+  #fetch(id: string): void {
+    if (this.#fetching.has(id)) {
+      this.#fetching.set(id, true);
+      return;
+    }
+    this.#fetching.set(id, false);
+    const generation = this.#generation;
+    this.api.task(id).then(
+      (full) => {
+        const again = this.#fetching.get(id) === true;
+        this.#fetching.delete(id);
+        if (generation !== this.#generation) return;
+        this.tasks.set(id, full);
+        this.changed();
+        if (again) this.#fetch(id);
+      },
+      () => this.#fetching.delete(id),
+    );
   }
 
   byStatus(statuses: TaskStatus[]): TaskView[] {

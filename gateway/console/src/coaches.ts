@@ -43,8 +43,19 @@ export class Coaches {
     await this.load();
   }
 
-  /** The same profile with `suspended` flipped (PUT is a full replacement). */
-  toggleSuspension(c: CoachView): Promise<void> {
+  /**
+   * The coach's current profile with `suspended` flipped (PUT is a full replacement: read
+   * first, so a rating earned since the list was drawn is kept).
+   */
+  async toggleSuspension(listed: CoachView): Promise<void> {
+    let c: CoachView;
+    try {
+      c = await this.api.coach(listed.coach_id);
+    } catch (e) {
+      this.message = String(e);
+      this.changed();
+      return;
+    }
     const body = {
       display_name: c.display_name,
       rating: c.rating_centi / 100,

@@ -1,6 +1,7 @@
 // One task in full: the admin view (ranked bids with each coach's reputation, the assignment,
-// escrow), and every event of its history — replayed from the journal (`since: 0`) and then
-// live. The view is fetched from the HTTP API again after each event, so it is the server's.
+// escrow), and every event of its history — read from the journal (`GET /v1/tasks/{id}/events`,
+// archived tasks too), then live from `task:<id>` resumed after the last of them. The view is
+// fetched from the HTTP API again after each event, so it is the server's.
 
 import type { Event, GavelClient, TaskView, Topic } from "gavel-client";
 import type { Api } from "./api.js";
@@ -19,12 +20,37 @@ export class Detail {
     private readonly client: GavelClient,
     private readonly api: Api,
     private readonly changed: () => void,
+    /** Closing by the × button or Escape: the page decides where focus goes. */
+    readonly onClose: () => void,
   ) {}
 
   open(taskId: string): void {
+    if (this.taskId === taskId) return;
     this.close();
     this.taskId = taskId;
     this.#refresh();
+    this.changed();
+    void this.#follow(taskId);
+  }
+
+  /** The history from the journal, then the topic from right after it. */
+  async #follow(taskId: string): Promise<void> {
+    let after = 0;
+    try {
+      for (;;) {
+        const page = await this.api.history(taskId, after);
+        if (this.taskId !== taskId) return;
+        this.history.push(...page.events);
+        after = page.events.at(-1)?.seq ?? after;
+        if (page.next === null || page.next === undefined) break;
+        after = page.next;
+      }
+    } catch (e) {
+      if (this.taskId === taskId) this.error = String(e);
+      this.changed();
+      return;
+    }
+    this.changed();
     const topic = `task:${taskId}` as Topic;
     this.#unsubscribe = this.client.subscribe(
       topic,
@@ -34,17 +60,14 @@ export class Detail {
           this.#scheduleRefresh();
         } else if (m.type === "snapshot") {
           this.view = m.snapshot as TaskView;
-          this.note = this.view.archived
-            ? "Archived: the final view, from storage."
-            : "The server kept too little history to replay from the start; events from here on.";
+          if (!this.view.archived) this.note = "The server could not resume after the history; a fresh view from here on.";
         } else {
           this.error = m.error.message;
         }
         this.changed();
       },
-      { since: 0 },
+      { since: after },
     );
-    this.changed();
   }
 
   close(): void {
@@ -85,7 +108,7 @@ export class Detail {
   render(resolve: (taskId: string, outcome: "release" | "refund") => void): HTMLElement | null {
     if (!this.taskId) return null;
     const t = this.view;
-    const close = h("button", { class: "close", "data-key": "detail:close", onclick: () => this.close(), "aria-label": "close the task" }, "×");
+    const close = h("button", { class: "close", "data-key": "detail:close", onclick: () => this.onClose(), "aria-label": "close the task" }, "×");
     if (!t) return h("div", { class: "detail" }, close, h("h2", { id: "detail-title", "data-key": "detail:title", tabindex: -1 }, this.taskId), h("p", {}, this.error || "loading…"));
     const row = (k: string, v: string | number) => h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, v));
     return h(
@@ -93,6 +116,7 @@ export class Detail {
       { class: "detail", "data-detail": t.task_id },
       close,
       h("h2", { id: "detail-title", "data-key": "detail:title", tabindex: -1 }, `${t.task_id} `, h("span", { class: `status ${t.status}` }, t.status)),
+      t.archived ? h("p", { class: "note" }, "Archived: the final view from storage, the history from the journal.") : null,
       this.note ? h("p", { class: "note" }, this.note) : null,
       this.error ? h("p", { class: "error", role: "alert" }, this.error) : null,
       h(

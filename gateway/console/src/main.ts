@@ -11,7 +11,7 @@ import { StatsPanel } from "./stats.js";
 
 const TOKEN_KEY = "gavel-admin-token";
 /** Events that change a coach's load or reputation: the coach list is fetched again. */
-const COACH_EVENTS = new Set(["task.assigned", "task.reassigned", "task.completed", "task.canceled", "payment.refunded"]);
+const COACH_EVENTS = new Set(["task.assigned", "task.reassigned", "task.completed", "task.canceled", "payment.refunded", "payment.failed"]);
 
 function start(token: string): void {
   const api = new Api(token);
@@ -49,7 +49,16 @@ function start(token: string): void {
     onError: (e) => say(e.message),
   });
   const board = new Board(api, () => redraw("board"));
-  const detail = new Detail(client, api, () => redraw("detail"));
+  const closeDetail = () => {
+    const id = detail.taskId;
+    detail.close();
+    // Back to the task's card, or to the board when it has gone.
+    requestAnimationFrame(() => {
+      const card = id ? (document.querySelector(`[data-key="card:${CSS.escape(id)}"]`) as HTMLElement | null) : null;
+      (card ?? document.getElementById("board-section"))?.focus();
+    });
+  };
+  const detail = new Detail(client, api, () => redraw("detail"), closeDetail);
   const coaches = new Coaches(api, () => redraw("coaches"));
 
   client.subscribe("admin", (m) => {
@@ -60,17 +69,24 @@ function start(token: string): void {
       board.apply(m.event);
       if (m.event.task_id === detail.taskId) redraw("detail");
       if (COACH_EVENTS.has(m.event.kind)) coaches.reloadSoon();
+    } else if (m.type === "snapshot" && m.reset) {
+      // Too far behind to replay what was missed (contract §4): start the board afresh.
+      board.reload(client);
     } else if (m.type === "error") {
       say(`admin topic: ${m.error.message}`);
       sessionStorage.removeItem(TOKEN_KEY);
     }
   });
-  board.load(client).catch((e) => say(String(e)));
+  board.reload(client);
   void coaches.load();
 
   const resolve = (taskId: string, outcome: "release" | "refund") => {
     client.command("resolve_dispute", { task_id: taskId, outcome }).then(
-      () => say(`${taskId}: ${outcome === "release" ? "released to the coach" : "refunded to the seeker"}`),
+      () => {
+        say(`${taskId}: ${outcome === "release" ? "released to the coach" : "refunded to the seeker"}`);
+        // The buttons are gone with the dispute: focus the list it was in.
+        requestAnimationFrame(() => document.getElementById("disputes-title")?.focus());
+      },
       (e) => say(`${taskId}: ${e.message}`),
     );
   };
@@ -111,11 +127,7 @@ function start(token: string): void {
   void pollCluster();
 
   document.addEventListener("keydown", (e) => {
-    if (e.key === "Escape" && detail.taskId) {
-      const id = detail.taskId;
-      detail.close();
-      requestAnimationFrame(() => (document.querySelector(`[data-key="card:${CSS.escape(id)}"]`) as HTMLElement | null)?.focus());
-    }
+    if (e.key === "Escape" && detail.taskId) closeDetail();
   });
   document.getElementById("logout")?.addEventListener("click", () => {
     sessionStorage.removeItem(TOKEN_KEY);
@@ -137,18 +149,38 @@ function drawCluster(cluster: ClusterView | null): void {
   fill("cluster", h("p", {}, `leader: ${cluster.leader ?? "none"}`), h("div", { class: "scroll" }, h("table", {}, head, h("tbody", {}, ...rows))));
 }
 
+/**
+ * Checks the token with the HTTP API first: a bad one would only ever be refused at the
+ * WebSocket's upgrade, which a browser reports as a bare close (and the client would retry).
+ */
+async function tryToken(token: string): Promise<boolean> {
+  try {
+    await new Api(token).coaches();
+    return true;
+  } catch (e) {
+    fill("notice", `This token is refused: ${String(e).replace(/^Error: /, "")}`);
+    return false;
+  }
+}
+
 function login(): void {
-  const saved = sessionStorage.getItem(TOKEN_KEY);
-  if (saved) return start(saved);
   const form = document.getElementById("login") as HTMLFormElement;
+  const begin = async (token: string) => {
+    if (!(await tryToken(token))) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      return;
+    }
+    sessionStorage.setItem(TOKEN_KEY, token);
+    start(token);
+  };
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     const token = (new FormData(form).get("token") as string).trim();
-    if (!token) return;
-    sessionStorage.setItem(TOKEN_KEY, token);
-    start(token);
+    if (token) void begin(token);
   });
-  (form.querySelector("input") as HTMLInputElement).focus();
+  const saved = sessionStorage.getItem(TOKEN_KEY);
+  if (saved) void begin(saved);
+  else (form.querySelector("input") as HTMLInputElement).focus();
 }
 
 login();

@@ -107,6 +107,38 @@ test("an admin sees tasks live, resolves a dispute by clicking, and manages coac
   await page.close();
 });
 
+test("an archived task's drill-down shows its final view and its whole history", async (t) => {
+  // Engine time 600× faster and one minute of retention: a finished task leaves memory at once.
+  const fast = await Gavel.start({ config: "[retention]\nfinal_task_minutes = 1\n", args: ["--time-scale", "600"] });
+  t.after(() => fast.stop());
+  assert.equal((await fast.putCoach("coach_z")).status, 200);
+  const seeker = fast.client("ari", "seeker");
+  const coach = fast.client("coach_z", "coach");
+  const { task_id } = await seeker.command("post_task", { resume_id: "r_old", urgency: "flexible" });
+  const { bid_id } = await coach.command("place_bid", { task_id, amount: 2000, eta_hours: 5 });
+  await seeker.command("accept_bid", { task_id, bid_id });
+  await coach.command("start_work", { task_id });
+  await coach.command("submit_verification", { task_id });
+  await seeker.command("accept_verification", { task_id, rating: 5 });
+  for (let i = 0; i < 200 && !(await fast.api("GET", `/v1/tasks/${task_id}`)).body.archived; i++) await new Promise((r) => setTimeout(r, 50));
+  assert.equal((await fast.api("GET", `/v1/tasks/${task_id}`)).body.archived, true, "archived");
+
+  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  await page.goto(`${fast.http}/admin`);
+  await page.fill("#token", token("ops", "admin"));
+  await page.keyboard.press("Enter");
+  const card = page.locator(`[data-task="${task_id}"]`);
+  await card.click();
+  const detail = page.locator(`[data-detail="${task_id}"]`);
+  await detail.locator(".note", { hasText: "Archived" }).waitFor();
+  await detail.locator(".history li", { hasText: "task.completed" }).waitFor();
+  const kinds = await detail.locator(".history li strong").allTextContents();
+  assert.deepEqual(kinds, ["task.opened", "bid.placed", "bid.accepted", "task.assigned", "payment.held", "task.started", "task.submitted", "payment.released", "task.completed"]);
+  seeker.close();
+  coach.close();
+  await page.close();
+});
+
 test("the console works from the keyboard", async () => {
   const { page } = await console_(1200);
   const seeker = gavel.client("kim", "seeker");
@@ -127,6 +159,16 @@ test("the console works from the keyboard", async () => {
   await page.keyboard.press("Escape");
   await page.waitForFunction((id) => document.activeElement?.getAttribute("data-task") === id, task_id);
   seeker.close();
+  await page.close();
+});
+
+test("a token that is not an admin's is refused on the login form", async () => {
+  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  await page.goto(`${gavel.http}/admin`);
+  await page.fill("#token", token("sally", "seeker"));
+  await page.keyboard.press("Enter");
+  await page.locator("#notice", { hasText: "This token is refused: FORBIDDEN" }).waitFor();
+  assert.equal(await page.locator("#login").isVisible(), true, "still on the login form");
   await page.close();
 });
 

@@ -79,9 +79,19 @@ function typeOfType(s) {
   );
 }
 
+// Every keyword this generator understands; anything else is an error, never a silent `unknown`.
+const KNOWN = new Set([
+  "$ref", "const", "enum", "type", "properties", "required", "items", "minItems", "maxItems",
+  "additionalProperties", "oneOf", "anyOf", "description", "title", "format", "minimum",
+  "maximum", "minLength", "maxLength", "pattern", "default",
+]);
+
 /** The TypeScript type of schema `s`. */
 function type(s) {
   if (s === true) return "unknown";
+  const unknown = Object.keys(s).filter((k) => !KNOWN.has(k));
+  if (unknown.length > 0) throw new Error(`unsupported JSON Schema keyword(s) ${unknown.join(", ")} in ${JSON.stringify(s).slice(0, 200)}`);
+  if (s.enum !== undefined) return union(s.enum.map((v) => JSON.stringify(v)));
   if (s.$ref && !s.properties) return refName(s.$ref);
   if (s.const !== undefined) return JSON.stringify(s.const);
   const alternatives = s.oneOf ?? s.anyOf;

@@ -53,6 +53,8 @@ export interface ConnectOptions {
   onStateChange?: (state: ConnectionState) => void;
   /** Told of errors the server sent for frames without an id, and of connection failures. */
   onError?: (error: GavelError) => void;
+  /** Told of every close of the socket (the client's own refreshes say `code` 1000). */
+  onClose?: (code: number, reason: string) => void;
 }
 
 /** Commands other than the subscription frames, with their fields. */
@@ -200,6 +202,7 @@ export class GavelClient {
       this.#settle(pending.id);
       pending.reject(closedError());
     }
+    for (const stream of this.#topics.values()) stream.close();
     this.#topics.clear();
     this.#subscribeIds.clear();
     this.#ws?.close(1000, "client closed");
@@ -208,12 +211,13 @@ export class GavelClient {
 
   // ---------------------------------------------------------------- connection
 
-  async #open(): Promise<void> {
+  /** Connects with `fresh` (a token just obtained) or one from `getToken` / `token`. */
+  async #open(fresh?: string): Promise<void> {
     this.#reconnectTimer = null;
     if (this.#closedByUser) return;
     let token: string;
     try {
-      token = this.#options.getToken ? await this.#options.getToken() : (this.#options.token as string);
+      token = fresh ?? (this.#options.getToken ? await this.#options.getToken() : (this.#options.token as string));
     } catch (e) {
       this.#options.onError?.(new GavelError("UNAUTHORIZED", `getToken failed: ${String(e)}`));
       this.#scheduleReconnect();
@@ -232,7 +236,9 @@ export class GavelClient {
     };
     ws.onerror = () => {};
     ws.onclose = (e) => {
-      if (ws === this.#ws) this.#onClose(e.code, e.reason);
+      if (ws !== this.#ws) return;
+      this.#options.onClose?.(e.code, e.reason);
+      this.#onClose(e.code, e.reason);
     };
   }
 
@@ -247,7 +253,7 @@ export class GavelClient {
     }
   }
 
-  #onClose(code: number, reason: string): void {
+  #onClose(code: number, reason: string, fresh?: string): void {
     this.#ws = null;
     if (this.#refreshTimer) clearTimeout(this.#refreshTimer);
     if (this.#closedByUser) return;
@@ -262,17 +268,21 @@ export class GavelClient {
       this.#options.onError?.(new GavelError("CLOSED", `connection closed (${code}${reason ? `: ${reason}` : ""})`));
     }
     this.#setState("reconnecting");
-    if (code === REFRESHING || code === TOKEN_EXPIRED) void this.#open();
+    if (code === REFRESHING || code === TOKEN_EXPIRED) void this.#open(fresh);
     else this.#scheduleReconnect();
   }
 
-  /** Leaves the current socket (its late frames and close are ignored) and connects again. */
-  #reconnectNow(reason: string): void {
+  /**
+   * Leaves the current socket (its late frames and close are ignored) and connects again at
+   * once, with `fresh` when given.
+   */
+  #reconnectNow(reason: string, fresh?: string): void {
     const ws = this.#ws;
     if (!ws) return;
     this.#ws = null;
     ws.close(1000, reason);
-    this.#onClose(REFRESHING, reason);
+    this.#options.onClose?.(1000, reason);
+    this.#onClose(REFRESHING, reason, fresh);
   }
 
   #scheduleReconnect(): void {
@@ -281,14 +291,34 @@ export class GavelClient {
     this.#reconnectTimer = setTimeout(() => void this.#open(), this.#backoff.next());
   }
 
+  /**
+   * Replaces `token` before it expires: `refreshMarginMs` ahead, or halfway through what is
+   * left for a token that lives less than twice the margin. A `getToken` that hands back the
+   * same token is asked again later; the connection is replaced only for a new one.
+   */
   #scheduleRefresh(token: string): void {
     if (!this.#options.getToken) return;
     const expiry = tokenExpiry(token);
     if (expiry === null) return;
     const margin = this.#options.refreshMarginMs ?? 60_000;
-    const delay = Math.max(1_000, expiry - Date.now() - margin);
+    const left = expiry - Date.now();
+    const delay = Math.max(1_000, left > 2 * margin ? left - margin : left / 2);
     // setTimeout holds at most 2^31-1 ms; a longer-lived token is refreshed a little early.
-    this.#refreshTimer = setTimeout(() => this.#reconnectNow("token refresh"), Math.min(delay, 2 ** 31 - 1));
+    this.#refreshTimer = setTimeout(() => void this.#refresh(token), Math.min(delay, 2 ** 31 - 1));
+  }
+
+  async #refresh(current: string): Promise<void> {
+    this.#refreshTimer = null;
+    let fresh: string;
+    try {
+      fresh = await (this.#options.getToken as () => string | Promise<string>)();
+    } catch (e) {
+      this.#options.onError?.(new GavelError("UNAUTHORIZED", `getToken failed: ${String(e)}`));
+      fresh = current;
+    }
+    if (this.#closedByUser || this.#ws === null) return;
+    if (fresh === current) this.#scheduleRefresh(current);
+    else this.#reconnectNow("token refresh", fresh);
   }
 
   #setState(state: ConnectionState): void {
@@ -358,6 +388,7 @@ export class GavelClient {
   // -------------------------------------------------------------------- topics
 
   #sendSubscribe(stream: TopicStream): void {
+    stream.cancelRetry();
     const id = newId("s");
     const frame = JSON.stringify({ type: "subscribe", id, topic: stream.topic, ...stream.request() });
     if (this.#write(frame)) {
@@ -374,8 +405,11 @@ export class GavelClient {
   #onSubscribeRefused(stream: TopicStream, error: GavelError): void {
     if (this.#topics.get(stream.topic) !== stream) return;
     if (error.retryable || error.code === "RATE_LIMITED") {
-      const delay = error.retryAfterMs ?? this.#backoff.next();
-      setTimeout(() => {
+      const delay = error.retryAfterMs ?? Backoff.delay(stream.refusals, this.#options.backoff);
+      stream.retrying();
+      stream.cancelRetry();
+      stream.retry = setTimeout(() => {
+        stream.retry = null;
         if (this.#topics.get(stream.topic) === stream) this.#sendSubscribe(stream);
       }, delay);
       return;

@@ -17,5 +17,5 @@ export { GavelError } from "./errors.js";
 export type { ClientErrorCode } from "./errors.js";
 export type { TopicMessage, TopicSnapshot } from "./topic.js";
 export { live, LiveTopic, rankBids, reduceAdmin, reduceCoach, reduceFeed, reduceSeeker, reduceTask, reducerFor } from "./live.js";
-export type { LiveState, Reducer } from "./live.js";
+export type { LiveOptions, LiveState, Reducer } from "./live.js";
 export type { BackoffOptions } from "./backoff.js";

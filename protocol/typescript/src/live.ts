@@ -23,11 +23,12 @@ type EventOf<K extends Event["kind"]> = Extract<Event, { kind: K }>;
 /** Applies one event to a view: the new view, or `null` when only a fresh snapshot can tell. */
 export type Reducer<S> = (view: S, event: Event) => S | null;
 
-/** Pending bids best first: higher score, then lower amount, then the earlier bid (contract §5). */
+/**
+ * Pending bids best first: higher score, then lower amount, then the earlier bid (contract §5)
+ * — earlier by the engine's bid number, as the engine ranks them.
+ */
 export function rankBids(bids: BidView[]): BidView[] {
-  return [...bids].sort(
-    (a, b) => b.score - a.score || a.amount - b.amount || a.created_at - b.created_at || bidNo(a) - bidNo(b),
-  );
+  return [...bids].sort((a, b) => b.score - a.score || a.amount - b.amount || bidNo(a) - bidNo(b));
 }
 
 const bidNo = (b: BidView): number => Number(b.bid_id.replace(/^\D+/, "")) || 0;
@@ -97,7 +98,8 @@ export const reduceTask: Reducer<TaskView> = (view, event) => {
       return { ...view, escrow, status: view.status === "disputed" ? "refunded" : view.status };
     }
     case "payment.failed":
-      return { ...view, assigned: null };
+      // The hold never happened: what was held and not yet paid out or back is gone.
+      return { ...view, assigned: null, escrow: { ...view.escrow, held: view.escrow.released + view.escrow.refunded } };
     default:
       return view;
   }
@@ -177,6 +179,9 @@ export function reducerFor(topic: Topic): Reducer<unknown> {
   return reduceCoach as Reducer<unknown>;
 }
 
+/** A live view starts from a snapshot: `filter` and `limit` only (no `since`). */
+export type LiveOptions = Omit<SubscribeOptions, "since" | "epoch">;
+
 /** What a live topic holds at one moment. */
 export interface LiveState<S> {
   status: "loading" | "live" | "error";
@@ -196,11 +201,13 @@ export class LiveTopic<S> {
   #client: GavelClient;
   readonly topic: Topic;
 
-  constructor(client: GavelClient, topic: Topic, options?: SubscribeOptions) {
+  constructor(client: GavelClient, topic: Topic, options?: LiveOptions) {
     this.topic = topic;
     this.#client = client;
     const reduce = reducerFor(topic) as Reducer<S>;
-    this.#unsubscribe = client.subscribe(topic, (m: TopicMessage<unknown>) => this.#apply(m, reduce), options);
+    const { filter, limit } = options ?? {};
+    const fields = { ...(filter ? { filter } : {}), ...(limit !== undefined ? { limit } : {}) };
+    this.#unsubscribe = client.subscribe(topic, (m: TopicMessage<unknown>) => this.#apply(m, reduce), fields);
   }
 
   get(): LiveState<S> {
@@ -237,6 +244,6 @@ export class LiveTopic<S> {
 }
 
 /** A live view of `topic` (see `LiveTopic`). */
-export function live<T extends Topic>(client: GavelClient, topic: T, options?: SubscribeOptions): LiveTopic<TopicSnapshot<T>> {
+export function live<T extends Topic>(client: GavelClient, topic: T, options?: LiveOptions): LiveTopic<TopicSnapshot<T>> {
   return new LiveTopic<TopicSnapshot<T>>(client, topic, options);
 }

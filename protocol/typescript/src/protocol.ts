@@ -396,6 +396,12 @@ export type FeedTask = {
   urgency: Urgency;
 };
 
+/** One event of a [`TaskHistory`], at its journal position. */
+export type HistoryEvent = {
+  event: Event;
+  seq: number;
+};
+
 /** The error body of the HTTP API: `{"error": {"code", "message", "field?"}}`. */
 export type HttpError = {
   error: HttpErrorDetail;
@@ -594,6 +600,17 @@ export type SubscribeResult = {
   /** Absent when the resume replays events instead. */
   snapshot?: Snapshot | null;
   topic: Topic;
+};
+
+/**
+ * `GET /v1/tasks/{id}/events`: a page of one task's history, oldest first — every event an
+ * admin subscribed to `task:<id>` receives, archived tasks' too.
+ */
+export type TaskHistory = {
+  events: HistoryEvent[];
+  /** The `after` of the next page; `null` when this page reaches the journal's end. */
+  next?: number | null;
+  task_id: TaskId;
 };
 
 export type TaskId = string;

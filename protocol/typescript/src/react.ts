@@ -1,9 +1,10 @@
 // The React binding: `useTopic(client, topic)` is the live view of a topic, re-rendered on
-// every change. Components using the same topic on the same client share one subscription.
+// every change. Components using the same topic (with the same options) on the same client
+// share one subscription.
 
-import { useEffect, useState, useSyncExternalStore } from "react";
-import type { GavelClient, SubscribeOptions } from "./client.js";
-import { type LiveState, LiveTopic } from "./live.js";
+import { useCallback, useEffect, useState, useSyncExternalStore } from "react";
+import type { GavelClient } from "./client.js";
+import { type LiveOptions, type LiveState, LiveTopic } from "./live.js";
 import type { Topic } from "./protocol.js";
 import type { TopicSnapshot } from "./topic.js";
 
@@ -14,7 +15,8 @@ interface Shared {
 
 const shared = new WeakMap<GavelClient, Map<string, Shared>>();
 
-function acquire(client: GavelClient, topic: Topic, options?: SubscribeOptions): Shared {
+/** One subscription per topic and client (the server allows no second one on a connection). */
+function acquire(client: GavelClient, topic: Topic, options: LiveOptions | undefined): Shared {
   let topics = shared.get(client);
   if (!topics) shared.set(client, (topics = new Map()));
   let entry = topics.get(topic);
@@ -35,17 +37,19 @@ function release(client: GavelClient, topic: Topic): void {
 }
 
 const loading: LiveState<never> = { status: "loading", view: null, seq: null, resets: 0, error: null };
-const noop = () => () => {};
+const nothing = () => () => {};
 
 /**
  * The live view of `topic`: `{status, view, seq, resets, error}` — `view` is the topic's
  * snapshot with every event since applied (see `live`). `topic` null subscribes to nothing.
- * `options` are read when the subscription starts.
+ * `options` (`filter`, `limit` on `feed`) are read when the subscription starts; components
+ * sharing a topic share the first one's. A topic used here must not also be subscribed with
+ * `client.subscribe` on the same client.
  */
 export function useTopic<T extends Topic>(
   client: GavelClient,
   topic: T | null,
-  options?: SubscribeOptions,
+  options?: LiveOptions,
 ): LiveState<TopicSnapshot<T>> {
   const [entry, setEntry] = useState<Shared | null>(null);
   useEffect(() => {
@@ -60,8 +64,7 @@ export function useTopic<T extends Topic>(
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [client, topic]);
   const live = entry?.live.topic === topic ? entry.live : null;
-  return useSyncExternalStore(
-    live ? (listener) => live.onChange(listener) : noop,
-    () => (live ? live.get() : loading),
-  ) as LiveState<TopicSnapshot<T>>;
+  const subscribe = useCallback((listener: () => void) => (live ? live.onChange(listener) : nothing()), [live]);
+  const snapshot = useCallback(() => (live ? live.get() : loading), [live]);
+  return useSyncExternalStore(subscribe, snapshot) as LiveState<TopicSnapshot<T>>;
 }

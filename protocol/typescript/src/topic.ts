@@ -55,7 +55,10 @@ export class TopicStream {
   #limit: number | undefined;
   #handler: (message: TopicMessage<unknown>) => void;
   #pendingId: string | null = null;
-  #buffered: EventFrame[] = [];
+  /** A `subscribe` to retry after a refusal that allows it (RATE_LIMITED, UNAVAILABLE). */
+  retry: ReturnType<typeof setTimeout> | null = null;
+  /** Refusals in a row, for the retry's backoff. */
+  refusals = 0;
   #settleReady: Settle | null;
   #closed = false;
 
@@ -93,7 +96,6 @@ export class TopicStream {
 
   subscribing(id: string): void {
     this.#pendingId = id;
-    this.#buffered = [];
   }
 
   /** The next subscribe asks for a snapshot instead of resuming. */
@@ -104,7 +106,20 @@ export class TopicStream {
 
   disconnected(): void {
     this.#pendingId = null;
-    this.#buffered = [];
+    this.cancelRetry();
+  }
+
+  cancelRetry(): void {
+    if (this.retry) clearTimeout(this.retry);
+    this.retry = null;
+  }
+
+  /**
+   * A refusal that will be retried: until the retry is answered, events of the topic still
+   * belong to a previous subscription (the retry's answer covers everything after it).
+   */
+  retrying(): void {
+    this.refusals += 1;
   }
 
   subscribed(result: SubscribeResult): void {
@@ -124,15 +139,15 @@ export class TopicStream {
     } else if (this.seq === null) {
       this.seq = result.seq;
     }
+    this.refusals = 0;
     this.#settleReady?.resolve(result);
     this.#settleReady = null;
-    const buffered = this.#buffered;
-    this.#buffered = [];
-    for (const frame of buffered) this.event(frame);
   }
 
   refused(error: GavelError): void {
     this.#closed = true;
+    this.#pendingId = null;
+    this.cancelRetry();
     this.#handler({ type: "error", topic: this.topic, error });
     this.#settleReady?.reject(error);
     this.#settleReady = null;
@@ -140,6 +155,7 @@ export class TopicStream {
 
   close(): void {
     this.#closed = true;
+    this.cancelRetry();
     this.#settleReady?.reject(new GavelError("CLOSED", `unsubscribed from ${this.topic}`));
     this.#settleReady = null;
   }
@@ -147,8 +163,9 @@ export class TopicStream {
   event(frame: EventFrame): void {
     if (this.#closed) return;
     if (this.#pendingId !== null) {
-      // The answer to our subscribe is still on its way: hold what arrives meanwhile.
-      this.#buffered.push(frame);
+      // Before the answer to our subscribe, frames of the topic are a previous subscription's
+      // on this connection: the server answers first and then sends everything after the
+      // answer's position (contract §4), so nothing here is needed.
       return;
     }
     if (frame.event.kind === "stats") {

@@ -101,6 +101,7 @@ test("after a server restart every topic resumes where it stood and commands go 
 
 test("a command retried after a lost connection keeps its id and applies once", async () => {
   const seeker = gavel.client("sid", "seeker");
+  await seeker.ping(); // connected: the command below is written at once
   // Sent, then the connection drops before the reply can arrive: the client sends it again.
   const first = seeker.command("post_task", { resume_id: "r_once", urgency: "urgent" }, { id: "post-r-once" });
   seeker.dropConnection();
@@ -159,6 +160,7 @@ test("a token about to expire is replaced before the server closes with 4001", a
   const { task_id } = await post(seeker, "r_refresh");
   let issued = 0;
   const closes = [];
+  const errors = [];
   const client = connect({
     url: gavel.url,
     WebSocket,
@@ -167,7 +169,8 @@ test("a token about to expire is replaced before the server closes with 4001", a
       issued += 1;
       return token("tia", "seeker", 3);
     },
-    onError: (e) => closes.push(e.message),
+    onClose: (code) => closes.push(code),
+    onError: (e) => errors.push(e.message),
   });
   const watcher = recorder();
   await client.subscribe(`task:${task_id}`, watcher).ready;
@@ -175,7 +178,9 @@ test("a token about to expire is replaced before the server closes with 4001", a
   const coach = gavel.client("coach_b", "coach");
   await coach.command("place_bid", { task_id, amount: 3100, eta_hours: 2 });
   await until(() => watcher.events().length === 1, "the bid after the refreshes");
-  assert.deepEqual(closes, [], "no 4001, no unexpected close");
+  assert.ok(closes.length >= 2, `the connection was replaced (${closes})`);
+  assert.deepEqual(closes.filter((c) => c !== 1000), [], "no 4001, no unexpected close");
+  assert.deepEqual(errors, []);
   assert.equal(watcher.snapshots().length, 1);
   for (const c of [seeker, client, coach]) c.close();
 });
@@ -220,6 +225,18 @@ test("live views stay equal to the server's snapshots through a whole task", asy
   assert.equal(task.get().view.status, "refunded");
   assert.deepEqual(task.get().view.escrow, { held: 3300, released: 0, refunded: 3300 });
   await until(() => !feed.get().view.tasks.some((t) => t.task_id === task_id), "the task to leave the feed");
+
+  // A payment that fails reopens the task: the hold is undone, the bid rejected.
+  const { task_id: failing } = await post(seeker, "r_failing");
+  const other = live(seeker, `task:${failing}`);
+  await until(() => other.get().status === "live", "the second task's view");
+  const bid = await b.command("place_bid", { task_id: failing, amount: 2800, eta_hours: 6 });
+  await seeker.command("accept_bid", { task_id: failing, bid_id: bid.bid_id });
+  assert.equal((await gavel.api("POST", `/v1/tasks/${failing}/payment_failed`)).status, 200);
+  const reopened = await freshSnapshot("lea", "seeker", `task:${failing}`);
+  assert.equal(reopened.status, "open");
+  await until(() => JSON.stringify(other.get().view) === JSON.stringify(reopened), "the live view after payment.failed", 15_000, () => other.get().view);
+  other.close();
   for (const v of [feed, mine, task]) v.close();
   for (const cl of [seeker, admin, a, b, c]) cl.close();
 });

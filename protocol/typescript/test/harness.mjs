@@ -43,16 +43,18 @@ subscribe_burst = 10000
 
 /** A running gavel; `restart()` kills it (SIGKILL) and starts it again on the same port and data. */
 export class Gavel {
-  static async start({ config = "" } = {}) {
+  /** `config`: TOML appended to the defaults (after `[limits]`); `args`: more `serve` flags. */
+  static async start({ config = "", args = [] } = {}) {
     const dir = mkdtempSync(join(tmpdir(), "gavel-ts-"));
     writeFileSync(join(dir, "gavel.toml"), DEFAULT_CONFIG + config);
-    const gavel = new Gavel(dir);
+    const gavel = new Gavel(dir, args);
     await gavel.#spawn("127.0.0.1:0");
     return gavel;
   }
 
-  constructor(dir) {
+  constructor(dir, args = []) {
     this.dir = dir;
+    this.args = args;
     this.addr = null;
     this.child = null;
     this.logs = [];
@@ -69,7 +71,7 @@ export class Gavel {
   async #spawn(listen) {
     const child = spawn(
       GAVEL_BIN,
-      ["serve", "--listen", listen, "--log-format", "json", "--data-dir", join(this.dir, "data"), "--jwt-secret", SECRET, "--config", join(this.dir, "gavel.toml")],
+      ["serve", "--listen", listen, "--log-format", "json", "--data-dir", join(this.dir, "data"), "--jwt-secret", SECRET, "--config", join(this.dir, "gavel.toml"), ...this.args],
       { stdio: ["ignore", "ignore", "pipe"], env: serverEnv() },
     );
     this.child = child;
