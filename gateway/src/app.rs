@@ -101,6 +101,8 @@ pub struct AppState {
     pub shutting_down: watch::Receiver<bool>,
     /// The `[[webhooks]]` and, where this node delivers them, their delivery status.
     pub webhooks: Arc<Webhooks>,
+    /// Task history answers reading storage at once (`GET /v1/tasks/{id}/events`).
+    pub history_reads: Semaphore,
 }
 
 /// A journal written before the task archive existed has archived tasks but no archive rows:
@@ -303,6 +305,7 @@ impl Server {
             fatal,
             shutting_down: stopped.clone(),
             webhooks: Arc::new(webhooks),
+            history_reads: Semaphore::new(crate::history::CONCURRENT_READS),
         });
         let done = tokio::spawn(serve(listener, state, stopped, engine_task, publisher_task));
         Ok(Server {

@@ -496,3 +496,76 @@ async fn a_task_history_outlives_memory_on_postgres() {
     a_task_history_outlives_memory(o).await;
     drop_postgres(&url).await;
 }
+
+/// `task_history` pages the same events whatever the index has reached and wherever a page is
+/// cut: for every index position `k` over a journal where two tasks interleave, and pages of
+/// 1, 2, 3 and 1000, the pages put together are the task's events, each once, in order.
+#[tokio::test]
+async fn a_task_history_is_the_same_at_every_index_position_and_page_size() {
+    let dir = fresh_dir("history-index");
+    let server = start_with(archiving(options(dir.clone()))).await;
+    register_coach(&server, "c1", 4.0, false).await;
+    let mut alice = Client::connect(&server, "alice", Role::Seeker).await;
+    let mut c1 = Client::connect(&server, "c1", Role::Coach).await;
+    alice.ok("p1", post("one")).await;
+    alice.ok("p2", post("two")).await;
+    for (n, task) in ["one", "two", "one", "two", "one"].into_iter().enumerate() {
+        let bid = json!({"type": "place_bid", "task_id": task, "amount": 2100 + n, "eta_hours": 3});
+        c1.ok(&format!("b{n}"), bid).await;
+    }
+    drop((alice, c1));
+    server.shutdown().await;
+
+    let journal = gavel_storage::Store::open_sqlite(&dir).await.unwrap();
+    let rows = journal.read_after(0, 10_000).await.unwrap();
+    let end = rows.last().unwrap().seq;
+    let of = |task: &str| -> Vec<u64> {
+        rows.iter()
+            .filter(|r| {
+                gavel_gateway::history::task_event(r)
+                    .unwrap()
+                    .is_some_and(|(id, _)| id.as_str() == task)
+            })
+            .map(|r| r.seq)
+            .collect()
+    };
+    let fresh = gavel_storage::Store::open_sqlite(&fresh_dir("history-index-copy"))
+        .await
+        .unwrap();
+    fresh.append(&rows).await.unwrap();
+    for k in 0..=end {
+        let indexed: Vec<(String, u64)> = rows
+            .iter()
+            .filter(|r| r.seq <= k)
+            .filter_map(|r| {
+                let (id, _) = gavel_gateway::history::task_event(r).unwrap()?;
+                Some((id.to_string(), r.seq))
+            })
+            .collect();
+        fresh.index_task_events(&indexed, k).await.unwrap();
+        for task in ["one", "two"] {
+            let id = gavel_protocol::TaskId::new(task).unwrap();
+            for limit in [1, 2, 3, 1000] {
+                let (mut seen, mut after) = (Vec::new(), 0);
+                loop {
+                    let page =
+                        gavel_gateway::history::task_history(&fresh, &id, after, limit, u64::MAX)
+                            .await
+                            .unwrap();
+                    assert!(page.events.len() <= limit as usize);
+                    assert_eq!(page.upto, end);
+                    seen.extend(page.events.iter().map(|e| e.seq));
+                    match page.next {
+                        Some(next) => after = next,
+                        None => break,
+                    }
+                }
+                assert_eq!(
+                    seen,
+                    of(task),
+                    "index at {k}, pages of {limit}, task {task}"
+                );
+            }
+        }
+    }
+}

@@ -166,8 +166,11 @@ fn json_object(body: &[u8]) -> Result<Map<String, Value>, FrameError> {
 pub struct TaskHistory {
     pub task_id: crate::TaskId,
     pub events: Vec<HistoryEvent>,
-    /// The `after` of the next page; `null` when this page reaches the journal's end.
+    /// The `after` of the next page; `null` when this page reaches `upto`.
     pub next: Option<crate::Seq>,
+    /// The journal position the history covers (with `next` null: every event of the task up
+    /// to it has been listed). A `subscribe` to `task:<id>` with `since: upto` goes on live.
+    pub upto: crate::Seq,
 }
 
 /// One event of a [`TaskHistory`], at its journal position.

@@ -50,6 +50,8 @@ export class Board {
     this.#generation += 1;
     const generation = this.#generation;
     this.tasks.clear();
+    this.unfilled.clear();
+    this.#fetching = new Map();
     this.#loaded = false;
     this.#held = [];
     this.changed();
@@ -114,18 +116,20 @@ export class Board {
       this.#fetching.set(id, true);
       return;
     }
-    this.#fetching.set(id, false);
+    const fetching = this.#fetching;
+    fetching.set(id, false);
     const generation = this.#generation;
     this.api.task(id).then(
       (full) => {
-        const again = this.#fetching.get(id) === true;
-        this.#fetching.delete(id);
+        // A reload since has a map of its own: this answer is no longer wanted.
         if (generation !== this.#generation) return;
+        const again = fetching.get(id) === true;
+        fetching.delete(id);
         this.tasks.set(id, full);
         this.changed();
         if (again) this.#fetch(id);
       },
-      () => this.#fetching.delete(id),
+      () => fetching.delete(id),
     );
   }
 

@@ -15,6 +15,8 @@ export class Detail {
   error = "";
   #unsubscribe: (() => void) | null = null;
   #refetch: ReturnType<typeof setTimeout> | null = null;
+  /** Bumped by every close: what an earlier opening still has in flight is dropped. */
+  #opened = 0;
 
   constructor(
     private readonly client: GavelClient,
@@ -30,23 +32,28 @@ export class Detail {
     this.taskId = taskId;
     this.#refresh();
     this.changed();
-    void this.#follow(taskId);
+    void this.#follow(taskId, this.#opened);
   }
 
-  /** The history from the journal, then the topic from right after it. */
-  async #follow(taskId: string): Promise<void> {
+  /**
+   * The history from the journal, then the topic from the position it covers (`upto`), so
+   * nothing is missed or shown twice. `opened` tells a stale run (the panel was closed or
+   * opened again meanwhile) from the current one.
+   */
+  async #follow(taskId: string, opened: number): Promise<void> {
     let after = 0;
+    let upto = 0;
     try {
       for (;;) {
         const page = await this.api.history(taskId, after);
-        if (this.taskId !== taskId) return;
+        if (this.#opened !== opened) return;
         this.history.push(...page.events);
-        after = page.events.at(-1)?.seq ?? after;
+        upto = page.upto;
         if (page.next === null || page.next === undefined) break;
         after = page.next;
       }
     } catch (e) {
-      if (this.taskId === taskId) this.error = String(e);
+      if (this.#opened === opened) this.error = String(e);
       this.changed();
       return;
     }
@@ -66,11 +73,12 @@ export class Detail {
         }
         this.changed();
       },
-      { since: after },
+      { since: upto },
     );
   }
 
   close(): void {
+    this.#opened += 1;
     this.#unsubscribe?.();
     this.#unsubscribe = null;
     if (this.#refetch) clearTimeout(this.#refetch);

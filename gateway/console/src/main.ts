@@ -158,8 +158,13 @@ async function tryToken(token: string): Promise<boolean> {
     await new Api(token).coaches();
     return true;
   } catch (e) {
-    fill("notice", `This token is refused: ${String(e).replace(/^Error: /, "")}`);
-    return false;
+    const why = String(e).replace(/^Error: /, "");
+    // Only a refusal is the token's fault; a server that is down or restarting is retried.
+    if (/^(UNAUTHORIZED|FORBIDDEN)|HTTP 40[13]/.test(why)) {
+      fill("notice", `This token is refused: ${why}`);
+      return false;
+    }
+    return true;
   }
 }
 

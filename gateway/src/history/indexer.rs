@@ -1,14 +1,15 @@
 //! The task index's writer: reads the journal after the index's position, records the
 //! `(task_id, seq)` of every event with a `task:<id>` delivery, and moves the position, in one
 //! transaction per page. It starts wherever the index stands (0 on a journal written before the
-//! index existed, which it then indexes from the start) and never skips a row.
+//! index existed, which it then indexes from the start); a row that cannot be decoded is
+//! reported and passed over (see [`super::decoded`]).
 
 use std::time::Duration;
 
 use gavel_storage::Store;
 use tokio::sync::watch;
 
-use super::task_event;
+use super::decoded;
 
 /// Journal rows indexed per transaction.
 const PAGE: u32 = 1000;
@@ -45,25 +46,10 @@ pub async fn run(store: Store, mut stop: watch::Receiver<bool>) {
             }
             continue;
         };
-        let rows: Result<Vec<(String, u64)>, _> = page
+        let rows: Vec<(String, u64)> = page
             .iter()
-            .filter_map(|row| match task_event(row) {
-                Ok(Some((id, _))) => Some(Ok((id.to_string(), row.seq))),
-                Ok(None) => None,
-                Err(e) => Some(Err(e)),
-            })
+            .filter_map(|row| decoded(row).map(|(id, _)| (id.to_string(), row.seq)))
             .collect();
-        let rows = match rows {
-            Ok(rows) => rows,
-            Err(e) => {
-                // Never skipped (a task would lose an event of its history): read again later.
-                tracing::error!(error = %e, "task index: stuck at a journal row that cannot be decoded");
-                if pause(&mut stop, Duration::from_secs(5)).await {
-                    return;
-                }
-                continue;
-            }
-        };
         match store.index_task_events(&rows, last).await {
             Ok(()) => cursor = last,
             Err(e) => {

@@ -5,6 +5,9 @@
 //!   that writes the journal runs it);
 //! - [`task_history`] — a page of one task's events: the indexed ones, then the journal's tail
 //!   the indexer has not reached yet, so an answer never misses a durable event.
+//!
+//! A journal row that cannot be decoded is reported and left out of every history (as the
+//! publisher leaves it out of every stream), never a reason to stop.
 
 pub mod indexer;
 
@@ -17,6 +20,8 @@ use gavel_storage::{StorageError, Store, StoredEvent};
 pub const MAX_PAGE: u32 = 1000;
 /// Journal rows read at a time when scanning the tail past the index.
 const TAIL_PAGE: u32 = 1000;
+/// History answers reading storage at once: they share the pool with the journal writer.
+pub const CONCURRENT_READS: usize = 2;
 
 /// The task-topic event of a journal row and the task it is about, if it has one.
 pub fn task_event(
@@ -29,24 +34,40 @@ pub fn task_event(
     }))
 }
 
-/// Up to `limit` events of `task_id` after `after`, oldest first, and the `after` of the next
-/// page (`None`: nothing more up to the journal's end when asked).
+/// Journal rows one answer scans past the index at most (the tail is normally under a page;
+/// while a journal is first indexed it is the whole journal, read a slice per answer).
+const TAIL_BUDGET: usize = 10_000;
+
+/// A page of one task's history.
+#[derive(Debug)]
+pub struct HistoryPage {
+    pub events: Vec<HistoryEvent>,
+    /// The `after` of the next page, `None` when this one reaches `upto`.
+    pub next: Option<Seq>,
+    /// The journal position the answer covers: every event of the task up to it is in this
+    /// page or an earlier one (`next` is `None`); a subscription resumes from here.
+    pub upto: Seq,
+}
+
+/// Up to `limit` events of `task_id` after `after`, oldest first, up to the journal's end or
+/// `cap` (the asking node's own position), whichever is lower.
 pub async fn task_history(
     store: &Store,
     task_id: &TaskId,
     after: Seq,
     limit: u32,
-) -> Result<(Vec<HistoryEvent>, Option<Seq>), StorageError> {
+    cap: Seq,
+) -> Result<HistoryPage, StorageError> {
     let limit = limit.clamp(1, MAX_PAGE) as usize;
     // Read the journal's end first: everything up to it is indexed or in the tail below.
-    let end = store.latest_seq().await?;
+    let end = store.latest_seq().await?.min(cap);
     let indexed = store.task_index_seq().await?.min(end);
     let mut events = Vec::new();
     for row in store
         .indexed_task_events(task_id.as_str(), after, indexed, limit as u32 + 1)
         .await?
     {
-        if let Some((_, event)) = task_event(&row)? {
+        if let Some((_, event)) = decoded(&row) {
             events.push(HistoryEvent {
                 seq: row.seq,
                 event,
@@ -54,13 +75,23 @@ pub async fn task_history(
         }
     }
     let mut cursor = after.max(indexed);
+    let mut scanned = 0;
     while events.len() <= limit && cursor < end {
+        if scanned >= TAIL_BUDGET {
+            // Enough for one answer: the next page goes on from here.
+            return Ok(HistoryPage {
+                events,
+                next: Some(cursor),
+                upto: end,
+            });
+        }
         let page = store.read_after(cursor, TAIL_PAGE).await?;
         if page.is_empty() {
             break;
         }
         for row in page.iter().take_while(|r| r.seq <= end) {
-            if let Some((id, event)) = task_event(row)?
+            scanned += 1;
+            if let Some((id, event)) = decoded(row)
                 && id == *task_id
             {
                 events.push(HistoryEvent {
@@ -77,7 +108,27 @@ pub async fn task_history(
     if events.len() > limit {
         events.truncate(limit);
         let next = events.last().map(|e| e.seq);
-        return Ok((events, next));
+        return Ok(HistoryPage {
+            events,
+            next,
+            upto: end,
+        });
     }
-    Ok((events, None))
+    Ok(HistoryPage {
+        events,
+        next: None,
+        upto: end,
+    })
+}
+
+/// [`task_event`], with a row that cannot be decoded reported and left out (as the publisher
+/// does): one bad row must not take every task's history down with it.
+pub(crate) fn decoded(row: &StoredEvent) -> Option<(TaskId, gavel_protocol::Event)> {
+    match task_event(row) {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::error!(seq = row.seq, error = %e, "task history: a journal row cannot be decoded; left out");
+            None
+        }
+    }
 }

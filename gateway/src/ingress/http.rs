@@ -406,7 +406,7 @@ async fn task_events(
         Ok(id) => id,
         Err(e) => return frame_error_response(e),
     };
-    let after = match query_number(query.after.as_deref(), "after", 0..=u64::MAX) {
+    let after = match query_number(query.after.as_deref(), "after", 0..=i64::MAX as u64) {
         Ok(after) => after.unwrap_or(0),
         Err(response) => return *response,
     };
@@ -414,25 +414,31 @@ async fn task_events(
         Ok(limit) => limit.unwrap_or(500) as u32,
         Err(response) => return *response,
     };
+    // This node's position caps the answer, so that `upto` is one its own topics can resume
+    // from (a follower's replica may be behind the shared journal).
     let known = {
         let id = task_id.clone();
         state
             .engine
-            .query(move |engine| engine.state().task_id_taken(&id))
+            .query(move |engine| (engine.state().task_id_taken(&id), engine.state().seq))
             .await
     };
-    match known {
-        Some(true) => {}
-        Some(false) => {
-            return http_error(ErrorCode::NotFound, format!("no task {task_id}"), None);
+    let Some((taken, position)) = known else {
+        return rejection_response(unavailable("the server is busy; retry shortly"));
+    };
+    let Ok(_permit) = state.history_reads.acquire().await else {
+        return rejection_response(unavailable("the server is stopping"));
+    };
+    match task_history(&state.store, &task_id, after, limit, position).await {
+        // Every task's history starts with its `task.opened`: none at all means no such task.
+        Ok(page) if page.events.is_empty() && (after == 0 || !taken) && page.next.is_none() => {
+            http_error(ErrorCode::NotFound, format!("no task {task_id}"), None)
         }
-        None => return rejection_response(unavailable("the server is busy; retry shortly")),
-    }
-    match task_history(&state.store, &task_id, after, limit).await {
-        Ok((events, next)) => axum::Json(TaskHistory {
+        Ok(page) => axum::Json(TaskHistory {
             task_id,
-            events,
-            next,
+            events: page.events,
+            next: page.next,
+            upto: page.upto,
         })
         .into_response(),
         Err(e) => {

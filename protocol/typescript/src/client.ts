@@ -304,10 +304,12 @@ export class GavelClient {
     const left = expiry - Date.now();
     const delay = Math.max(1_000, left > 2 * margin ? left - margin : left / 2);
     // setTimeout holds at most 2^31-1 ms; a longer-lived token is refreshed a little early.
-    this.#refreshTimer = setTimeout(() => void this.#refresh(token), Math.min(delay, 2 ** 31 - 1));
+    const ws = this.#ws;
+    this.#refreshTimer = setTimeout(() => void this.#refresh(token, ws), Math.min(delay, 2 ** 31 - 1));
   }
 
-  async #refresh(current: string): Promise<void> {
+  /** Replaces the token of socket `ws` (nothing, if another socket has replaced it since). */
+  async #refresh(current: string, ws: WebSocketLike | null): Promise<void> {
     this.#refreshTimer = null;
     let fresh: string;
     try {
@@ -316,7 +318,7 @@ export class GavelClient {
       this.#options.onError?.(new GavelError("UNAUTHORIZED", `getToken failed: ${String(e)}`));
       fresh = current;
     }
-    if (this.#closedByUser || this.#ws === null) return;
+    if (this.#closedByUser || this.#ws === null || this.#ws !== ws) return;
     if (fresh === current) this.#scheduleRefresh(current);
     else this.#reconnectNow("token refresh", fresh);
   }
@@ -362,6 +364,8 @@ export class GavelClient {
     const stream = id === null ? undefined : this.#subscribeIds.get(id);
     if (stream && id !== null) {
       this.#subscribeIds.delete(id);
+      // An answer to a subscribe this stream has since replaced (a resync) is not its state.
+      if (stream.pendingId !== id) return;
       if (frame.type === "ok") this.#onSubscribed(stream, frame.result as SubscribeResult);
       else this.#onSubscribeRefused(stream, errorOf(frame));
       return;

@@ -608,9 +608,14 @@ export type SubscribeResult = {
  */
 export type TaskHistory = {
   events: HistoryEvent[];
-  /** The `after` of the next page; `null` when this page reaches the journal's end. */
+  /** The `after` of the next page; `null` when this page reaches `upto`. */
   next?: number | null;
   task_id: TaskId;
+  /**
+   * The journal position the history covers (with `next` null: every event of the task up
+   * to it has been listed). A `subscribe` to `task:<id>` with `since: upto` goes on live.
+   */
+  upto: number;
 };
 
 export type TaskId = string;

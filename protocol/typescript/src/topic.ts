@@ -94,6 +94,11 @@ export class TopicStream {
     return fields;
   }
 
+  /** The id of the `subscribe` whose answer this stream waits for. */
+  get pendingId(): string | null {
+    return this.#pendingId;
+  }
+
   subscribing(id: string): void {
     this.#pendingId = id;
   }
