@@ -469,8 +469,14 @@ async fn a_task_history_outlives_memory(options: ServerOptions) {
         (status, &missing["error"]["code"]),
         (404, &json!("NOT_FOUND"))
     );
-    let (status, bad) = history_page(&server, "kept", "?limit=0").await;
-    assert_eq!((status, &bad["error"]["field"]), (400, &json!("limit")));
+    for query in ["?limit=0", "?limit=x", "?limit=2&limit=3"] {
+        let (status, bad) = history_page(&server, "kept", query).await;
+        assert_eq!(
+            (status, &bad["error"]["field"]),
+            (400, &json!("limit")),
+            "{query}"
+        );
+    }
     let seeker = token("alice", Role::Seeker);
     let (status, _) = http(&server, "GET", "/v1/tasks/kept/events", Some(&seeker), None).await;
     assert_eq!(status, 403);

@@ -364,11 +364,21 @@ async fn archived_task_view(
     }
 }
 
-/// `?after=&limit=` of `GET /v1/tasks/{id}/events` (strings, so a bad one is a clear 400).
-#[derive(Debug, Deserialize)]
-struct HistoryQuery {
-    after: Option<String>,
-    limit: Option<String>,
+/// The value of query parameter `name`, if given once; given twice is a 400 naming it.
+fn query_param<'q>(
+    pairs: &'q [(String, String)],
+    name: &str,
+) -> Result<Option<&'q str>, Box<Response>> {
+    let mut values = pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
+    match (values.next(), values.next()) {
+        (None, _) => Ok(None),
+        (Some(v), None) => Ok(Some(v.as_str())),
+        (Some(_), Some(_)) => Err(Box::new(http_error(
+            ErrorCode::ValidationError,
+            format!("{name} is given more than once"),
+            Some(name.into()),
+        ))),
+    }
 }
 
 /// An optional integer query parameter within `range` (else 400 naming it).
@@ -397,7 +407,7 @@ async fn task_events(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Query(query): Query<HistoryQuery>,
+    Query(query): Query<Vec<(String, String)>>,
 ) -> Response {
     if let Err(r) = admin(&state, &headers) {
         return *r;
@@ -406,11 +416,12 @@ async fn task_events(
         Ok(id) => id,
         Err(e) => return frame_error_response(e),
     };
-    let after = match query_number(query.after.as_deref(), "after", 0..=i64::MAX as u64) {
+    let number = |name, range| query_number(query_param(&query, name)?, name, range);
+    let after = match number("after", 0..=i64::MAX as u64) {
         Ok(after) => after.unwrap_or(0),
         Err(response) => return *response,
     };
-    let limit = match query_number(query.limit.as_deref(), "limit", 1..=u64::from(MAX_PAGE)) {
+    let limit = match number("limit", 1..=u64::from(MAX_PAGE)) {
         Ok(limit) => limit.unwrap_or(500) as u32,
         Err(response) => return *response,
     };
