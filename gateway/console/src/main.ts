@@ -2,10 +2,12 @@
 // Everything goes through gavel-client (the `admin` topic, commands) and the HTTP API.
 
 import { connect, type ConnectionState, type GavelClient } from "gavel-client";
-import { Api, type ClusterView } from "./api.js";
+import { Api } from "./api.js";
 import { Board } from "./board.js";
+import { ClusterPanel } from "./cluster.js";
 import { Coaches } from "./coaches.js";
 import { Detail } from "./detail.js";
+import { type Outcome, renderDisputes } from "./disputes.js";
 import { fill, h, scheduler } from "./dom.js";
 import { StatsPanel } from "./stats.js";
 
@@ -18,14 +20,13 @@ function start(token: string): void {
   const stats = new StatsPanel();
   let state: ConnectionState = "connecting";
   let notice = "";
-  let cluster: ClusterView | null = null;
   const redraw = scheduler({
     state: () => fill("state", h("span", { class: `state ${state}`, "data-state": state }, state)),
     notice: () => fill("notice", notice),
     stats: () => fill("stats", ...stats.render()),
     board: () => {
       fill("board", ...board.render(open));
-      fill("disputes", disputes());
+      fill("disputes", renderDisputes(board.byStatus(["disputed"]), open, resolve));
     },
     detail: () => {
       const panel = detail.render(resolve);
@@ -33,7 +34,7 @@ function start(token: string): void {
       document.getElementById("detail")!.hidden = panel === null;
     },
     coaches: () => fill("coach-list", ...coaches.list()),
-    cluster: () => drawCluster(cluster),
+    cluster: () => cluster.draw(),
   });
   const say = (text: string) => {
     notice = text;
@@ -60,6 +61,7 @@ function start(token: string): void {
   };
   const detail = new Detail(client, api, () => redraw("detail"), closeDetail);
   const coaches = new Coaches(api, () => redraw("coaches"));
+  const cluster = new ClusterPanel(api, () => redraw("cluster"));
 
   client.subscribe("admin", (m) => {
     if (m.type === "event" && m.event.kind === "stats") {
@@ -80,7 +82,7 @@ function start(token: string): void {
   board.reload(client);
   void coaches.load();
 
-  const resolve = (taskId: string, outcome: "release" | "refund") => {
+  const resolve = (taskId: string, outcome: Outcome) => {
     client.command("resolve_dispute", { task_id: taskId, outcome }).then(
       () => {
         say(`${taskId}: ${outcome === "release" ? "released to the coach" : "refunded to the seeker"}`);
@@ -95,36 +97,7 @@ function start(token: string): void {
     // After the redraw that shows the panel (callbacks run in the order they were asked for).
     requestAnimationFrame(() => document.getElementById("detail-title")?.focus());
   };
-  const disputes = () => {
-    const disputed = board.byStatus(["disputed"]);
-    if (disputed.length === 0) return h("p", {}, "No disputes.");
-    return h(
-      "ul",
-      {},
-      ...disputed.map((t) =>
-        h(
-          "li",
-          { "data-dispute": t.task_id },
-          h("button", { class: "link", "data-key": `dispute:${t.task_id}:open`, onclick: () => open(t.task_id) }, t.task_id),
-          ` ${t.owner} vs ${t.assigned?.coach_id ?? "?"}, ${t.revisions} revisions `,
-          h("button", { "data-key": `dispute:${t.task_id}:release`, onclick: () => resolve(t.task_id, "release") }, "Release"),
-          h("button", { "data-key": `dispute:${t.task_id}:refund`, onclick: () => resolve(t.task_id, "refund") }, "Refund"),
-        ),
-      ),
-    );
-  };
-
-  // A single node answers 404: then there is no cluster to show, and no need to ask again.
-  const pollCluster = () =>
-    api.cluster().then(
-      (c) => {
-        cluster = c;
-        redraw("cluster");
-        if (c) setTimeout(pollCluster, 2000);
-      },
-      () => setTimeout(pollCluster, 5000),
-    );
-  void pollCluster();
+  cluster.poll();
 
   document.addEventListener("keydown", (e) => {
     if (e.key === "Escape" && detail.taskId) closeDetail();
@@ -137,16 +110,6 @@ function start(token: string): void {
   fill("coaches", coaches.form(), h("div", { id: "coach-list" }));
   document.body.classList.add("connected");
   for (const part of ["state", "stats", "board", "coaches"] as const) redraw(part);
-}
-
-function drawCluster(cluster: ClusterView | null): void {
-  document.getElementById("cluster-section")!.hidden = cluster === null;
-  if (!cluster) return;
-  const head = h("thead", {}, h("tr", {}, ...["node", "role", "seq", "lag", "connections"].map((c) => h("th", { scope: "col" }, c))));
-  const rows = cluster.nodes.map((n) =>
-    h("tr", {}, h("th", { scope: "row" }, n.node_id), h("td", {}, n.role), h("td", {}, n.seq), h("td", {}, `${n.lag_ms} ms`), h("td", {}, n.connections)),
-  );
-  fill("cluster", h("p", {}, `leader: ${cluster.leader ?? "none"}`), h("div", { class: "scroll" }, h("table", {}, head, h("tbody", {}, ...rows))));
 }
 
 /**
