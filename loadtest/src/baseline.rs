@@ -8,6 +8,8 @@
 //!   counterpart), and it receives every published frame.
 //!
 //! A subscriber whose queue is full (4096 frames) is dropped, as gavel closes slow consumers.
+//! With `--write-per-frame` each frame is written and flushed on its own (one write per
+//! message): the plainest server, the one issue 12 measures gavel's per-event cost against.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,7 +37,7 @@ struct Registry {
 }
 
 /// Serves until the process is stopped.
-pub async fn serve(listen: SocketAddr, read_buffer: usize) -> anyhow::Result<()> {
+pub async fn serve(listen: SocketAddr, read_buffer: usize, per_frame: bool) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     // The same shape as gavel's `--log-format json` line, so one reader finds both.
@@ -58,11 +60,16 @@ pub async fn serve(listen: SocketAddr, read_buffer: usize) -> anyhow::Result<()>
             }
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(connection(stream, registry.clone(), read_buffer));
+        tokio::spawn(connection(stream, registry.clone(), read_buffer, per_frame));
     }
 }
 
-async fn connection(stream: TcpStream, registry: Arc<Registry>, read_buffer: usize) {
+async fn connection(
+    stream: TcpStream,
+    registry: Arc<Registry>,
+    read_buffer: usize,
+    per_frame: bool,
+) {
     let config = WebSocketConfig::default()
         .read_buffer_size(read_buffer.max(64))
         .write_buffer_size(16 * 1024)
@@ -99,6 +106,11 @@ async fn connection(stream: TcpStream, registry: Arc<Registry>, read_buffer: usi
         tokio::select! {
             biased;
             frame = rx.recv() => match frame {
+                Some(first) if per_frame => {
+                    if ws.send(Message::Text(first)).await.is_err() {
+                        break;
+                    }
+                }
                 Some(first) => {
                     let mut result = ws.feed(Message::Text(first)).await;
                     for _ in 1..MAX_FRAMES_PER_FLUSH {

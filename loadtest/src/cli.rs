@@ -259,6 +259,11 @@ pub struct BaselineChoice {
     /// A baseline server already running (`gavel-loadtest baseline-server`).
     #[arg(long)]
     pub baseline_url: Option<String>,
+    /// Start the baseline server with `--write-per-frame` (the plainest one: each frame its own
+    /// write and flush).
+    #[arg(long)]
+    #[serde(default)]
+    pub baseline_plain: bool,
 }
 
 /// `baseline-server`.
@@ -271,6 +276,10 @@ pub struct BaselineArgs {
     /// see what that buffer costs per connection).
     #[arg(long, default_value_t = 1024)]
     pub read_buffer_bytes: usize,
+    /// Write and flush each frame on its own (one write per message, no batching) instead of
+    /// feeding what is queued and flushing once: the plainest tokio-tungstenite broadcast.
+    #[arg(long)]
+    pub write_per_frame: bool,
 }
 
 /// Parses `500ms`, `90s`, `15m`, `1h` (a bare number means seconds).

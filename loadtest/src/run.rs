@@ -79,7 +79,7 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<bool> {
         .clone()
         .context("choose a scenario (market, connections, fanout, soak, baseline-server) or --smoke; see --help")?;
     if let Scenario::BaselineServer(b) = &scenario {
-        crate::baseline::serve(b.listen, b.read_buffer_bytes).await?;
+        crate::baseline::serve(b.listen, b.read_buffer_bytes, b.write_per_frame).await?;
         return Ok(true);
     }
     let run_id = run_id();
@@ -167,7 +167,7 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<bool> {
                     let (target, proc_) = match &choice.baseline_url {
                         Some(u) => (Target::parse(u, true)?, None),
                         None => {
-                            let p = ServerProc::baseline().await?;
+                            let p = ServerProc::baseline(choice.baseline_plain).await?;
                             say(&format!(
                                 "started the baseline server on {} (pid {})",
                                 p.addr, p.pid

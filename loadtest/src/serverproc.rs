@@ -136,11 +136,14 @@ impl ServerProc {
         ServerProc::start(command, Duration::from_secs(30), Some(data_dir)).await
     }
 
-    /// This binary's `baseline-server` on a free port.
-    pub async fn baseline() -> anyhow::Result<ServerProc> {
+    /// This binary's `baseline-server` on a free port (`plain`: one write per frame).
+    pub async fn baseline(plain: bool) -> anyhow::Result<ServerProc> {
         let exe = std::env::current_exe().context("locating this binary")?;
         let mut command = Command::new(exe);
         command.args(["baseline-server", "--listen", "127.0.0.1:0"]);
+        if plain {
+            command.arg("--write-per-frame");
+        }
         ServerProc::start(command, Duration::from_secs(10), None).await
     }
 
