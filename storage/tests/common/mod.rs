@@ -36,6 +36,7 @@ pub async fn fresh_postgres(name: &str) -> String {
         .unwrap_or_else(|e| {
             panic!("Postgres at {base} (GAVEL_TEST_DATABASE_URL) does not answer: {e}")
         });
+    drop_orphans(&mut admin, name).await;
     let db = unique(name);
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
         .execute(&mut admin)
@@ -45,6 +46,34 @@ pub async fn fresh_postgres(name: &str) -> String {
         .rsplit_once('/')
         .expect("database URL ends in /<database>");
     format!("{prefix}/{db}")
+}
+
+/// Drops the `gavel_<name>_<pid>_<n>` databases of test processes that are gone (a store of
+/// [`fresh_store`] is never dropped by its test, and a crashed test drops nothing); a database
+/// whose process is alive is left alone, whoever's it is.
+async fn drop_orphans(admin: &mut sqlx::PgConnection, name: &str) {
+    let prefix = format!("gavel_{name}_");
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE $1")
+            .bind(format!("{prefix}%"))
+            .fetch_all(&mut *admin)
+            .await
+            .unwrap_or_default();
+    for db in names {
+        let pid = db[prefix.len()..]
+            .split('_')
+            .next()
+            .and_then(|p| p.parse::<u32>().ok());
+        let Some(pid) = pid else { continue };
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
+        )))
+        .execute(&mut *admin)
+        .await;
+    }
 }
 
 /// A fresh directory for a SQLite store.
