@@ -14,6 +14,8 @@ export const COLUMNS: { title: string; statuses: TaskStatus[] }[] = [
   { title: "Finished", statuses: ["completed", "canceled", "refunded"] },
 ];
 const FINISHED_SHOWN = 20;
+/** Task fetches (`GET /v1/tasks/{id}`) in flight at once. */
+const FETCHES_AT_ONCE = 8;
 
 /** A task first seen through its `task.opened`: what the event says, the rest fetched. */
 function fromOpened(task: FeedTask): TaskView {
@@ -39,6 +41,8 @@ export class Board {
   #held: Event[] = [];
   /** Tasks being fetched; `true` when an event of theirs came meanwhile (fetch again). */
   #fetching = new Map<string, boolean>();
+  /** Fetches in flight and waiting (a new lane per reload). */
+  #lane = { running: 0, waiting: [] as string[] };
 
   constructor(
     private readonly api: Api,
@@ -52,6 +56,7 @@ export class Board {
     this.tasks.clear();
     this.unfilled.clear();
     this.#fetching = new Map();
+    this.#lane = { running: 0, waiting: [] };
     this.#loaded = false;
     this.#held = [];
     this.changed();
@@ -109,28 +114,47 @@ export class Board {
 
   /**
    * The server's view of one task (it replaces what the board had). An event of the task that
-   * arrives while the answer is on its way may not be in it: then it is fetched once more.
+   * arrives while the answer is on its way may not be in it: then it is fetched once more. At
+   * most `FETCHES_AT_ONCE` are in flight; the rest wait their turn (after a reload under load
+   * thousands of tasks may want one).
    */
   #fetch(id: string): void {
     if (this.#fetching.has(id)) {
       this.#fetching.set(id, true);
       return;
     }
+    this.#fetching.set(id, false);
+    this.#lane.waiting.push(id);
+    this.#pump();
+  }
+
+  #pump(): void {
+    const lane = this.#lane;
     const fetching = this.#fetching;
-    fetching.set(id, false);
-    const generation = this.#generation;
-    this.api.task(id).then(
-      (full) => {
-        // A reload since has a map of its own: this answer is no longer wanted.
-        if (generation !== this.#generation) return;
-        const again = fetching.get(id) === true;
-        fetching.delete(id);
-        this.tasks.set(id, full);
-        this.changed();
-        if (again) this.#fetch(id);
-      },
-      () => fetching.delete(id),
-    );
+    while (lane.running < FETCHES_AT_ONCE && lane.waiting.length > 0) {
+      const id = lane.waiting.shift() as string;
+      lane.running += 1;
+      const done = () => {
+        lane.running -= 1;
+        // A reload since has a lane and a map of its own: this answer is no longer wanted.
+        if (lane === this.#lane) this.#pump();
+      };
+      this.api.task(id).then(
+        (full) => {
+          done();
+          if (lane !== this.#lane) return;
+          const again = fetching.get(id) === true;
+          fetching.delete(id);
+          this.tasks.set(id, full);
+          this.changed();
+          if (again) this.#fetch(id);
+        },
+        () => {
+          done();
+          fetching.delete(id);
+        },
+      );
+    }
   }
 
   byStatus(statuses: TaskStatus[]): TaskView[] {
