@@ -1,12 +1,16 @@
 //! The `gavel` binary: `gavel serve` runs the server, `gavel token` mints a token,
-//! `gavel connect` talks to a server, `gavel archive rebuild` recomputes the task archive.
+//! `gavel connect` talks to a server, `gavel archive rebuild` recomputes the task archive,
+//! `gavel snapshot export` writes the newest snapshot as JSON.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Parser;
 use gavel_gateway::app::{Server, ServerOptions};
-use gavel_gateway::cli::args::{ArchiveCommand, Cli, CliCommand, ServeArgs, StoreArgs, TokenArgs};
+use gavel_gateway::cli::args::{
+    ArchiveCommand, Cli, CliCommand, ServeArgs, SnapshotCommand, SnapshotExportArgs, StoreArgs,
+    TokenArgs,
+};
 use gavel_gateway::cli::config::ServerConfig;
 use gavel_gateway::cli::secret::{self, SecretSource};
 use gavel_gateway::cli::{logging, signals};
@@ -18,6 +22,7 @@ fn main() -> anyhow::Result<()> {
         CliCommand::Serve(args) => serve(args),
         CliCommand::Token(args) => token(args),
         CliCommand::Archive(ArchiveCommand::Rebuild(args)) => archive_rebuild(args),
+        CliCommand::Snapshot(SnapshotCommand::Export(args)) => snapshot_export(args),
         CliCommand::Connect(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -134,20 +139,47 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })
 }
 
+/// Opens the store a maintenance command names.
+async fn open_store(args: &StoreArgs) -> anyhow::Result<gavel_storage::Store> {
+    Ok(match &args.database_url {
+        Some(url) => gavel_storage::Store::open_postgres(url).await?,
+        None => gavel_storage::Store::open_sqlite(&args.data_dir).await?,
+    })
+}
+
 fn archive_rebuild(args: StoreArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let archived = runtime.block_on(async {
-        let store = match &args.database_url {
-            Some(url) => gavel_storage::Store::open_postgres(url).await?,
-            None => gavel_storage::Store::open_sqlite(&args.data_dir).await?,
-        };
-        store.archive_rebuild().await
+        open_store(&args)
+            .await?
+            .archive_rebuild()
+            .await
+            .map_err(anyhow::Error::from)
     })?;
     #[allow(clippy::print_stdout)]
     {
         println!("archive rebuilt from the journal: {archived} archived tasks");
+    }
+    Ok(())
+}
+
+fn snapshot_export(args: SnapshotExportArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let stored = runtime
+        .block_on(async { open_store(&args.store).await?.latest_snapshot().await.map_err(anyhow::Error::from) })?
+        .context("the store holds no snapshot yet (one is written every --snapshot-every-events events or --snapshot-interval-secs)")?;
+    let mut json = gavel_storage::snapshot_codec::to_json(&stored.state)
+        .map_err(|e| anyhow::anyhow!("snapshot at seq {}: {e}", stored.seq))?;
+    json.push(b'\n');
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => std::io::Write::write_all(&mut std::io::stdout().lock(), &json)?,
     }
     Ok(())
 }

@@ -195,6 +195,48 @@ async fn shutdown_closes_every_client_with_1001_and_keeps_what_was_acknowledged(
     assert_eq!(counts["snapshot"]["open_tasks"], 205, "{counts}");
     drop((poster, admin));
     server.shutdown().await;
+
+    // The binary snapshots written on the way export as the engine's JSON state.
+    let out = dir.join("snapshot.json");
+    let export = std::process::Command::new(env!("CARGO_BIN_EXE_gavel"))
+        .args(["snapshot", "export", "--data-dir"])
+        .arg(&dir)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("gavel snapshot export runs");
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let exported: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(exported["version"], gavel_engine::SNAPSHOT_VERSION);
+    let seq = exported["state"]["seq"].as_u64().unwrap();
+    assert!(seq >= 50, "a snapshot every 50 events: {seq}");
+    assert!(
+        exported["state"]["tasks"]
+            .as_object()
+            .unwrap()
+            .values()
+            .any(|t| t["spec"]["owner"] == "sally"),
+        "sally's tasks are in the export"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn exporting_a_store_without_snapshots_says_so() {
+    let dir = fresh_dir("export-empty");
+    std::fs::create_dir_all(&dir).unwrap();
+    let export = std::process::Command::new(env!("CARGO_BIN_EXE_gavel"))
+        .args(["snapshot", "export", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .expect("gavel snapshot export runs");
+    assert!(!export.status.success());
+    let stderr = String::from_utf8_lossy(&export.stderr);
+    assert!(stderr.contains("no snapshot yet"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

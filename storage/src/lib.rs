@@ -8,6 +8,7 @@
 //! - [`archive`] — the archive of tasks that left memory: written with the journal rows that
 //!   carry it, listed newest first, rebuilt from the journal.
 //! - [`recovery`] — [`recover`]: latest snapshot + journal tail → an [`gavel_engine::Engine`].
+//! - [`snapshot_codec`] — a snapshot's bytes: versioned, checksummed, compressed binary.
 //! - [`webhooks`] — each webhook's durable delivery cursor.
 //! - [`task_events`] — the journal indexed by task (each task's history).
 //! - [`error`] — [`StorageError`].
@@ -20,6 +21,7 @@ pub mod archive;
 pub mod cluster;
 pub mod error;
 pub mod recovery;
+pub mod snapshot_codec;
 pub mod store;
 pub mod task_events;
 pub mod webhooks;

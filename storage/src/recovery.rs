@@ -6,6 +6,7 @@ use gavel_engine::{Engine, EngineConfig, Snapshot};
 use gavel_protocol::Seq;
 
 use crate::error::StorageError;
+use crate::snapshot_codec;
 use crate::store::Store;
 
 /// Journal rows read per query while replaying.
@@ -30,7 +31,7 @@ pub async fn recover(
     let started = Instant::now();
     let mut engine = match store.latest_snapshot().await? {
         Some(stored) => {
-            let snapshot: Snapshot = serde_json::from_slice(&stored.state).map_err(|e| {
+            let snapshot = snapshot_codec::decode(&stored.state).map_err(|e| {
                 StorageError::Corrupt(format!("snapshot at seq {}: {e}", stored.seq))
             })?;
             Engine::restore(config, snapshot).map_err(StorageError::Corrupt)?
@@ -64,7 +65,7 @@ pub async fn recover(
     Ok((engine, report))
 }
 
-/// Serializes `engine`'s state into a snapshot row's bytes.
+/// Serializes a snapshot into a snapshot row's bytes ([`snapshot_codec`]).
 pub fn encode_snapshot(snapshot: &Snapshot) -> Vec<u8> {
-    serde_json::to_vec(snapshot).expect("engine snapshots always serialize")
+    snapshot_codec::encode(&snapshot.state)
 }

@@ -30,6 +30,27 @@ pub enum CliCommand {
     /// The task archive (tasks that have left memory; contract §9).
     #[command(subcommand)]
     Archive(ArchiveCommand),
+    /// The engine's snapshots (binary in the store; JSON on export).
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+}
+
+/// `gavel snapshot …`.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Write the newest stored snapshot as JSON (the engine's whole state, readable by jq);
+    /// safe while the servers run.
+    Export(SnapshotExportArgs),
+}
+
+/// `gavel snapshot export`.
+#[derive(Debug, Clone, Args)]
+pub struct SnapshotExportArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Where to write the JSON (default: standard output).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// `gavel archive …`.

@@ -9,10 +9,9 @@
 
 use std::time::{Duration, Instant};
 
-use gavel_engine::{Engine, SNAPSHOT_VERSION, State};
+use gavel_engine::Engine;
 use gavel_protocol::views::{Snapshot, SubscribeResult};
 use gavel_storage::{Batch, Store, StoredSnapshot};
-use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::durability::replies::ok_value_frame;
@@ -37,14 +36,6 @@ pub struct SnapshotPolicy {
     /// Whether this node writes snapshots at all (in a cluster only the leader does; a
     /// follower's replica serves feed snapshots only).
     pub persist: bool,
-}
-
-/// The snapshot's serialized form, written from a borrowed state (same shape as
-/// [`gavel_engine::Snapshot`], without copying the state first).
-#[derive(Serialize)]
-struct SnapshotRef<'a> {
-    version: u32,
-    state: &'a State,
 }
 
 /// What reaches the replica thread, in the publisher's order.
@@ -166,11 +157,7 @@ impl Replica {
             return;
         }
         let started = Instant::now();
-        let state = serde_json::to_vec(&SnapshotRef {
-            version: SNAPSHOT_VERSION,
-            state: self.engine.state(),
-        })
-        .expect("engine state always serializes");
+        let state = gavel_storage::snapshot_codec::encode(self.engine.state());
         let snapshot = StoredSnapshot {
             seq,
             at: self.engine.state().now,

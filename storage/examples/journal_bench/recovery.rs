@@ -64,7 +64,7 @@ pub(crate) async fn recovery(stores: &mut Stores, backend: &str, events: Seq) {
     let same_tail = tail.state() == state;
     drop(tail);
     println!(
-        "snapshot at seq {}: {:.1} MB of JSON\n",
+        "snapshot at seq {}: {:.1} MB (binary snapshot frame, `snapshot_codec`)\n",
         snapshot.seq,
         snapshot.state.len() as f64 / 1e6
     );
@@ -108,7 +108,7 @@ pub(crate) async fn recovery(stores: &mut Stores, backend: &str, events: Seq) {
     let stored = store.latest_snapshot().await.unwrap().unwrap();
     let snapshot_read = t.elapsed();
     let t = Instant::now();
-    let parsed: gavel_engine::Snapshot = serde_json::from_slice(&stored.state).unwrap();
+    let parsed = gavel_storage::snapshot_codec::decode(&stored.state).unwrap();
     let snapshot_decode = t.elapsed();
     let t = Instant::now();
     let restored = Engine::restore(EngineConfig::default(), parsed).unwrap();
@@ -117,7 +117,7 @@ pub(crate) async fn recovery(stores: &mut Stores, backend: &str, events: Seq) {
     let tail_from = stored.seq as usize;
     let mut engine = Engine::restore(
         EngineConfig::default(),
-        serde_json::from_slice(&stored.state).unwrap(),
+        gavel_storage::snapshot_codec::decode(&stored.state).unwrap(),
     )
     .unwrap();
     let t = Instant::now();
@@ -150,7 +150,7 @@ pub(crate) async fn recovery(stores: &mut Stores, backend: &str, events: Seq) {
         snapshot_read.as_secs_f64()
     );
     println!(
-        "| snapshot JSON decode | {:.2} s | |",
+        "| snapshot decode (LZ4 + MessagePack) | {:.2} s | |",
         snapshot_decode.as_secs_f64()
     );
     println!(
