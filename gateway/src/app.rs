@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use axum::serve::ListenerExt as _;
 use gavel_engine::{Engine, EngineConfig};
 use gavel_protocol::Seq;
@@ -25,7 +24,6 @@ use crate::fanout::stats::stats_ticker;
 use crate::fanout::topic_router::FeedMeta;
 use crate::ingress::auth::JwtKeys;
 use crate::ingress::rate_limit::UserRateLimiter;
-use crate::ingress::watchers::Watchers;
 use crate::metrics::Metrics;
 use crate::replica::snapshotter::{self, SnapshotPolicy};
 use crate::sequencer::clock::EngineClock;
@@ -105,8 +103,6 @@ pub struct AppState {
     pub webhooks: Arc<Webhooks>,
     /// Task history answers reading storage at once (`GET /v1/tasks/{id}/events`).
     pub history_reads: Semaphore,
-    /// Where seekers' and admins' sessions run (`None`: on the main runtime with the rest).
-    pub watchers: Option<Watchers>,
 }
 
 /// A journal written before the task archive existed has archived tasks but no archive rows:
@@ -310,11 +306,6 @@ impl Server {
             shutting_down: stopped.clone(),
             webhooks: Arc::new(webhooks),
             history_reads: Semaphore::new(crate::history::CONCURRENT_READS),
-            watchers: if options.config.delivery.watchers_thread {
-                Some(Watchers::start().context("starting the watchers' thread")?)
-            } else {
-                None
-            },
         });
         let done = tokio::spawn(serve(listener, state, stopped, engine_task, publisher_task));
         Ok(Server {

@@ -3,24 +3,12 @@
 mod common;
 
 use common::*;
-use gavel_gateway::app::Server;
 use gavel_protocol::Role;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bid_reaches_the_watching_seeker_after_it_is_durable() {
-    // Seekers' sessions on the watchers' thread (the default), coaches' on the main runtime.
-    smoke(start(fresh_dir("smoke")).await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_same_with_every_session_on_the_main_runtime() {
-    let mut options = options(fresh_dir("smoke-one-runtime"));
-    options.config.delivery.watchers_thread = false;
-    smoke(Server::start(options).await.expect("server starts")).await;
-}
-
-async fn smoke(server: Server) {
+    let server = start(fresh_dir("smoke")).await;
     register_coach(&server, "ana", 4.8, false).await;
 
     let mut seeker = Client::connect(&server, "sally", Role::Seeker).await;

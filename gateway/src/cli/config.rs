@@ -31,9 +31,6 @@
 //! secret = "at-least-24-bytes-of-secret"
 //! kinds = ["payment.held", "payment.released", "payment.refunded"]
 //!
-//! [delivery]
-//! watchers_thread = true   # seekers' and admins' sessions on a thread of their own
-//!
 //! [cluster]          # used with --redis-url (see docs/operations.md, "Running a cluster")
 //! lease_ms = 2500
 //! poll_ms = 250
@@ -57,7 +54,6 @@ pub struct ServerConfig {
     pub retention: Retention,
     pub pricing: PricingConfig,
     pub cluster: ClusterConfig,
-    pub delivery: Delivery,
     /// `[[webhooks]]` (contract §14).
     pub webhooks: Vec<crate::webhooks::WebhookConfig>,
 }
@@ -116,24 +112,6 @@ impl Retention {
     /// The engine's `archive_after`, in milliseconds of engine time.
     pub fn archive_after_ms(&self) -> Option<u64> {
         (self.final_task_minutes > 0).then(|| self.final_task_minutes.saturating_mul(60_000))
-    }
-}
-
-/// How events reach the sockets.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Delivery {
-    /// Run the sessions of seekers and admins on a thread of their own, so their few events
-    /// (a bid on their task) do not wait behind the `feed`'s sweep of every coach socket
-    /// (see `ingress::watchers`). `false`: every session on the main runtime.
-    pub watchers_thread: bool,
-}
-
-impl Default for Delivery {
-    fn default() -> Self {
-        Delivery {
-            watchers_thread: true,
-        }
     }
 }
 
@@ -307,9 +285,6 @@ mod tests {
         assert_eq!(c.limits.max_connections, 50_000);
         assert_eq!(c.limits.max_replay_events, 100_000);
         assert_eq!(c.retention.archive_after_ms(), Some(3_600_000));
-        assert!(c.delivery.watchers_thread);
-        let off = ServerConfig::parse("[delivery]\nwatchers_thread = false\n").unwrap();
-        assert!(!off.delivery.watchers_thread);
         let keep = ServerConfig::parse("[retention]\nfinal_task_minutes = 0\n").unwrap();
         assert_eq!(keep.retention.archive_after_ms(), None);
     }

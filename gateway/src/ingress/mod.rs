@@ -6,7 +6,6 @@
 //! - [`console`] — the admin console at `/admin`, embedded (sources in `gateway/console/`).
 //! - [`auth`] — minting and verifying HS256 tokens.
 //! - [`rate_limit`] — per-user command limits.
-//! - [`watchers`] — the thread seekers' and admins' sessions run on (ahead of the feed's sweep).
 
 pub mod auth;
 pub mod console;
@@ -14,4 +13,3 @@ pub mod http;
 pub mod openapi;
 pub mod rate_limit;
 pub mod session;
-pub mod watchers;

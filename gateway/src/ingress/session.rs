@@ -19,7 +19,6 @@ use crate::app::AppState;
 use crate::durability::replies::{error_frame, ok_empty_frame, ok_value_frame};
 use crate::fanout::outbox::{ConnHandle, Outbox, connection};
 use crate::ingress::rate_limit::UserRateLimiter;
-use crate::ingress::watchers::Watchers;
 use crate::sequencer::engine_task::unavailable;
 use crate::sequencer::messages::{EngineMsg, ReplyTo, SubscribeRequest};
 
@@ -28,22 +27,6 @@ const MAX_FRAMES_PER_FLUSH: usize = 256;
 
 /// Serves one upgraded connection until it closes.
 pub async fn run(
-    socket: WebSocket,
-    claims: Claims,
-    state: Arc<AppState>,
-    permit: OwnedSemaphorePermit,
-) {
-    match &state.watchers {
-        Some(watchers) if Watchers::serves(claims.role) => {
-            let session = connected(socket, claims, state.clone(), permit);
-            watchers.spawn(session);
-        }
-        _ => connected(socket, claims, state, permit).await,
-    }
-}
-
-/// The session of an upgraded connection, from registration to cleanup.
-async fn connected(
     socket: WebSocket,
     claims: Claims,
     state: Arc<AppState>,
