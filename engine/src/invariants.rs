@@ -187,12 +187,12 @@ impl Engine {
             let live: BTreeSet<_> = s
                 .tasks
                 .values()
-                .filter_map(|t| t.coach_bids.get(cid).cloned())
+                .filter_map(|t| t.coach_bids.get(cid).map(|b| t.bids[b].no))
                 .collect();
-            if live != coach.live_bids {
+            if live != coach.live_bids.0 {
                 return Err(format!(
                     "coach {cid}'s live bids {:?} disagree with the tasks {live:?}",
-                    coach.live_bids
+                    coach.live_bids.0
                 ));
             }
         }

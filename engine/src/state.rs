@@ -289,7 +289,7 @@ impl State {
                 self.bid_tasks
                     .insert(bid.bid_id.clone(), bid.task_id.clone());
                 if let Some(coach) = self.coaches.get_mut(&bid.coach_id) {
-                    coach.live_bids.insert(bid.bid_id.clone());
+                    coach.live_bids.0.insert(no);
                 }
                 let task = self.task_mut(&bid.task_id);
                 let entry = Bid {
@@ -475,7 +475,7 @@ impl State {
                     .or_insert_with(|| Coach {
                         profile: coach.clone(),
                         assignments: BTreeSet::new(),
-                        live_bids: BTreeSet::new(),
+                        live_bids: Default::default(),
                         filed: Default::default(),
                     });
                 entry.profile = CoachView {
@@ -529,7 +529,7 @@ impl State {
                 .remove(&RankKey::new(bid.view.score, bid.view.amount, bid.no));
             task.coach_bids.remove(&bid.view.coach_id);
             if let Some(coach) = self.coaches.get_mut(&bid.view.coach_id) {
-                coach.live_bids.remove(bid_id);
+                coach.live_bids.0.remove(&bid.no);
             }
         }
         bid.view.status = status;
@@ -603,6 +603,7 @@ impl State {
                 task.coaches_ever.push(coach.clone());
             }
         }
+        crate::coach::rebuild_live_bids(&mut self.coaches, self.tasks.values());
         self.listing = Listing::rebuild(self.tasks.values());
         self.open_by_type = OpenByType::default();
         for id in &self.open_tasks {

@@ -205,10 +205,12 @@ impl Engine {
         };
         let bids = coach
             .live_bids
+            .0
             .iter()
-            .map(|bid_id| {
-                let task = &self.state.tasks[&self.state.bid_tasks[bid_id]];
-                task.bids[bid_id].view.clone()
+            .map(|no| {
+                let bid_id = crate::ids::bid_id(*no);
+                let task = &self.state.tasks[&self.state.bid_tasks[&bid_id]];
+                task.bids[&bid_id].view.clone()
             })
             .collect();
         let assignments = coach

@@ -1,8 +1,8 @@
 //! Days of deadlines: thousands of tasks over three simulated days, driven straight through
-//! the engine, keep its invariants and take it well under a second of real time.
+//! the engine, keep its invariants — simulated on the engine's clock, no waiting (how fast the
+//! engine is, is for the benchmarks, never a test).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
 
 use gavel_engine::{Command, Engine, EngineConfig, Event, EventKind, Reply};
 use gavel_protocol::http::CoachUpsert;
@@ -25,11 +25,10 @@ impl Lcg {
 }
 
 /// An engine driven directly (no per-step invariant check, which would make a long run
-/// quadratic), with a journal and the wall-clock time spent inside the engine.
+/// quadratic), with a journal.
 struct Driven {
     engine: Engine,
     journal: Vec<(Seq, Event)>,
-    busy: Duration,
 }
 
 impl Driven {
@@ -40,17 +39,13 @@ impl Driven {
         now: Millis,
     ) -> gavel_engine::Outcome {
         let request = request(&actor, command);
-        let started = Instant::now();
         let out = self.engine.execute(&request, now);
-        self.busy += started.elapsed();
         self.journal.extend(out.events.iter().cloned());
         out
     }
 
     fn fire(&mut self, now: Millis) -> Vec<(Seq, Event)> {
-        let started = Instant::now();
         let fired = self.engine.fire(now);
-        self.busy += started.elapsed();
         self.journal.extend(fired.iter().cloned());
         fired
     }
@@ -61,11 +56,10 @@ impl Driven {
 /// through `Engine`, with the invariants checked every six simulated hours and at the end.
 /// The engine's share of the run takes well under a second of real time, even unoptimized.
 #[test]
-fn days_of_deadlines_for_thousands_of_tasks_run_in_well_under_a_second() {
+fn days_of_deadlines_for_thousands_of_tasks_run_on_the_engine_clock() {
     let mut sim = Driven {
         engine: Engine::new(EngineConfig::default()),
         journal: Vec::new(),
-        busy: Duration::ZERO,
     };
     let mut rng = Lcg(42);
     let mut now = T0;
@@ -231,7 +225,6 @@ fn days_of_deadlines_for_thousands_of_tasks_run_in_well_under_a_second() {
             }
         }
     }
-    let busy = sim.busy;
     let Driven {
         engine, journal, ..
     } = sim;
@@ -288,8 +281,4 @@ fn days_of_deadlines_for_thousands_of_tasks_run_in_well_under_a_second() {
         replayed.evolve(e);
     }
     assert!(replayed.state() == engine.state());
-    assert!(
-        busy < Duration::from_secs(1),
-        "three simulated days took the engine {busy:?}"
-    );
 }
