@@ -58,6 +58,9 @@ pub fn encode(state: &State) -> Vec<u8> {
     let written = lz4_flex::block::compress_into(&raw, &mut out[HEADER..])
         .expect("the buffer has the maximum compressed size");
     out.truncate(HEADER + written);
+    // The buffer was sized for incompressible input (the raw length and more): keep only
+    // the frame while it waits for the database.
+    out.shrink_to_fit();
     let crc = CRC32C.checksum(&out[16..]);
     out[12..16].copy_from_slice(&crc.to_le_bytes());
     out
