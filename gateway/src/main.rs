@@ -17,6 +17,12 @@ use gavel_gateway::cli::{logging, signals};
 use gavel_gateway::cluster::node::{ClusterOptions, default_node_id};
 use gavel_gateway::ingress::auth::JwtKeys;
 
+/// jemalloc, not glibc's malloc: under sustained load glibc's per-thread arenas kept the
+/// memory of each snapshot burst and RSS climbed in steps unless `MALLOC_ARENA_MAX=2` was set;
+/// jemalloc returns it by itself (docs/benchmarks.md, "The allocator").
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         CliCommand::Serve(args) => serve(args),
