@@ -103,8 +103,8 @@ fn payload(bytes: &[u8]) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("snapshot payload: {e}"))
 }
 
-/// The snapshot as pretty JSON (for `gavel snapshot export`): the same document the JSON
-/// snapshots of earlier versions held.
+/// The snapshot as pretty JSON (for `gavel snapshot export`): the shape the JSON snapshots
+/// of earlier versions had, less the derived `live_bids` of each coach.
 pub fn to_json(bytes: &[u8]) -> Result<Vec<u8>, String> {
     let snapshot = decode(bytes)?;
     serde_json::to_vec_pretty(&snapshot).map_err(|e| format!("snapshot to JSON: {e}"))

@@ -2,7 +2,7 @@
 //!
 //! Journal rows are `(seq, at, kind, payload)` with the engine event as JSON text, so operators
 //! can read the journal with plain SQL. Snapshots are `(seq, at, state)` with the engine's
-//! snapshot as JSON bytes.
+//! snapshot as a binary frame (`crate::snapshot_codec`).
 
 use std::path::Path;
 use std::str::FromStr;

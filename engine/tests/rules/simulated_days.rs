@@ -54,7 +54,6 @@ impl Driven {
 /// Thousands of tasks over three simulated days — bids, awards, reminders, late coaches,
 /// strikes, suspensions, on-call takeovers, refunds, changes, disputes — driven straight
 /// through `Engine`, with the invariants checked every six simulated hours and at the end.
-/// The engine's share of the run takes well under a second of real time, even unoptimized.
 #[test]
 fn days_of_deadlines_for_thousands_of_tasks_run_on_the_engine_clock() {
     let mut sim = Driven {
