@@ -38,8 +38,9 @@ pub enum CliCommand {
 /// `gavel snapshot …`.
 #[derive(Debug, Subcommand)]
 pub enum SnapshotCommand {
-    /// Write the newest stored snapshot as JSON (the engine's whole state, readable by jq);
-    /// safe while the servers run.
+    /// Write the newest stored snapshot as JSON (the engine's whole state, readable by jq).
+    /// It only reads snapshots, but opening the store is what `serve` does (create it if
+    /// absent, run migrations): give the data directory or database the servers use.
     Export(SnapshotExportArgs),
 }
 
