@@ -66,6 +66,9 @@ pub struct FaultHooks {
     pub appends: Option<Arc<AppendFaults>>,
     /// The journal writer's queue, in batches (default [`gavel_storage::writer::QUEUE_CAPACITY`]).
     pub journal_queue: Option<usize>,
+    /// Postgres `statement_timeout` (default [`gavel_storage::store::POSTGRES_STATEMENT_TIMEOUT`]),
+    /// short for tests of a journal write that hangs.
+    pub postgres_statement_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for FaultHooks {
@@ -74,6 +77,10 @@ impl std::fmt::Debug for FaultHooks {
             .field("before_command", &self.before_command.is_some())
             .field("appends", &self.appends)
             .field("journal_queue", &self.journal_queue)
+            .field(
+                "postgres_statement_timeout",
+                &self.postgres_statement_timeout,
+            )
             .finish()
     }
 }
@@ -138,7 +145,10 @@ impl Server {
         // journal read after its lease was taken (nothing can be appended behind it then).
         let role = options.cluster.as_ref().map(|c| c.role());
         let store = match &options.database_url {
-            Some(url) => Store::open_postgres(url).await?,
+            Some(url) => match options.faults.postgres_statement_timeout {
+                Some(timeout) => Store::open_postgres_with(url, timeout).await?,
+                None => Store::open_postgres(url).await?,
+            },
             None => Store::open_sqlite(&options.data_dir).await?,
         };
         let epoch = store.epoch().await?;

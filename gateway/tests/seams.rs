@@ -69,20 +69,7 @@ async fn commit_landed_despite_an_error(make: impl Fn() -> ServerOptions) {
     assert_eq!(seen.first(), Some(&(s0 + 1)));
     assert!(contiguous(&seen), "{seen:?}");
     server.shutdown().await;
-    let server = Server::start(make()).await.unwrap();
-    for task in [&a, &b, &c] {
-        let id = task["task_id"].as_str().unwrap();
-        let (status, _) = http(
-            &server,
-            "GET",
-            &format!("/v1/tasks/{id}"),
-            Some(&token("ops", Role::Admin)),
-            None,
-        )
-        .await;
-        assert_eq!(status, 200, "{id} survived the restart");
-    }
-    server.shutdown().await;
+    assert_kept_after_restart(make(), &[&a, &b, &c]).await;
 }
 
 /// A commit that did not land is refused (`UNAVAILABLE`), the engine rebuilds from the
@@ -119,26 +106,35 @@ async fn commit_that_did_not_land(make: impl Fn() -> ServerOptions) {
     faults.push(AppendFault::FailBeforeCommit);
     let refused = sally.request("b", post(1)).await;
     assert_eq!(refused["code"], "UNAVAILABLE", "{refused}");
-    // The engine rebuilds; commands are refused until it has, then succeed.
-    let mut c = Value::Null;
-    for attempt in 0..100 {
-        let reply = sally.request(&format!("c{attempt}"), post(2)).await;
-        if reply["type"] == "ok" {
-            c = reply["result"].clone();
-            break;
-        }
-        assert_eq!(reply["code"], "UNAVAILABLE", "{reply}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(c.is_object(), "the server recovered");
+    let c = ok_once_rebuilt(&mut sally, post(2)).await;
     let events = admin.drain_events().await;
     let opened: Vec<&Value> = events.iter().map(|f| &f["event"]["task_id"]).collect();
     assert_eq!(opened, [&a["task_id"], &c["task_id"]]);
     assert!(contiguous(&seqs(&events)), "{events:?}");
     server.shutdown().await;
-    let server = Server::start(make()).await.unwrap();
+    assert_kept_after_restart(make(), &[&a, &c]).await;
+}
+
+/// The engine rebuilds after a refused commit; commands are refused (`UNAVAILABLE`) until it
+/// has, then succeed: the result of the first `frame` that does.
+async fn ok_once_rebuilt(client: &mut Client, frame: Value) -> Value {
+    for attempt in 0..100 {
+        let reply = client.request(&format!("r{attempt}"), frame.clone()).await;
+        if reply["type"] == "ok" {
+            return reply["result"].clone();
+        }
+        assert_eq!(reply["code"], "UNAVAILABLE", "{reply}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the server did not recover");
+}
+
+/// Starts a server on `opts` (the same store) and checks every posted task in `tasks` is
+/// there: acknowledged means durable.
+async fn assert_kept_after_restart(opts: ServerOptions, tasks: &[&Value]) {
+    let server = Server::start(opts).await.unwrap();
     let admin_token = token("ops", Role::Admin);
-    for task in [&a, &c] {
+    for task in tasks {
         let id = task["task_id"].as_str().unwrap();
         let (status, _) = http(
             &server,
@@ -153,13 +149,102 @@ async fn commit_that_did_not_land(make: impl Fn() -> ServerOptions) {
     server.shutdown().await;
 }
 
+/// A journal write that hangs on real Postgres (another session holds a lock on the journal)
+/// fails at the statement timeout: its command is refused once the journal's end can be read
+/// again (it did not land), the engine rebuilds, and the stream carries on with no hole and no
+/// duplicate; what was acknowledged survives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_write_that_times_out_is_refused_and_the_stream_has_no_hole_on_postgres() {
+    use sqlx::Connection;
+    let url = fresh_postgres("seam_timeout_pg").await;
+    let make = || ServerOptions {
+        database_url: Some(url.clone()),
+        ..options(fresh_dir("seam-timeout-pg"))
+    };
+    let mut opts = make();
+    opts.faults.postgres_statement_timeout = Some(Duration::from_millis(300));
+    let server = Server::start(opts).await.unwrap();
+    let mut admin = Client::connect(&server, "ops", Role::Admin).await;
+    admin
+        .ok("s", json!({"type": "subscribe", "topic": "admin"}))
+        .await;
+    let mut sally = Client::connect(&server, "sally", Role::Seeker).await;
+    let a = sally.ok("a", post(0)).await;
+
+    let mut watcher = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut locker = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
+    sqlx::query("LOCK TABLE journal IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    sally
+        .send(json!({"type": "post_task", "id": "b", "resume_id": "cv-1", "urgency": "standard"}))
+        .await;
+    // Hold the lock until the append has failed at the timeout: the writer then reads the
+    // journal's end, and that read waits on the lock, again and again, until it is released
+    // (Postgres's own view of its sessions is the barrier; nothing else reads the end here).
+    wait_for_end_read(&mut watcher).await;
+    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+    drop(locker);
+    // The refusal comes once the journal's end can be read again: "b" did not land.
+    let refused = sally.next().await;
+    assert_eq!(refused["id"], "b", "{refused}");
+    assert_eq!(refused["code"], "UNAVAILABLE", "{refused}");
+    let c = ok_once_rebuilt(&mut sally, post(2)).await;
+    let events = admin.drain_events().await;
+    let opened: Vec<&Value> = events.iter().map(|f| &f["event"]["task_id"]).collect();
+    assert_eq!(opened, [&a["task_id"], &c["task_id"]]);
+    assert!(contiguous(&seqs(&events)), "{events:?}");
+    server.shutdown().await;
+    assert_kept_after_restart(make(), &[&a, &c]).await;
+    drop_postgres(&url).await;
+}
+
+/// Waits until the journal writer's read of the journal's end waits on a lock.
+async fn wait_for_end_read(conn: &mut sqlx::PgConnection) {
+    let sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+               AND wait_event_type = 'Lock' AND query = 'SELECT MAX(seq) FROM journal'";
+    loop {
+        let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&mut *conn).await.unwrap();
+        if n > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn metric(server: &Server, name: &str) -> f64 {
+    let (_, text) = http_text(server, "GET", "/metrics", None).await;
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// A stalled journal fills its queue (one batch here) while deadlines keep firing: the engine
 /// waits for room instead of failing the batch, so nothing is refused, nothing rebuilt, and
-/// every deadline event is published once, in order.
+/// every deadline event is published once, in order; a restart keeps every acknowledged post.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_journal_queue_with_deadline_events_waits_instead_of_failing() {
+    let dir = fresh_dir("seam-full");
+    full_queue_with_deadlines(|| options_unlimited(dir.clone())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_journal_queue_with_deadline_events_waits_instead_of_failing_on_postgres() {
+    let url = fresh_postgres("seam_full_pg").await;
+    let dir = fresh_dir("seam-full-pg");
+    full_queue_with_deadlines(|| ServerOptions {
+        database_url: Some(url.clone()),
+        ..options_unlimited(dir.clone())
+    })
+    .await;
+    drop_postgres(&url).await;
+}
+
+async fn full_queue_with_deadlines(make: impl Fn() -> ServerOptions) {
     let faults = Arc::new(AppendFaults::default());
-    let mut opts = options_unlimited(fresh_dir("seam-full"));
+    let mut opts = make();
     // 600×: a 30-minute bidding window closes after 3 s.
     opts.time_scale = 600.0;
     opts.faults.appends = Some(faults.clone());
@@ -170,8 +255,9 @@ async fn a_full_journal_queue_with_deadline_events_waits_instead_of_failing() {
         .ok("s", json!({"type": "subscribe", "topic": "admin"}))
         .await;
     let mut sally = Client::connect(&server, "sally", Role::Seeker).await;
+    let mut posted = Vec::new();
     for i in 0..5 {
-        sally.ok(&format!("p{i}"), post(i)).await;
+        posted.push(sally.ok(&format!("p{i}"), post(i)).await);
     }
     // Every append stalls while the windows close: the queue of one is full at once.
     for _ in 0..20 {
@@ -188,14 +274,16 @@ async fn a_full_journal_queue_with_deadline_events_waits_instead_of_failing() {
     }
     let reply = sally.request("after", post(9)).await;
     assert_eq!(reply["type"], "ok", "{reply}");
+    posted.push(reply["result"].clone());
     frames.extend(admin.drain_events().await);
     assert!(contiguous(&seqs(&frames)), "{frames:?}");
-    let (_, text) = http_text(&server, "GET", "/metrics", None).await;
-    assert!(
-        text.contains("gavel_storage_errors_total 0"),
+    assert_eq!(
+        metric(&server, "gavel_storage_errors_total").await,
+        0.0,
         "no commit failed, no rebuild"
     );
     server.shutdown().await;
+    assert_kept_after_restart(make(), &posted.iter().collect::<Vec<_>>()).await;
 }
 
 /// `max_subscriptions` topics per connection; one more is `CONFLICT` (renewing one held is
