@@ -27,7 +27,9 @@ use crate::ingress::rate_limit::UserRateLimiter;
 use crate::metrics::Metrics;
 use crate::replica::snapshotter::{self, SnapshotPolicy};
 use crate::sequencer::clock::EngineClock;
-use crate::sequencer::engine_task::{CommandHook, EngineActor, EngineHandle, Mode, RebuildSignal};
+#[cfg(feature = "fault-injection")]
+use crate::sequencer::engine_task::CommandHook;
+use crate::sequencer::engine_task::{EngineActor, EngineHandle, Mode, RebuildSignal};
 use crate::sequencer::follower::FollowerLink;
 use crate::sequencer::messages::PUBLISH_QUEUE;
 use crate::supervisor::{Fatal, supervise};
@@ -60,7 +62,9 @@ pub struct ServerOptions {
 /// Faults a test can inject into a running server (nothing a client can reach).
 #[derive(Clone, Default)]
 pub struct FaultHooks {
-    /// Called by the engine task before each command (a panic here ends the process).
+    /// Called by the engine task before each command (a panic here ends the process); only
+    /// in builds with the `fault-injection` feature (the integration tests).
+    #[cfg(feature = "fault-injection")]
     pub before_command: Option<CommandHook>,
     /// Faults for the journal writer's next appends.
     pub appends: Option<Arc<AppendFaults>>,
@@ -74,7 +78,6 @@ pub struct FaultHooks {
 impl std::fmt::Debug for FaultHooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FaultHooks")
-            .field("before_command", &self.before_command.is_some())
             .field("appends", &self.appends)
             .field("journal_queue", &self.journal_queue)
             .field(
@@ -237,6 +240,7 @@ impl Server {
             metrics: metrics.clone(),
             rebuild: rebuild.clone(),
             epoch: epoch.clone(),
+            #[cfg(feature = "fault-injection")]
             faults: options.faults.before_command.clone(),
         };
         let (engine_handle, engine_task) = actor.spawn();

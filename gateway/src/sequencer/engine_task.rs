@@ -151,6 +151,7 @@ pub struct EngineActor {
     pub rebuild: Arc<RebuildSignal>,
     pub epoch: String,
     /// Tests only: called before each command runs (a panic here is a bug in the engine).
+    #[cfg(feature = "fault-injection")]
     pub faults: Option<CommandHook>,
 }
 
@@ -164,6 +165,7 @@ pub enum Mode {
 }
 
 /// A hook the engine task calls before each command (fault-injection tests).
+#[cfg(feature = "fault-injection")]
 pub type CommandHook = Arc<dyn Fn(&gavel_engine::Request) + Send + Sync>;
 
 impl std::fmt::Debug for EngineActor {
@@ -171,7 +173,6 @@ impl std::fmt::Debug for EngineActor {
         f.debug_struct("EngineActor")
             .field("seq", &self.engine.seq())
             .field("epoch", &self.epoch)
-            .field("faults", &self.faults.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -270,6 +271,7 @@ impl EngineActor {
                         refuse_now(&self.metrics, request, reply_to, self.journal().durable());
                         continue;
                     }
+                    #[cfg(feature = "fault-injection")]
                     if let Some(hook) = &self.faults {
                         hook(&request);
                     }
