@@ -15,6 +15,8 @@ pub struct Metrics {
     pub commands: IntCounterVec,
     /// Webhook POSTs by webhook URL and outcome (`ok`, `failed`).
     pub webhook_deliveries: IntCounterVec,
+    /// Journal events after each webhook's cursor still to go through (its backlog).
+    pub webhook_pending: IntGaugeVec,
     pub command_durable_seconds: HistogramVec,
     pub event_enqueued_seconds: Histogram,
     pub journal_batch_events: Histogram,
@@ -67,6 +69,14 @@ impl Metrics {
                     "webhook POSTs by webhook and outcome (ok: acknowledged with a 2xx)",
                 ),
                 &["webhook", "outcome"],
+            )
+            .unwrap(),
+            webhook_pending: IntGaugeVec::new(
+                Opts::new(
+                    "webhook_pending",
+                    "journal events after the webhook's cursor (matching or not) still to go through",
+                ),
+                &["webhook"],
             )
             .unwrap(),
             command_durable_seconds: HistogramVec::new(
@@ -174,6 +184,7 @@ impl Metrics {
             Box::new(m.subscriptions.clone()),
             Box::new(m.commands.clone()),
             Box::new(m.webhook_deliveries.clone()),
+            Box::new(m.webhook_pending.clone()),
             Box::new(m.command_durable_seconds.clone()),
             Box::new(m.event_enqueued_seconds.clone()),
             Box::new(m.journal_batch_events.clone()),

@@ -3,6 +3,7 @@
 //! only past what the receiver acknowledged with a 2xx — so delivery is at least once, in
 //! order, and a restart resumes after the last acknowledged event. Failures are retried with
 //! exponential backoff and jitter; nothing after an unacknowledged event is sent meanwhile.
+//! `gavel_webhook_pending{webhook}` is the backlog: journal events after the cursor.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -26,6 +27,9 @@ const PAGE: u32 = 256;
 const IDLE_POLL: Duration = Duration::from_millis(100);
 /// The longest wait between two attempts of one event.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How often the backlog gauge is refreshed while a failing event waits out its backoff (up to
+/// 5 minutes): new events keep arriving behind it, and the lag alert needs to see them.
+const PENDING_REFRESH: Duration = Duration::from_secs(10);
 
 /// Everything one delivery loop works with.
 #[derive(Debug)]
@@ -45,12 +49,22 @@ fn now_ms() -> u64 {
 }
 
 impl Delivery {
-    /// Runs until the server stops.
+    /// Runs until the server stops; its backlog gauge goes with it (another node, or the next
+    /// pipeline, reports from then on).
     pub async fn run(mut self) {
+        self.run_until_stopped().await;
+        let _ = self
+            .metrics
+            .webhook_pending
+            .remove_label_values(&[&self.hook.name]);
+    }
+
+    async fn run_until_stopped(&mut self) {
         let Some(mut cursor) = self.start_cursor().await else {
             return;
         };
         self.set_status(|s| s.cursor_seq = cursor);
+        self.refresh_pending().await;
         while !*self.stop.borrow() {
             let page = match self.store.read_after(cursor, PAGE).await {
                 Ok(page) => page,
@@ -63,11 +77,16 @@ impl Delivery {
                 }
             };
             if page.is_empty() {
+                // Nothing after the cursor: caught up.
+                self.set_pending(0);
                 if self.pause(IDLE_POLL).await {
                     return;
                 }
                 continue;
             }
+            // The journal's end, read once per page (at least this page's last row).
+            let last = page.last().map_or(cursor, |row| row.seq);
+            let end = self.refresh_pending().await.unwrap_or(last).max(last);
             let mut saved = cursor;
             for row in &page {
                 let event = match row.decode() {
@@ -96,6 +115,7 @@ impl Delivery {
                 }
                 cursor = row.seq;
                 self.set_status(|s| s.cursor_seq = cursor);
+                self.set_pending(end.saturating_sub(cursor));
             }
             // Events the webhook does not want: skipped, durably, once per page.
             if cursor > saved && !self.save(cursor).await {
@@ -189,7 +209,7 @@ impl Delivery {
                 s.next_attempt_at = Some(now_ms() + wait.as_millis() as u64);
             });
             tracing::debug!(webhook = %self.hook.name, seq, %error, ?wait, "webhook delivery failed; retrying");
-            if self.pause(wait).await {
+            if self.backoff(wait).await {
                 return false;
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -218,8 +238,40 @@ impl Delivery {
             .inc();
     }
 
+    /// Sets `gavel_webhook_pending` from the journal's end now; returns that end (`None`: the
+    /// journal could not be read, the gauge is left as it was).
+    async fn refresh_pending(&self) -> Option<Seq> {
+        let end = self.store.latest_seq().await.ok()?;
+        let cursor = self.status.lock().expect("webhook status lock").cursor_seq;
+        self.set_pending(end.saturating_sub(cursor));
+        Some(end)
+    }
+
+    fn set_pending(&self, pending: Seq) {
+        self.metrics
+            .webhook_pending
+            .with_label_values(&[&self.hook.name])
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+    }
+
     fn set_status(&self, change: impl FnOnce(&mut WebhookStatus)) {
         change(&mut self.status.lock().expect("webhook status lock"));
+    }
+
+    /// Waits out a failed attempt's backoff (as [`Self::pause`]), refreshing the backlog gauge
+    /// every [`PENDING_REFRESH`] meanwhile.
+    async fn backoff(&mut self, d: Duration) -> bool {
+        let until = tokio::time::Instant::now() + d;
+        loop {
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return *self.stop.borrow();
+            }
+            if self.pause(left.min(PENDING_REFRESH)).await {
+                return true;
+            }
+            self.refresh_pending().await;
+        }
     }
 
     /// Sleeps `d`, or less if the server stops (`true` then).
