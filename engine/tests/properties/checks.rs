@@ -1,5 +1,6 @@
-//! The checks applied along a stream: replaying the journal, contiguous seqs and monotonic
-//! times, the snapshot round trip, and every view rendering without panicking.
+//! The checks applied along a stream: replaying the journal (from empty and from snapshots
+//! taken along the way), contiguous seqs and monotonic times, the snapshot round trip, and
+//! every view rendering without panicking.
 
 use gavel_engine::views::{Viewer, feed_task, task_view};
 use gavel_engine::{ArchivedTask, Engine, EngineConfig, Event, EventKind, Snapshot};
@@ -12,14 +13,21 @@ use crate::cast::{COACHES, user};
 /// table stores) must be what the replayed task gives, and every event's `owner` (what routes
 /// it to `seeker:<owner>`) the replayed task's owner.
 pub(crate) fn replay(config: &EngineConfig, journal: &[(Seq, Event)]) -> Engine {
-    let mut engine = Engine::new(config.clone());
-    for (seq, event) in journal {
+    replay_onto(Engine::new(config.clone()), journal).0
+}
+
+/// Applies `events` to `engine` with `evolve`, checking each as [`replay`] says; returns the
+/// engine and the archive rows the replayed tasks give, in journal order.
+fn replay_onto(mut engine: Engine, events: &[(Seq, Event)]) -> (Engine, Vec<ArchivedTask>) {
+    let mut rows = Vec::new();
+    for (seq, event) in events {
         if let EventKind::TasksArchived { task_ids, archived } = &event.kind {
             let again: Vec<ArchivedTask> = task_ids
                 .iter()
                 .map(|id| ArchivedTask::of(&engine.state().tasks[id]))
                 .collect();
             assert_eq!(&again, archived, "replay gives the same archive rows");
+            rows.extend(again);
         }
         let owner = match &event.kind {
             EventKind::TaskOpened { task, .. } => Some(task.owner.clone()),
@@ -30,7 +38,79 @@ pub(crate) fn replay(config: &EngineConfig, journal: &[(Seq, Event)]) -> Engine 
         assert_eq!(event.owner, owner, "every task event names its owner");
         assert_eq!(engine.evolve(event), *seq, "replay assigns the same seq");
     }
-    engine
+    (engine, rows)
+}
+
+/// The archive rows journaled by `events` (what the writer stored), in journal order.
+fn journaled_rows(events: &[(Seq, Event)]) -> Vec<ArchivedTask> {
+    events
+        .iter()
+        .filter_map(|(_, event)| match &event.kind {
+            EventKind::TasksArchived { archived, .. } => Some(archived.iter().cloned()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// A snapshot taken once `journal[..k]` was applied, as storage keeps it (serialized).
+pub(crate) struct TakenSnapshot {
+    pub k: usize,
+    pub json: String,
+}
+
+impl TakenSnapshot {
+    pub(crate) fn of(live: &Engine, k: usize) -> Self {
+        let json = serde_json::to_string(&live.snapshot()).expect("a snapshot serializes");
+        TakenSnapshot { k, json }
+    }
+}
+
+/// Replaying the journal from any snapshot gives what replaying it from empty gives: each
+/// snapshot restored and `journal[k..]` applied with `evolve` has the same ratings, the same
+/// market windows and the same whole state as the full replay, and the archive (the rows
+/// stored before the snapshot, then those the resumed replay gives) is the full replay's.
+pub(crate) fn check_replay_from_snapshots(
+    config: &EngineConfig,
+    journal: &[(Seq, Event)],
+    taken: &[TakenSnapshot],
+) -> Result<(), TestCaseError> {
+    let (full, full_rows) = replay_onto(Engine::new(config.clone()), journal);
+    let want = full.state();
+    for TakenSnapshot { k, json } in taken {
+        let k = *k;
+        let snapshot: Snapshot = serde_json::from_str(json).map_err(|e| {
+            TestCaseError::fail(format!("snapshot at {k} does not deserialize: {e}"))
+        })?;
+        prop_assert_eq!(
+            snapshot.state.seq,
+            k as Seq,
+            "the snapshot is at its position"
+        );
+        let restored = Engine::restore(config.clone(), snapshot).map_err(TestCaseError::fail)?;
+        let (resumed, later_rows) = replay_onto(restored, &journal[k..]);
+        let got = resumed.state();
+        prop_assert!(
+            got.coaches == want.coaches,
+            "from the snapshot at {}: the same ratings",
+            k
+        );
+        prop_assert!(
+            got.market == want.market,
+            "from the snapshot at {}: the same market windows",
+            k
+        );
+        prop_assert!(got == want, "from the snapshot at {}: the same state", k);
+        let mut archive = journaled_rows(&journal[..k]);
+        archive.extend(later_rows);
+        prop_assert!(
+            archive == full_rows,
+            "from the snapshot at {}: the same archive rows",
+            k
+        );
+        prop_assert!(resumed.check_invariants().is_ok());
+    }
+    Ok(())
 }
 
 pub(crate) fn check_journal(journal: &[(Seq, Event)]) -> Result<(), TestCaseError> {

@@ -8,7 +8,9 @@ use gavel_engine::{Engine, EngineConfig, Event, Reply, Request};
 use gavel_protocol::{Millis, RequestId, Seq, UserId};
 use proptest::prelude::*;
 
-use crate::checks::{check_journal, check_snapshot, render_views, replay};
+use crate::checks::{
+    TakenSnapshot, check_journal, check_replay_from_snapshots, check_snapshot, render_views, replay,
+};
 use crate::resolve::resolve;
 use crate::stream::{Jump, Op, Rid, Step};
 
@@ -40,6 +42,9 @@ pub(crate) fn run(setup: Vec<Op>, steps: Vec<Step>) -> Result<(), TestCaseError>
     let mut remembered: Remembered = HashMap::new();
     let mut with_ids: Vec<Request> = Vec::new();
     let mut next_rid = 0u32;
+    // Snapshots taken along the stream (before the first event, then every 10 steps), each
+    // replayed to the end at the close.
+    let mut taken = vec![TakenSnapshot::of(&live, 0)];
 
     let setup = setup.into_iter().map(|op| Step {
         jump: Jump::Ms(0),
@@ -182,6 +187,9 @@ pub(crate) fn run(setup: Vec<Op>, steps: Vec<Step>) -> Result<(), TestCaseError>
             i
         );
         check_snapshot(&live)?;
+        if i % 10 == 9 {
+            taken.push(TakenSnapshot::of(&live, journal.len()));
+        }
         if i % 25 == 0 {
             prop_assert!(
                 replay(&config, &journal).state() == live.state(),
@@ -194,6 +202,7 @@ pub(crate) fn run(setup: Vec<Op>, steps: Vec<Step>) -> Result<(), TestCaseError>
         replay(&config, &journal).state() == live.state(),
         "final replay"
     );
+    check_replay_from_snapshots(&config, &journal, &taken)?;
     render_views(&live);
     for (_, event) in &journal {
         let _ = gavel_engine::routing::deliveries(event);

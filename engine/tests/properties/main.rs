@@ -13,6 +13,9 @@
 //! - the `seq`s handed out so far are exactly `1..=n`, event times never go backwards;
 //! - an engine fed the same events one by one (the journal replayed live) equals the live one,
 //!   and every 25 steps and at the end so does one built from scratch from the whole journal;
+//! - replaying the journal from any snapshot (one before the first event, then one every 10
+//!   steps, each restored and given the rest of the journal with `evolve`) gives the same
+//!   ratings, market windows, whole state and archive rows as replaying it from empty;
 //! - the snapshot round-trips through JSON, and `Engine::restore` of it equals the live state;
 //! - a twin engine, restored from a snapshot every 16 steps, answers every request exactly as
 //!   the live one does (so the rebuilt deadline index behaves like the live one);
