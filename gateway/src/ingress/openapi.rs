@@ -1,7 +1,8 @@
 //! `GET /v1/openapi.json`: the HTTP API (contract §6, §12, §14) as an OpenAPI 3.0 document.
 //! The bodies' schemas are generated from the very types the handlers decode and answer with
 //! (`schemars`, as `docs/protocol.schema.json` is), so the document cannot drift from them; the
-//! paths and the statuses each may answer are listed here, next to the router.
+//! paths and the statuses each may answer are listed here, next to the router
+//! (`tests/openapi.rs` checks them against the router's routes).
 
 use gavel_protocol::command::PostTask;
 use gavel_protocol::http::{CoachUpsert, HttpError, TaskHistory};
@@ -43,10 +44,16 @@ fn text(description: &str) -> Value {
     json!({"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}})
 }
 
+/// The task id the document's examples use (`scripts/check-openapi` posts a task by this id
+/// before schemathesis runs, so the examples reach the 200 answers, not only 404).
+pub const EXAMPLE_TASK_ID: &str = "openapi-example-task";
+/// The coach id the document's examples use (registered by `scripts/check-openapi` likewise).
+pub const EXAMPLE_COACH_ID: &str = "openapi-example-coach";
+
 fn task_id_param() -> Value {
     json!([{"name": "id", "in": "path", "required": true,
             "description": "task id: 1–64 characters of [A-Za-z0-9_.:-]",
-            "schema": {"type": "string"}}])
+            "schema": {"type": "string"}, "example": EXAMPLE_TASK_ID}])
 }
 
 fn history_params() -> Value {
@@ -64,7 +71,7 @@ fn history_params() -> Value {
 fn coach_id_param() -> Value {
     json!([{"name": "id", "in": "path", "required": true,
             "description": "coach id: 1–64 characters of [A-Za-z0-9_.:-]",
-            "schema": {"type": "string"}}])
+            "schema": {"type": "string"}, "example": EXAMPLE_COACH_ID}])
 }
 
 /// The whole document.
