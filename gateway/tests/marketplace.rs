@@ -286,3 +286,107 @@ async fn market_pricing_follows_the_median_of_accepted_bids_in_its_tier_only() {
         (&json!("VALIDATION_ERROR"), &json!("base_price"))
     );
 }
+
+/// Posts one task of `urgency` at `base_price` per amount and hires `coach` on it at that
+/// amount: one market sample each (contract §11).
+async fn hire_at(
+    alice: &mut Client,
+    coach: &mut Client,
+    urgency: &str,
+    base_price: u64,
+    amounts: &[u64],
+) {
+    let eta = if urgency == "urgent" { 1 } else { 12 };
+    for amount in amounts {
+        let task = format!("{urgency}-{amount}");
+        let post = json!({"type": "post_task", "task_id": task, "resume_id": "r",
+            "urgency": urgency, "base_price": base_price});
+        alice.ok(&format!("p-{task}"), post).await;
+        let placed = coach
+            .ok(
+                &format!("b-{task}"),
+                json!({"type": "place_bid", "task_id": task, "amount": amount, "eta_hours": eta}),
+            )
+            .await;
+        alice
+            .ok(
+                &format!("a-{task}"),
+                json!({"type": "accept_bid", "task_id": task, "bid_id": placed["bid_id"]}),
+            )
+            .await;
+    }
+}
+
+/// With `[pricing] mode = "market"` the median is clamped to `[fixed / 2, fixed × 2]`
+/// (contract §11, integer division for the lower bound): a tier whose coaches were hired above
+/// twice its fixed price is priced at exactly twice it, one hired below half at exactly half
+/// — by `post_task`, and by `quote` just before it.
+#[tokio::test]
+async fn market_pricing_clamps_the_median_to_half_and_twice_the_fixed_price() {
+    let mut options = options_unlimited(fresh_dir("market-clamp"));
+    options.config.pricing.mode = gavel_engine::market::PricingMode::Market;
+    options.config.pricing.min_samples = 5;
+    // Standard at 101 %: its fixed price is 2525, odd, so half of it is 1262 (rounding would
+    // say 1263); urgent keeps 150 %: 3750, twice that 7500.
+    options.config.tiers.standard.multiplier_percent = 101;
+    let server = start_with(options).await;
+    register(&server, "c1", 4.0, 0).await;
+    let mut alice = Client::connect(&server, "alice", Role::Seeker).await;
+    let mut coach = Client::connect(&server, "c1", Role::Coach).await;
+    // Urgent tasks posted at base_price 6000 (9000..18000), hired at 9000..9400: median 9200.
+    hire_at(
+        &mut alice,
+        &mut coach,
+        "urgent",
+        6000,
+        &[9000, 9100, 9200, 9300],
+    )
+    .await;
+    let q = alice.ok("q1", json!({"type": "quote"})).await;
+    let urgent = quote_tier(&q, "urgent");
+    assert_eq!(urgent["market"]["samples"], 4);
+    assert_eq!(urgent["suggested_price"], 3750, "below min_samples: fixed");
+    hire_at(&mut alice, &mut coach, "urgent", 6000, &[9400]).await;
+    // Standard tasks posted at base_price 1000 (1010..2020), hired at 1010..1050: median 1030.
+    let low = [1010, 1020, 1030, 1040, 1050];
+    hire_at(&mut alice, &mut coach, "standard", 1000, &low).await;
+
+    let q = alice.ok("q2", json!({"type": "quote"})).await;
+    let urgent = quote_tier(&q, "urgent");
+    assert_eq!(
+        urgent["market"],
+        json!({"samples": 5, "p25": 9100, "median": 9200, "p75": 9300})
+    );
+    assert_eq!(
+        (&urgent["suggested_price"], &urgent["price_range"]),
+        (&json!(7500), &json!([7500, 15000])),
+        "9200 clamped to 2 × 3750"
+    );
+    let standard = quote_tier(&q, "standard");
+    assert_eq!(
+        standard["market"],
+        json!({"samples": 5, "p25": 1020, "median": 1030, "p75": 1040})
+    );
+    assert_eq!(
+        (&standard["suggested_price"], &standard["price_range"]),
+        (&json!(1262), &json!([1262, 2524])),
+        "1030 clamped to 2525 / 2"
+    );
+    let flexible = quote_tier(&q, "flexible");
+    assert_eq!(
+        (&flexible["market"], &flexible["suggested_price"]),
+        (&Value::Null, &json!(2000))
+    );
+
+    for (tier, price) in [("urgent", 7500), ("standard", 1262), ("flexible", 2000)] {
+        let post = json!({"type": "post_task", "resume_id": "r", "urgency": tier});
+        let posted = alice.ok(&format!("n-{tier}"), post).await;
+        assert_eq!(posted["suggested_price"], price, "{tier}");
+        assert_eq!(posted["price_range"], json!([price, 2 * price]), "{tier}");
+        assert_eq!(
+            quote_tier(&q, tier)["suggested_price"],
+            price,
+            "quote agrees"
+        );
+    }
+}
