@@ -178,6 +178,14 @@ fn check_result(path: &Path, what: &str) {
                     r.topic.kind()
                 );
             }
+            // `result.subscribe.task.archived.json`: a task served from the archive (§9).
+            if what.ends_with(".archived") {
+                let archived = matches!(&r.snapshot, Some(Snapshot::Task(view)) if view.archived);
+                assert!(
+                    archived,
+                    "{name}: the snapshot is a task view with `archived: true`"
+                );
+            }
         }
         "post_task" => {
             round_trip::<PostTaskResult>(name, "PostTaskResult", result);
@@ -274,12 +282,18 @@ fn every_typed_result_has_a_golden_file() {
         "result.subscribe.task.json",
         "result.subscribe.coach.json",
         "result.subscribe.admin.json",
+        "result.subscribe.seeker.json",
+        "result.subscribe.task.archived.json",
         "result.post_task.json",
         "result.place_bid.json",
         "result.accept_bid.json",
         "result.accept_verification.json",
         "result.request_changes.json",
         "result.cancel_task.json",
+        "result.list_tasks.json",
+        "result.quote.json",
+        // Not a result, but a topic of its own (§9): an event as the seeker's dashboard gets it.
+        "server.event.seeker.json",
     ];
     let missing: Vec<&str> = expected
         .into_iter()
