@@ -7,12 +7,12 @@
 #[path = "cluster_support/mod.rs"]
 mod support;
 
-use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use gavel_protocol::Role;
 use serde_json::json;
+use support::failover::*;
 use support::streams::*;
 use support::*;
 
@@ -142,102 +142,58 @@ async fn a_task_posted_on_one_node_is_bid_on_from_two_others_and_everyone_sees_i
     );
 }
 
-/// Kills the leader while seekers post through all nodes at once (each retrying on the next
-/// node until acknowledged); returns how long from the kill to the first acknowledgement after
-/// it. The killed node is restarted (it rejoins as a follower).
-async fn kill_the_leader_mid_stream(
-    cluster: &Cluster,
-    posters: &mut Vec<Poster>,
-    round: usize,
-) -> Duration {
-    let leader = cluster.wait_for_leader(WAIT, None).await;
-    let all: Vec<SocketAddr> = cluster.nodes().iter().map(GavelNode::addr).collect();
-    let (acks, mut acked) = tokio::sync::mpsc::unbounded_channel::<Instant>();
-    let streams: Vec<_> = std::mem::take(posters)
-        .into_iter()
-        .map(|mut p| {
-            let (all, acks) = (all.clone(), acks.clone());
-            tokio::spawn(async move {
-                for k in 0..12 {
-                    p.post(round * 100 + k, &all).await;
-                    let _ = acks.send(Instant::now());
-                }
-                p
-            })
-        })
-        .collect();
-    drop(acks);
-    // A few acknowledged first, then the kill in the middle of the stream.
-    for _ in 0..6 {
-        acked.recv().await.expect("the posters run");
-    }
-    cluster.node(leader).kill();
-    let killed = Instant::now();
-    let mut failover = None;
-    while let Some(at) = acked.recv().await {
-        if at > killed {
-            failover = Some(at - killed);
-            break;
-        }
-    }
-    for stream in streams {
-        posters.push(stream.await.expect("a poster task"));
-    }
-    let new_leader = cluster.wait_for_leader(WAIT, Some(leader)).await;
-    assert_ne!(new_leader, leader);
-    cluster.node(leader).restart();
-    cluster.node(leader).wait_ready(WAIT).await;
-    failover.expect("an acknowledgement after the kill")
-}
-
-/// Every acknowledged post is there, and a retry of its id is answered with the original reply.
-async fn assert_all_acknowledged_kept(addr: SocketAddr, posters: &[Poster]) {
-    for p in posters {
-        let mut client = NodeClient::connect(addr, &p.name, Role::Seeker).await;
-        for (id, task) in &p.acked {
-            let (status, view) =
-                http_get(addr, &format!("/v1/tasks/{task}"), Some(&admin_token())).await;
-            assert_eq!(status, 200, "acknowledged {id} ({task}) is gone: {view}");
-            let frame = json!({"type": "post_task", "resume_id": format!("cv-{id}"), "urgency": "flexible"});
-            let again = loop {
-                let reply = client.request(id, frame.clone()).await;
-                if reply["code"] != "RATE_LIMITED" {
-                    break reply;
-                }
-                let wait = reply["retry_after_ms"].as_u64().unwrap_or(100);
-                tokio::time::sleep(Duration::from_millis(wait)).await;
-            };
-            assert_eq!(again["type"], "ok", "retry of {id}: {again}");
-            let task_again = again["result"]["task_id"].as_str();
-            assert_eq!(task_again, Some(task.as_str()), "retry of {id}");
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_leader_is_replaced_within_seconds_and_nothing_acknowledged_is_lost() {
     let pg = ThrowawayPostgres::start();
     let redis = ThrowawayRedis::start();
     let cluster = Cluster::start(3, &pg, &redis, ClusterOptions::default()).await;
+    let addr = |i: usize| cluster.node(i).addr();
     let leader = cluster.wait_for_leader(WAIT, None).await;
-    let follower = (leader + 1) % 3;
-    let other = (leader + 2) % 3;
-    let mut observer = Observer::start(cluster.node(follower).addr()).await;
-    let start = observer.last;
-    let mut posters = vec![Poster::new("sa"), Poster::new("sb"), Poster::new("sc")];
-    let failover = kill_the_leader_mid_stream(&cluster, &mut posters, 0).await;
+    let survivors: Vec<SocketAddr> = (0..3).filter(|&i| i != leader).map(addr).collect();
+    // An admin watching on every node: the one on the leader must resume on a survivor.
+    let mut on_leader = Observer::start(addr(leader)).await;
+    let mut on_survivors = Vec::new();
+    for &s in &survivors {
+        on_survivors.push(Observer::start(s).await);
+    }
+    let start = on_leader.last;
+    // Seeker i starts on node i: the stream comes from clients on all nodes.
+    let mut posters: Vec<Poster> = (0..3).map(|i| Poster::new(&format!("s{i}"), i)).collect();
+    let failover = kill_the_leader_mid_stream(&cluster, &mut posters, 0, false).await;
     assert!(
         failover < Duration::from_secs(5),
         "first ack after the kill took {failover:?}"
     );
+    for (i, p) in posters.iter().enumerate() {
+        assert_eq!(p.acked.len(), POSTS_PER_ROUND, "seeker {i}");
+        assert_eq!(p.connected_to[0], addr(i), "seeker {i} started on node {i}");
+    }
 
-    let leader_now = cluster.wait_for_leader(WAIT, None).await;
-    let addr = cluster.node(leader_now).addr();
-    assert_all_acknowledged_kept(addr, &posters).await;
-    let end = seq_of(addr, cluster.node(leader_now).node_id()).await;
-    let fallbacks = [cluster.node(follower).addr(), cluster.node(other).addr()];
-    observer.follow_to(end, &fallbacks).await;
-    observer.assert_contiguous(start);
+    let leader_now = cluster.wait_for_leader(WAIT, Some(leader)).await;
+    assert_all_acknowledged_kept(&survivors, &posters).await;
+    let end = seq_of(addr(leader_now), cluster.node(leader_now).node_id()).await;
+    // Clients on the survivors leave and resume with `since` where they are; the killed
+    // leader's resumes on a survivor.
+    for observer in &mut on_survivors {
+        let home = observer.client.addr();
+        observer.reconnect_to(home).await;
+    }
+    let mut journals = Vec::new();
+    for observer in on_survivors.iter_mut().chain([&mut on_leader]) {
+        observer.follow_to(end, &survivors).await;
+        observer.assert_contiguous(start);
+        journals.push(observer.seen.clone());
+    }
+    assert!(
+        !on_leader.resumed_on.is_empty()
+            && on_leader.resumed_on.iter().all(|a| survivors.contains(a)),
+        "the killed leader's client resumed on {:?}",
+        on_leader.resumed_on
+    );
+    assert!(
+        journals.windows(2).all(|w| w[0] == w[1]),
+        "every client saw the same journal"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -246,14 +202,14 @@ async fn ten_kill_rounds_lose_nothing() {
     let pg = ThrowawayPostgres::start();
     let redis = ThrowawayRedis::start();
     let cluster = Cluster::start(3, &pg, &redis, ClusterOptions::default()).await;
-    let mut posters = vec![Poster::new("sa"), Poster::new("sb"), Poster::new("sc")];
+    let mut posters: Vec<Poster> = (0..3).map(|i| Poster::new(&format!("s{i}"), i)).collect();
     let mut failovers = Vec::new();
     for round in 0..10 {
-        failovers.push(kill_the_leader_mid_stream(&cluster, &mut posters, round).await);
+        failovers.push(kill_the_leader_mid_stream(&cluster, &mut posters, round, true).await);
     }
     failovers.sort();
-    let leader = cluster.wait_for_leader(WAIT, None).await;
-    assert_all_acknowledged_kept(cluster.node(leader).addr(), &posters).await;
+    let all: Vec<SocketAddr> = cluster.nodes().iter().map(GavelNode::addr).collect();
+    assert_all_acknowledged_kept(&all, &posters).await;
     let median = failovers[failovers.len() / 2];
     let max = failovers[failovers.len() - 1];
     assert!(max < Duration::from_secs(5), "failovers: {failovers:?}");
@@ -295,20 +251,31 @@ async fn a_frozen_leader_is_fenced_writes_nothing_and_rejoins_as_a_follower() {
             json!({"type": "post_task", "resume_id": "cv-after", "urgency": "flexible"}),
         )
         .await;
-    // One leader at every moment: every node that answers names the same one.
+    // One leader at every moment: every node that answers names the successor.
     while stopped_at.elapsed() < Duration::from_secs(15) {
-        let mut named = BTreeSet::new();
-        for i in (0..3).filter(|&i| i != leader) {
-            if let Some(view) = cluster.try_fetch_cluster(i).await {
-                named.insert(view["leader"].to_string());
-            }
-        }
-        assert!(named.len() <= 1, "two leaders named at once: {named:?}");
+        assert_at_most_one_leader(&cluster, Some(successor)).await;
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     frozen.cont();
 
-    // The woken node never acknowledges what it decided while fenced…
+    // From its waking on, no poll finds a second leader (the woken node included), until it
+    // has rejoined as a follower…
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert_at_most_one_leader(&cluster, Some(successor)).await;
+        // Its own belief, not the lease's: `gavel_cluster_leader` is 0 once it stepped down.
+        let settled = metric(frozen.addr(), "gavel_cluster_leader").await == Some(0.0);
+        if settled && frozen.is_ready().await {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the woken node did not settle as follower"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(cluster.leaders(None).await, vec![successor]);
+    // …it never acknowledged what it decided while fenced (read from its socket now)…
     while let Some(frame) = on_frozen.next_within(Duration::from_secs(5)).await {
         if frame["id"] == "frozen" {
             assert_eq!(
@@ -317,16 +284,6 @@ async fn a_frozen_leader_is_fenced_writes_nothing_and_rejoins_as_a_follower() {
             );
             assert_eq!(frame["code"], "UNAVAILABLE");
         }
-    }
-    // …rejoins as a follower…
-    frozen.wait_ready(WAIT).await;
-    let deadline = Instant::now() + WAIT;
-    while cluster.leaders(None).await != vec![successor] {
-        assert!(
-            Instant::now() < deadline,
-            "the woken node did not settle as follower"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // …and wrote nothing.
     let pool = sqlx::PgPool::connect(&pg.url())
@@ -348,6 +305,8 @@ async fn a_frozen_leader_is_fenced_writes_nothing_and_rejoins_as_a_follower() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_restarts_and_dropped_messages_are_filled_from_the_journal() {
+    // How many journal reads with events each follower must have served while Redis is down.
+    const POLLS_WHILE_DOWN: u64 = 10;
     let pg = ThrowawayPostgres::start();
     let redis = ThrowawayRedis::start();
     let options = ClusterOptions {
@@ -356,22 +315,69 @@ async fn redis_restarts_and_dropped_messages_are_filled_from_the_journal() {
     };
     let cluster = Cluster::start(3, &pg, &redis, options).await;
     let leader = cluster.wait_for_leader(WAIT, None).await;
+    let addr = |i: usize| cluster.node(i).addr();
     let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
     let mut observers = Vec::new();
     for &i in &followers {
-        observers.push(Observer::start(cluster.node(i).addr()).await);
+        observers.push(Observer::start(addr(i)).await);
     }
     let start = observers[0].last;
-    let mut poster = Poster::new("rita");
+    // A seeker on every node.
+    let mut posters: Vec<Poster> = (0..3).map(|i| Poster::new(&format!("r{i}"), i)).collect();
     let all: Vec<SocketAddr> = cluster.nodes().iter().map(GavelNode::addr).collect();
-    for k in 0..10 {
-        poster.post(k, &all).await;
+    let leader_seq = || seq_of(cluster.node(leader).addr(), cluster.node(leader).node_id());
+    post_rounds(&mut posters, 0..4, &all).await;
+    // Redis down: commands still go through every node (forwarding does not use Redis), and
+    // the followers' subscribers get every event from the journal, while it is still down.
+    redis.stop();
+    let on_followers = |name: &'static str| {
+        let addrs: Vec<SocketAddr> = followers.iter().map(|&i| addr(i)).collect();
+        async move { futures_util::future::join_all(addrs.into_iter().map(|a| counter(a, name))).await }
+    };
+    let reconnects_before = on_followers("gavel_cluster_redis_reconnects_total").await;
+    let fills_before = on_followers("gavel_cluster_gap_fills_total").await;
+    // Down for a while: seekers keep posting until every follower has served events from
+    // POLLS_WHILE_DOWN journal reads (one every poll_ms at most).
+    let mut round = 4;
+    loop {
+        post_rounds(&mut posters, round..round + 1, &all).await;
+        round += 1;
+        let fills = on_followers("gavel_cluster_gap_fills_total").await;
+        if fills
+            .iter()
+            .zip(&fills_before)
+            .all(|(f, b)| f - b >= POLLS_WHILE_DOWN)
+        {
+            break;
+        }
+        assert!(
+            round < 40,
+            "followers read the journal {fills:?} times (from {fills_before:?})"
+        );
     }
-    redis.restart();
-    for k in 10..20 {
-        poster.post(k, &all).await;
+    let end = leader_seq().await;
+    for observer in &mut observers {
+        observer.follow_to(end, &[]).await;
     }
-    let end = seq_of(cluster.node(leader).addr(), cluster.node(leader).node_id()).await;
+    assert!(
+        !redis.is_running(),
+        "Redis came back before the test restarted it"
+    );
+    redis.start_again();
+    // Back: each follower reconnects to it by itself.
+    for (&i, before) in followers.iter().zip(reconnects_before) {
+        let addr = cluster.node(i).addr();
+        let deadline = Instant::now() + WAIT;
+        while counter(addr, "gavel_cluster_redis_reconnects_total").await <= before {
+            assert!(
+                Instant::now() < deadline,
+                "node {i} did not reconnect to Redis"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    post_rounds(&mut posters, round..round + 4, &all).await;
+    let end = leader_seq().await;
     for observer in &mut observers {
         observer.follow_to(end, &[]).await;
         observer.assert_contiguous(start);
@@ -380,7 +386,16 @@ async fn redis_restarts_and_dropped_messages_are_filled_from_the_journal() {
         let fills = counter(cluster.node(i).addr(), "gavel_cluster_gap_fills_total").await;
         assert!(fills > 0, "node {i} filled no gap");
     }
-    assert_eq!(poster.acked.len(), 20);
+    assert_all_acknowledged_kept(&all, &posters).await;
+}
+
+/// Each poster posts once per round of `rounds`, one after the other.
+async fn post_rounds(posters: &mut [Poster], rounds: std::ops::Range<usize>, all: &[SocketAddr]) {
+    for k in rounds {
+        for p in posters.iter_mut() {
+            p.post(k, all).await;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -389,10 +404,8 @@ async fn a_postgres_restart_answers_unavailable_then_recovers_with_nothing_lost(
     let redis = ThrowawayRedis::start();
     let cluster = Cluster::start(3, &pg, &redis, ClusterOptions::default()).await;
     let all: Vec<SocketAddr> = cluster.nodes().iter().map(GavelNode::addr).collect();
-    let mut poster = Poster::new("pam");
-    for k in 0..3 {
-        poster.post(k, &all).await;
-    }
+    let mut posters: Vec<Poster> = (0..3).map(|i| Poster::new(&format!("p{i}"), i)).collect();
+    post_rounds(&mut posters, 0..2, &all).await;
     pg.stop();
     // The first command to reach the leader may be the one whose commit fails: whether it
     // landed is unknown until Postgres answers again, so its reply waits for that. Every
@@ -400,29 +413,61 @@ async fn a_postgres_restart_answers_unavailable_then_recovers_with_nothing_lost(
     let mut probe = NodeClient::connect(all[0], "pam", Role::Seeker).await;
     let frame =
         json!({"type": "post_task", "resume_id": "cv-probe", "urgency": "flexible", "id": "probe"});
-    probe.send(frame).await;
+    probe.send(frame.clone()).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut refused = HashMap::new();
     for (i, &addr) in all.iter().enumerate() {
         let mut client = NodeClient::connect(addr, "pam", Role::Seeker).await;
         let frame = json!({"type": "post_task", "resume_id": format!("cv-down-{i}"), "urgency": "flexible"});
         let reply = try_request(&mut client, &format!("down-{i}"), frame).await;
-        refused.insert(i, reply.clone());
         let reply =
             reply.unwrap_or_else(|| panic!("node {i} did not answer while Postgres was down"));
         assert_eq!(reply["code"], "UNAVAILABLE", "node {i}: {reply}");
     }
+    // Not ready while it is down (contract §12), on every node.
+    for (i, &addr) in all.iter().enumerate() {
+        wait_for_readyz(addr, 503)
+            .await
+            .unwrap_or_else(|last| panic!("node {i}: /readyz still {last} with Postgres down"));
+    }
     pg.start_again();
+    for node in cluster.nodes() {
+        node.wait_ready(WAIT).await;
+    }
     let answer = probe.wait_reply("probe").await;
     assert!(
         answer["type"] == "ok" || answer["code"] == "UNAVAILABLE",
         "the probe: {answer}"
     );
-    for k in 3..8 {
-        poster.post(k, &all).await;
-    }
+    post_rounds(&mut posters, 2..5, &all).await;
     let leader = cluster.wait_for_leader(WAIT, None).await;
-    assert_all_acknowledged_kept(cluster.node(leader).addr(), std::slice::from_ref(&poster)).await;
+    // The cut-off command, retried on a follower: the original reply if it landed.
+    if answer["type"] == "ok" {
+        let follower = cluster.node((leader + 1) % 3).addr();
+        let mut again = NodeClient::connect(follower, "pam", Role::Seeker).await;
+        let retried = again.request("probe", frame).await;
+        assert_eq!(
+            retried["result"], answer["result"],
+            "retry of probe: {retried}"
+        );
+    }
+    let first = cluster.node(leader).addr();
+    let mut addrs = vec![first];
+    addrs.extend(all.iter().filter(|&&a| a != first));
+    assert_all_acknowledged_kept(&addrs, &posters).await;
+}
+
+/// Polls `GET /readyz` on `addr` until it answers `status`; `Err` with the last answer (or
+/// why there was none) after [`WAIT`].
+async fn wait_for_readyz(addr: SocketAddr, status: u16) -> Result<(), String> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let answer = try_http(addr, "GET", "/readyz", None, None, Duration::from_secs(5)).await;
+        match answer {
+            Ok((got, _)) if got == status => return Ok(()),
+            _ if Instant::now() >= deadline => return Err(format!("{answer:?}")),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod failover;
 pub mod nodes;
 pub mod services;
 pub mod streams;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use gavel_protocol::Role;
 use serde_json::{Value, json};
 
-use super::client::{NodeClient, admin_token, http_get, http_json};
+use super::client::{NodeClient, REPLY_TIMEOUT, admin_token, http_get, http_json, try_http};
 
 /// How long a cluster test waits for what it expects.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -33,6 +33,10 @@ pub struct Observer {
     pub last: u64,
     /// (seq, kind) of every event, in arrival order.
     pub seen: Vec<(u64, String)>,
+    /// Every event frame (`{seq, topic, event}`), in arrival order.
+    pub frames: Vec<Value>,
+    /// The nodes it resumed on, in order.
+    pub resumed_on: Vec<SocketAddr>,
 }
 
 impl Observer {
@@ -46,6 +50,8 @@ impl Observer {
             epoch: sub["epoch"].as_str().expect("an epoch").to_owned(),
             last: sub["seq"].as_u64().expect("a seq"),
             seen: Vec::new(),
+            frames: Vec::new(),
+            resumed_on: Vec::new(),
         }
     }
 
@@ -55,6 +61,14 @@ impl Observer {
             self.last = seq;
             let kind = frame["event"]["kind"].as_str().unwrap_or("").to_owned();
             self.seen.push((seq, kind));
+            self.frames.push(frame.clone());
+        }
+    }
+
+    /// Reads what has arrived so far (without waiting for more).
+    pub fn drain(&mut self) {
+        for frame in self.client.events() {
+            self.take(&frame);
         }
     }
 
@@ -67,18 +81,48 @@ impl Observer {
                 "observer stuck at {} (wanted {until})",
                 self.last
             );
-            for frame in self.client.events() {
-                self.take(&frame);
-            }
-            match self.client.next_within(Duration::from_millis(500)).await {
-                Some(frame) => self.take(&frame),
-                None if self.client.is_closed() => self.resume(fallbacks).await,
-                None => {}
-            }
+            self.read_a_little(fallbacks).await;
         }
     }
 
+    /// Reads until `done` holds for the frames seen so far, resuming on `fallbacks` when
+    /// disconnected; panics after `timeout`.
+    pub async fn follow_until(
+        &mut self,
+        timeout: Duration,
+        fallbacks: &[SocketAddr],
+        done: impl Fn(&[Value]) -> bool,
+    ) {
+        let deadline = Instant::now() + timeout;
+        while !done(&self.frames) {
+            assert!(
+                Instant::now() < deadline,
+                "observer (at {}) did not see what it waited for within {timeout:?}",
+                self.last
+            );
+            self.read_a_little(fallbacks).await;
+        }
+    }
+
+    async fn read_a_little(&mut self, fallbacks: &[SocketAddr]) {
+        self.drain();
+        match self.client.next_within(Duration::from_millis(500)).await {
+            Some(frame) => self.take(&frame),
+            None if self.client.is_closed() => self.resume(fallbacks).await,
+            None => {}
+        }
+    }
+
+    /// Leaves its node on purpose and resumes with `since`/`epoch` on `addr` (which may be
+    /// the same node).
+    pub async fn reconnect_to(&mut self, addr: SocketAddr) {
+        self.drain();
+        self.client.close().await;
+        self.resume(&[addr]).await;
+    }
+
     async fn resume(&mut self, fallbacks: &[SocketAddr]) {
+        assert!(!fallbacks.is_empty(), "disconnected with nowhere to resume");
         let deadline = Instant::now() + WAIT;
         loop {
             for &addr in fallbacks {
@@ -95,6 +139,7 @@ impl Observer {
                         "a resume on another node must not reset: {reply}"
                     );
                     self.client = client;
+                    self.resumed_on.push(addr);
                     return;
                 }
             }
@@ -121,20 +166,28 @@ pub async fn seq_of(addr: SocketAddr, node_id: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// A seeker posting tasks through `addr`s in turn: retries each post with the same id on the
-/// next node until it is acknowledged.
+/// A seeker posting tasks through `addr`s in turn: starts on its home node, and retries each
+/// post with the same id on the next node until it is acknowledged.
 pub struct Poster {
     pub name: String,
     client: Option<NodeClient>,
+    /// The index (mod the nodes given to `post`) of the node it connects to next.
+    next: usize,
+    /// (request id, task id) of every acknowledged post.
     pub acked: Vec<(String, String)>,
+    /// Every node it connected to, in order.
+    pub connected_to: Vec<SocketAddr>,
 }
 
 impl Poster {
-    pub fn new(name: &str) -> Self {
+    /// A poster whose first connection goes to node `home` (mod the number of nodes).
+    pub fn new(name: &str, home: usize) -> Self {
         Poster {
             name: name.to_owned(),
             client: None,
+            next: home,
             acked: Vec::new(),
+            connected_to: Vec::new(),
         }
     }
 
@@ -143,15 +196,16 @@ impl Poster {
         let frame =
             json!({"type": "post_task", "resume_id": format!("cv-{id}"), "urgency": "flexible"});
         let deadline = Instant::now() + WAIT;
-        let mut turn = k;
         loop {
             assert!(Instant::now() < deadline, "{id} was never acknowledged");
             if self.client.as_ref().is_none_or(NodeClient::is_closed) {
-                turn += 1;
-                let addr = nodes[turn % nodes.len()];
+                let addr = nodes[self.next % nodes.len()];
+                self.next += 1;
                 self.client = NodeClient::try_connect(addr, &self.name, Role::Seeker)
                     .await
                     .ok();
+                self.connected_to
+                    .extend(self.client.as_ref().map(NodeClient::addr));
                 if self.client.is_none() {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
@@ -197,14 +251,19 @@ pub async fn try_request(client: &mut NodeClient, id: &str, mut frame: Value) ->
     None
 }
 
-/// `name`'s counter on the node at `addr`.
+/// `name`'s counter on the node at `addr` (0 when it has none).
 pub async fn counter(addr: SocketAddr, name: &str) -> u64 {
-    let (_, body) = http_get(addr, "/metrics", None).await;
+    metric(addr, name).await.map_or(0, |v| v as u64)
+}
+
+/// The value of the unlabelled metric `name` on the node at `addr`; `None` when it exports
+/// none, or does not answer (a node restarting its pipeline refuses connections for a moment).
+pub async fn metric(addr: SocketAddr, name: &str) -> Option<f64> {
+    let answer = try_http(addr, "GET", "/metrics", None, None, REPLY_TIMEOUT).await;
+    let (_, body) = answer.ok()?;
     let text = body.as_str().unwrap_or("").to_owned();
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(name)
-                .and_then(|v| v.trim().parse::<f64>().ok())
-        })
-        .map_or(0, |v| v as u64)
+    text.lines().find_map(|l| {
+        l.strip_prefix(name)
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    })
 }

@@ -1,0 +1,163 @@
+//! Failover scenarios shared by the cluster tests: kill the leader while seekers on every node
+//! post, check that every acknowledged post survived (and that a retry of its id, on any node,
+//! is answered with the original reply), and check the leadership that every node reports.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use gavel_protocol::Role;
+use serde_json::json;
+
+use super::client::{NodeClient, admin_token, http_get};
+use super::nodes::{Cluster, GavelNode};
+use super::streams::{Poster, WAIT};
+
+/// Posts each poster makes per kill round.
+pub const POSTS_PER_ROUND: usize = 12;
+
+/// Kills the leader while seekers post through all nodes at once (each starting on its own
+/// node, retrying on the next node until acknowledged); returns how long from the kill to
+/// the first acknowledgement after it. The killed node is restarted (it rejoins as a
+/// follower) unless `restart` is false.
+pub async fn kill_the_leader_mid_stream(
+    cluster: &Cluster,
+    posters: &mut Vec<Poster>,
+    round: usize,
+    restart: bool,
+) -> Duration {
+    let leader = cluster.wait_for_leader(WAIT, None).await;
+    let all: Vec<SocketAddr> = cluster.nodes().iter().map(GavelNode::addr).collect();
+    let (acks, mut acked) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let streams: Vec<_> = std::mem::take(posters)
+        .into_iter()
+        .map(|mut p| {
+            let (all, acks) = (all.clone(), acks.clone());
+            tokio::spawn(async move {
+                for k in 0..POSTS_PER_ROUND {
+                    p.post(round * 100 + k, &all).await;
+                    let _ = acks.send(Instant::now());
+                }
+                p
+            })
+        })
+        .collect();
+    drop(acks);
+    // A few acknowledged first, then the kill in the middle of the stream.
+    for _ in 0..6 {
+        acked.recv().await.expect("the posters run");
+    }
+    cluster.node(leader).kill();
+    let killed = Instant::now();
+    let mut failover = None;
+    while let Some(at) = acked.recv().await {
+        if at > killed {
+            failover = Some(at - killed);
+            break;
+        }
+    }
+    for stream in streams {
+        posters.push(stream.await.expect("a poster task"));
+    }
+    let new_leader = cluster.wait_for_leader(WAIT, Some(leader)).await;
+    assert_ne!(new_leader, leader);
+    if restart {
+        cluster.node(leader).restart();
+        cluster.node(leader).wait_ready(WAIT).await;
+    }
+    failover.expect("an acknowledgement after the kill")
+}
+
+/// Every acknowledged post is there (asked of the first of `addrs`), and a retry of its id is
+/// answered with the original reply: the ids are retried on the nodes of `addrs` in turn, so
+/// every one of them answers some (each id is retried once: retries count toward the rate
+/// limit too).
+pub async fn assert_all_acknowledged_kept(addrs: &[SocketAddr], posters: &[Poster]) {
+    for p in posters {
+        for (id, task) in &p.acked {
+            let (status, view) =
+                http_get(addrs[0], &format!("/v1/tasks/{task}"), Some(&admin_token())).await;
+            assert_eq!(status, 200, "acknowledged {id} ({task}) is gone: {view}");
+        }
+        let mut clients = Vec::new();
+        for &addr in addrs {
+            clients.push(NodeClient::connect(addr, &p.name, Role::Seeker).await);
+        }
+        for (n, (id, task)) in p.acked.iter().enumerate() {
+            let client = &mut clients[n % addrs.len()];
+            let addr = client.addr();
+            let frame = json!({"type": "post_task", "resume_id": format!("cv-{id}"), "urgency": "flexible"});
+            let again = request_within_the_limit(client, id, frame).await;
+            assert_eq!(again["type"], "ok", "retry of {id} on {addr}: {again}");
+            let task_again = again["result"]["task_id"].as_str();
+            assert_eq!(task_again, Some(task.as_str()), "retry of {id} on {addr}");
+        }
+    }
+}
+
+/// A request, sent again after `retry_after_ms` while it is `RATE_LIMITED`.
+async fn request_within_the_limit(
+    client: &mut NodeClient,
+    id: &str,
+    frame: serde_json::Value,
+) -> serde_json::Value {
+    loop {
+        let reply = client.request(id, frame.clone()).await;
+        if reply["code"] != "RATE_LIMITED" {
+            return reply;
+        }
+        // Not a barrier: the wait the server asked for before the budget allows one more.
+        let wait = reply["retry_after_ms"].as_u64().unwrap_or(100);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+    }
+}
+
+/// What every answering node (but the paused or dead ones) reports about leadership, asked
+/// at once: in each answer at most one node is listed as leader and it is the one named;
+/// across answers the same node leads; and when `expected` is given, the leader (if any) is
+/// `expected`. Call it where no handover is under way (answers read a moment apart could
+/// otherwise straddle one). Returns the leading node, if one is named.
+pub async fn assert_at_most_one_leader(
+    cluster: &Cluster,
+    expected: Option<usize>,
+) -> Option<usize> {
+    let views = futures_util::future::join_all(
+        (0..cluster.len()).map(|i| async move { (i, cluster.try_fetch_cluster(i).await) }),
+    )
+    .await;
+    let mut leading = BTreeSet::new();
+    for (i, view) in views.iter().filter_map(|(i, v)| Some((*i, v.as_ref()?))) {
+        let listed: BTreeSet<&str> = view["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| n["role"] == "leader")
+            .filter_map(|n| n["node_id"].as_str())
+            .collect();
+        let named: BTreeSet<&str> = view["leader"].as_str().into_iter().collect();
+        assert!(
+            listed.len() <= 1 && listed.is_subset(&named),
+            "{} lists {listed:?} as leading but names {named:?}: {view}",
+            cluster.node(i).node_id()
+        );
+        leading.extend(named.into_iter().map(str::to_owned));
+    }
+    assert!(leading.len() <= 1, "two leaders at once: {leading:?}");
+    let leader = leading.first().map(|id| index_of(cluster, id));
+    if let (Some(expected), Some(leader)) = (expected, leader) {
+        assert_eq!(
+            leader,
+            expected,
+            "{} leads, not {}",
+            cluster.node(leader).node_id(),
+            cluster.node(expected).node_id()
+        );
+    }
+    leader
+}
+
+fn index_of(cluster: &Cluster, node_id: &str) -> usize {
+    (0..cluster.len())
+        .find(|&i| cluster.node(i).node_id() == node_id)
+        .unwrap_or_else(|| panic!("no node {node_id} in the cluster"))
+}
