@@ -24,7 +24,9 @@ fn next_id(prefix: &str) -> String {
 }
 
 /// What ends a phase: a message on the target task (for `task:<id>` subscribers) followed by
-/// a new task (for `feed` subscribers). Each topic sees exactly one of the two.
+/// a new task (for `feed` subscribers). `task:<id>` and `feed` each see exactly one of the
+/// two; `seeker:sally` sees both (every task is sally's), and a phase's reading stops at the
+/// message, so the new task's `task.opened` opens the next phase.
 #[derive(Debug, Clone)]
 struct Marker {
     text: String,
@@ -269,6 +271,11 @@ fn task_topic(target: &str) -> String {
     format!("task:{target}")
 }
 
+/// The dashboard of the workload's seeker, who owns every task (contract §9).
+fn seeker_topic(_: &str) -> String {
+    "seeker:sally".into()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_feed_resume_from_the_ring_gets_exactly_the_missed_events() {
     let options = options_unlimited(fresh_dir("resume-ring"));
@@ -294,6 +301,19 @@ async fn a_task_resume_older_than_the_ring_is_served_from_the_journal() {
     let mut options = options_unlimited(fresh_dir("resume-journal-task"));
     options.history = 5;
     resume_on_one_server(options, task_topic, ("sally", Role::Seeker)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seeker_resume_from_the_ring_gets_exactly_the_missed_events() {
+    let options = options_unlimited(fresh_dir("resume-ring-seeker"));
+    resume_on_one_server(options, seeker_topic, ("sally", Role::Seeker)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seeker_resume_older_than_the_ring_is_served_from_the_journal() {
+    let mut options = options_unlimited(fresh_dir("resume-journal-seeker"));
+    options.history = 5;
+    resume_on_one_server(options, seeker_topic, ("sally", Role::Seeker)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -352,13 +372,13 @@ async fn a_resume_from_another_epoch_or_an_unknown_position_is_a_reset() {
 /// The subscriber saw up to `N` on one server; the server stops (more events happened before
 /// it did) and starts again on the same storage; more events happen; the subscriber resumes
 /// with the old epoch and `since: N` and gets every missed event once, in order.
-async fn resume_across_a_restart(options: ServerOptions) {
+async fn resume_across_a_restart(options: ServerOptions, topic_of: fn(&str) -> String) {
     let data_dir = options.data_dir.clone();
     let server = Server::start(options.clone()).await.expect("server starts");
     let epoch = server.epoch.clone();
     let mut work = Workload::setup(&server).await;
     let target = work.target.clone();
-    let topic = task_topic(&target);
+    let topic = topic_of(&target);
     let mut reference = Client::connect(&server, "sally", Role::Seeker).await;
     subscribe(&mut reference, &topic).await;
     let mut subscriber = Client::connect(&server, "sally", Role::Seeker).await;
@@ -370,6 +390,9 @@ async fn resume_across_a_restart(options: ServerOptions) {
     let b = work.phase(8).await;
     let mut all = read_until(&mut reference, &a).await;
     all.extend(read_until(&mut reference, &b).await);
+    // And whatever the topic got after the marker (on `seeker:<id>`, the marker task's
+    // `task.opened`): after the restart the reference starts again from a snapshot.
+    all.extend(reference.drain_events().await);
     let before_restart = seq(all.last().unwrap());
     drop(work);
     server.shutdown().await;
@@ -416,7 +439,13 @@ async fn resume_across_a_restart(options: ServerOptions) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resume_across_a_restart_gets_every_missed_event_once_on_sqlite() {
-    resume_across_a_restart(options_unlimited(fresh_dir("resume-restart"))).await;
+    resume_across_a_restart(options_unlimited(fresh_dir("resume-restart")), task_topic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seeker_resume_across_a_restart_gets_every_missed_event_once() {
+    let options = options_unlimited(fresh_dir("resume-restart-seeker"));
+    resume_across_a_restart(options, seeker_topic).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -425,7 +454,7 @@ async fn a_resume_across_a_restart_gets_every_missed_event_once_on_postgres() {
     let mut options = options_unlimited(fresh_dir("resume-restart-pg"));
     options.database_url = Some(url.clone());
     options.history = 50;
-    resume_across_a_restart(options).await;
+    resume_across_a_restart(options, task_topic).await;
     drop_postgres(&url).await;
 }
 
