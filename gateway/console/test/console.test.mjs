@@ -26,15 +26,16 @@ after(async () => {
   await gavel?.stop();
 });
 
-/** A page logged in as an admin, at `width` px. */
-async function console_(width) {
+/** A page logged in as an admin, at `width` px; `setup(page)` runs before it loads. */
+async function console_(width, server = gavel, setup = async () => {}) {
   const page = await browser.newPage({ viewport: { width, height: 900 } });
+  await setup(page);
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
   // A single node answers the console's one GET /v1/cluster with 404 (§12 is for clusters).
   const expected = (m) => m.location().url.endsWith("/v1/cluster") && m.text().includes("404");
   page.on("console", (m) => m.type() === "error" && !expected(m) && errors.push(m.text()));
-  await page.goto(`${gavel.http}/admin`);
+  await page.goto(`${server.http}/admin`);
   await page.fill("#token", token("ops", "admin"));
   await page.keyboard.press("Enter");
   await page.waitForSelector('[data-state="open"]');
@@ -42,8 +43,8 @@ async function console_(width) {
 }
 
 /** Drives a task to `disputed`: a bid, accepted, started, three rounds of changes. */
-async function disputedTask(seeker, coach) {
-  const { task_id } = await seeker.command("post_task", { resume_id: "r_dispute", urgency: "urgent" });
+async function disputedTask(seeker, coach, urgency = "urgent") {
+  const { task_id } = await seeker.command("post_task", { resume_id: "r_dispute", urgency });
   const { bid_id } = await coach.command("place_bid", { task_id, amount: 4000, eta_hours: 2 });
   await seeker.command("accept_bid", { task_id, bid_id });
   await coach.command("start_work", { task_id });
@@ -84,6 +85,22 @@ test("an admin sees tasks live, resolves a dispute by clicking, and manages coac
   assert.equal(after.body.status, "refunded");
   assert.deepEqual(after.body.escrow, { held: 4000, released: 0, refunded: 4000 });
   await page.getByRole("status").filter({ hasText: "refunded to the seeker" }).waitFor();
+
+  // Another, released to the coach with the Release button after a look at its escrow.
+  const released = await disputedTask(seeker, coach);
+  await page.locator(`[data-dispute="${released}"]`).getByRole("button", { name: released }).click();
+  const escrow = page.locator(`[data-detail="${released}"] .facts tr`, { hasText: "escrow" });
+  await escrow.filter({ hasText: "held $40.00 · released $0.00 · refunded $0.00" }).waitFor();
+  await page.locator(`[data-dispute="${released}"]`).getByRole("button", { name: "Release" }).click();
+  await escrow.filter({ hasText: "held $40.00 · released $40.00 · refunded $0.00" }).waitFor();
+  const paid = await gavel.api("GET", `/v1/tasks/${released}`);
+  assert.equal(paid.body.status, "completed");
+  assert.deepEqual(paid.body.escrow, { held: 4000, released: 4000, refunded: 0 });
+  await page.getByRole("status").filter({ hasText: "released to the coach" }).waitFor();
+  await page.keyboard.press("Escape");
+
+  // The chart draws the `stats` the admin topic sends every second.
+  await page.locator('#stats svg polyline.connections[points*=","]').waitFor({ state: "attached" });
 
   // Coaches: register one with the form, then suspend it.
   await page.fill('input[name="coach_id"]', "coach_new");
@@ -137,6 +154,56 @@ test("an archived task's drill-down shows its final view and its whole history",
   seeker.close();
   coach.close();
   await page.close();
+});
+
+test("the board loads every live task, past the newest 200, and which found no coach", async (t) => {
+  // Engine time 600× faster: an urgent task's bidding window (10 min) closes in a second.
+  const fast = await Gavel.start({ args: ["--time-scale", "600"] });
+  t.after(() => fast.stop());
+  assert.equal((await fast.putCoach("coach_d")).status, 200);
+  const seeker = fast.client("lee", "seeker");
+  const coach = fast.client("coach_d", "coach");
+  // Closed whatever happens: a client left open keeps reconnecting, and the test process alive.
+  t.after(() => [seeker, coach].forEach((c) => c.close()));
+  const watching = await console_(1200, fast);
+
+  // No coach is on call: the window closes without a coach, and the card says so, live.
+  const { task_id: lonely } = await seeker.command("post_task", { resume_id: "r_lonely", urgency: "urgent" });
+  await watching.page.locator(`[data-task="${lonely}"] .flag`, { hasText: "no coach" }).waitFor();
+  const disputed = await disputedTask(seeker, coach, "flexible");
+  // 200 newer tasks, all finished: the live ones above are older than any of them.
+  for (let i = 0; i < 200; i += 25) {
+    const batch = Array.from({ length: 25 }, async (_, j) => {
+      const { task_id } = await seeker.command("post_task", { resume_id: `r_${i + j}`, urgency: "flexible" });
+      await seeker.command("cancel_task", { task_id, reason: "filler" });
+    });
+    await Promise.all(batch);
+  }
+
+  // A console opened now, that never sees a `task.unfilled` (they are dropped on the way):
+  // the highlight can only come from what it loads.
+  const dropUnfilled = (page) =>
+    page.routeWebSocket(/\/v1\/ws/, (ws) => {
+      const server = ws.connectToServer();
+      server.onMessage((message) => {
+        const frame = JSON.parse(String(message));
+        if (!(frame.type === "event" && frame.event?.kind === "task.unfilled")) ws.send(message);
+      });
+    });
+  const { page, errors } = await console_(1200, fast, dropUnfilled);
+  await page.locator(`#col-open ~ ul [data-task="${lonely}"] .flag`, { hasText: "no coach" }).waitFor();
+  await page.locator(`#disputes [data-dispute="${disputed}"]`).waitFor();
+  await page.locator("#col-completed .count", { hasText: /^20$/ }).waitFor();
+
+  // An on-call coach takes it at the next window's close: the highlight goes with the task.
+  assert.equal((await fast.putCoach("coach_on_call", { on_call: true })).status, 200);
+  const taken = page.locator(`#col-assigned ~ ul [data-task="${lonely}"]`);
+  await taken.waitFor();
+  assert.equal(await taken.locator(".flag").count(), 0, "no highlight once a coach has it");
+  assert.deepEqual(errors, [], "no script errors");
+  assert.deepEqual(watching.errors, [], "no script errors");
+  await page.close();
+  await watching.page.close();
 });
 
 test("the console works from the keyboard", async () => {
