@@ -77,6 +77,9 @@ export interface SubscribeOptions {
   epoch?: string;
 }
 
+/** What `subscribe` calls with each message of a topic. */
+export type TopicHandler<T extends Topic> = (message: TopicMessage<TopicSnapshot<T>>) => void;
+
 /** A subscription's handle: call it to unsubscribe; `ready` settles with the first answer. */
 export type Subscription = (() => void) & { ready: Promise<SubscribeResult> };
 
@@ -161,12 +164,13 @@ export class GavelClient {
    * Subscribes to `topic`. `handler` gets the snapshot (again, with `reset: true`, whenever
    * the server could not resume), every event once and in order across reconnects, and a
    * final `error` if the server refuses the topic. One subscription per topic per client.
+   * The options may come before the handler too: `subscribe("feed", {filter}, handler)`.
    */
-  subscribe<T extends Topic>(
-    topic: T,
-    handler: (message: TopicMessage<TopicSnapshot<T>>) => void,
-    options: SubscribeOptions = {},
-  ): Subscription {
+  subscribe<T extends Topic>(topic: T, handler: TopicHandler<T>, options?: SubscribeOptions): Subscription;
+  subscribe<T extends Topic>(topic: T, options: SubscribeOptions, handler: TopicHandler<T>): Subscription;
+  subscribe<T extends Topic>(topic: T, first: TopicHandler<T> | SubscribeOptions, second?: TopicHandler<T> | SubscribeOptions): Subscription {
+    const [handler, options] = typeof first === "function" ? [first, (second ?? {}) as SubscribeOptions] : [second, first];
+    if (typeof handler !== "function") throw new TypeError("subscribe: give a handler");
     if (this.#topics.has(topic)) throw new Error(`already subscribed to ${topic} on this client`);
     const stream = new TopicStream(topic, options, handler as (message: TopicMessage<unknown>) => void);
     this.#topics.set(topic, stream);

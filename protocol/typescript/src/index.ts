@@ -10,6 +10,7 @@ export type {
   ConnectionState,
   SubscribeOptions,
   Subscription,
+  TopicHandler,
   WebSocketConstructor,
   WebSocketLike,
 } from "./client.js";

@@ -50,6 +50,26 @@ test("a typed command answers with its result; a refusal rejects with its code a
   seeker.close();
 });
 
+test("subscribe takes its options after the handler or before it", async () => {
+  const seeker = gavel.client("sid", "seeker");
+  const { task_id: urgent } = await seeker.command("post_task", { resume_id: "r_urgent", urgency: "urgent" });
+  const { task_id: flexible } = await seeker.command("post_task", { resume_id: "r_flexible", urgency: "flexible" });
+  const filter = { urgency: ["urgent"] };
+  const after = recorder();
+  const before = recorder();
+  const one = gavel.client("coach_a", "coach");
+  const two = gavel.client("coach_b", "coach");
+  await one.subscribe("feed", after, { filter }).ready;
+  await two.subscribe("feed", { filter }, before).ready;
+  for (const r of [after, before]) {
+    const ids = r.snapshots()[0].snapshot.tasks.map((t) => t.task_id);
+    assert.ok(ids.includes(urgent), "the urgent task is in the filtered feed");
+    assert.ok(!ids.includes(flexible), "the flexible one is not");
+  }
+  assert.throws(() => one.subscribe("coach:coach_a", { filter }), /give a handler/);
+  for (const c of [seeker, one, two]) c.close();
+});
+
 test("a topic resumed after dropped connections loses nothing and repeats nothing", async () => {
   const seeker = gavel.client("sam", "seeker");
   const { task_id } = await post(seeker, "r_resume");
