@@ -140,7 +140,10 @@ test("a command retried after a lost connection keeps its id and applies once", 
 });
 
 test("a resume past the server's replay limit is a reset with a fresh snapshot", async (t) => {
-  // A server of its own that replays at most 5 events of a topic (the others replay 100,000).
+  // The issue asks for a `reset` "after the journal's retention", but gavel never prunes its
+  // journal: every event stays replayable. What makes a resume impossible is the replay limit
+  // (`[limits] max_replay_events`, contract §13), so this server of its own replays at most 5
+  // events of a topic (the others replay 100,000) and the client is left 9 behind.
   const gavel = await Gavel.start({ config: "max_replay_events = 5\n" });
   t.after(() => gavel.stop());
   for (const id of ["coach_a", "coach_b", "coach_c"]) assert.equal((await gavel.putCoach(id)).status, 200);
