@@ -106,6 +106,9 @@ pub struct AppState {
     pub rebuild: Arc<RebuildSignal>,
     /// The node's view of the cluster, when it is part of one.
     pub cluster: Option<Arc<ClusterState>>,
+    /// A follower's link to the leader, where reads are charged to the cluster's one rate
+    /// limiter before they are served here; `None` where this node's own limiter decides.
+    pub forward: Option<mpsc::Sender<crate::cluster::forward::Forward>>,
     /// Set when a pipeline task died (the process is ending).
     pub fatal: Arc<Fatal>,
     pub shutting_down: watch::Receiver<bool>,
@@ -211,11 +214,11 @@ impl Server {
             metrics.clone(),
             fatal.clone(),
         );
-        let (mode, follower_queue) = match (&cluster, role) {
+        let (mode, follower_queue, forward) = match (&cluster, role) {
             (Some(cluster), Some(NodeRole::Follower)) => {
                 let (tx, rx) = mpsc::channel(crate::cluster::forward::FORWARD_QUEUE);
-                let link = FollowerLink::new(tx, cluster.clone());
-                (Mode::Follower(link), Some(rx))
+                let link = FollowerLink::new(tx.clone(), cluster.clone());
+                (Mode::Follower(link), Some(rx), Some(tx))
             }
             (_, role) => {
                 let epoch = match role {
@@ -223,7 +226,7 @@ impl Server {
                     _ => None,
                 };
                 let journal = start_journal(&options, &store, seq, epoch, &fatal);
-                (Mode::Leader(journal), None)
+                (Mode::Leader(journal), None, None)
             }
         };
         let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
@@ -316,6 +319,7 @@ impl Server {
             store,
             rebuild,
             cluster,
+            forward,
             fatal,
             shutting_down: stopped.clone(),
             webhooks: Arc::new(webhooks),

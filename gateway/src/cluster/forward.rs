@@ -9,25 +9,42 @@
 //! applied that `seq` (read your writes). A connection lost with commands in flight answers
 //! them `UNAVAILABLE`: whether they were applied is unknown, and a retry with the same `id`
 //! gets the original reply from the replicated idempotency table.
+//!
+//! Reads (`quote`, `list_tasks`) are served by the follower from its replica, but count
+//! against the same budget as commands (contract §1, §12): the follower sends a charge for
+//! the user on the same link, and serves the read once the leader's limiter allowed it — or
+//! relays `RATE_LIMITED` with the leader's `retry_after_ms`. A charge waits for a link like a
+//! command ([`FORWARD_PATIENCE`], then `UNAVAILABLE`): a read nobody could charge is refused,
+//! not served on a budget of its own.
+//!
+//! # Layout
+//!
+//! - this file — the follower's side: the queue, the backlog, one `Link` at a time.
+//! - `frames` — what the link carries, both ways.
+//! - `leader` — the leader's side: [`serve_follower`].
+
+mod frames;
+mod leader;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::extract::ws::{Message, WebSocket};
 use futures_util::{SinkExt as _, StreamExt as _};
 use gavel_engine::{Rejection, Reply, Request};
-use gavel_protocol::{ErrorCode, Seq};
-use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot, watch};
+use gavel_protocol::{ErrorCode, RequestId, Seq, UserId};
+use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite;
 
-use crate::app::AppState;
+use self::frames::{AnswerFrame, ChargedFrame, ForwardFrame, LeaderFrame};
 use crate::cluster::state::{ClusterState, LeaderInfo};
 use crate::durability::replies::error_frame;
+use crate::fanout::outbox::ConnHandle;
 use crate::ingress::auth::JwtKeys;
 use crate::sequencer::engine_task::{EngineHandle, unavailable};
 use crate::sequencer::messages::{EngineMsg, ReplyTo};
+
+pub use self::leader::serve_follower;
 
 /// Commands waiting to be forwarded; full → `UNAVAILABLE`.
 pub const FORWARD_QUEUE: usize = 4096;
@@ -37,38 +54,79 @@ pub const FORWARD_PATIENCE: Duration = Duration::from_secs(2);
 /// How long a forwarded command may wait for the leader's answer.
 pub const IN_FLIGHT_LIMIT: Duration = Duration::from_secs(10);
 
-/// A command on its way to the leader.
+/// What goes to the leader.
 #[derive(Debug)]
-pub struct Forward {
-    pub request: Request,
-    pub reply_to: ReplyTo,
+pub enum Forward {
+    /// A command, run by the leader.
+    Command {
+        request: Request,
+        reply_to: ReplyTo,
+        received: Instant,
+    },
+    /// A read, charged to the leader's limiter and then served here.
+    Charge(Charge),
+}
+
+/// A read waiting for the leader's limiter.
+#[derive(Debug)]
+pub struct Charge {
+    pub user: UserId,
+    /// Handed to this node's engine task once the leader allowed it.
+    pub read: EngineMsg,
+    /// Where a refusal goes.
+    pub conn: ConnHandle,
+    pub id: Option<RequestId>,
     pub received: Instant,
 }
 
-/// Follower → leader.
-#[derive(Debug, Serialize, Deserialize)]
-struct ForwardFrame {
-    id: u64,
-    request: Request,
+impl Forward {
+    fn received(&self) -> Instant {
+        match self {
+            Forward::Command { received, .. } => *received,
+            Forward::Charge(charge) => charge.received,
+        }
+    }
 }
 
-/// Leader → follower.
-#[derive(Debug, Serialize, Deserialize)]
-struct AnswerFrame {
-    id: u64,
-    /// The leader's `seq` after the command's events.
-    after: Seq,
-    result: Result<Reply, Rejection>,
-    /// Set on `RATE_LIMITED`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    retry_after_ms: Option<u64>,
+/// What waits for the leader's answer.
+enum Waiting {
+    Command {
+        reply_to: ReplyTo,
+        command: &'static str,
+        received: Instant,
+    },
+    Charge(Charge),
 }
 
 struct InFlight {
-    reply_to: ReplyTo,
-    command: &'static str,
-    received: Instant,
+    waiting: Waiting,
     sent: Instant,
+}
+
+impl Charge {
+    /// Refuses the read `UNAVAILABLE` (nothing was served).
+    fn refuse(self, why: &str) {
+        self.conn
+            .send(error_frame(self.id, &unavailable(why), None));
+    }
+
+    /// Serves the read, or relays the leader's `RATE_LIMITED`.
+    fn settle(self, engine: &EngineHandle, answer: &ChargedFrame) {
+        if !answer.allowed {
+            let rejection = Rejection {
+                code: ErrorCode::RateLimited,
+                message: "too many commands; slow down".into(),
+                field: None,
+            };
+            // The leader always says when (at least 1 ms).
+            let wait_ms = answer.retry_after_ms.unwrap_or(1);
+            self.conn
+                .send(error_frame(self.id, &rejection, Some(wait_ms)));
+        } else if engine.try_send(self.read).is_err() {
+            let busy = unavailable("the server is busy; retry shortly");
+            self.conn.send(error_frame(self.id, &busy, None));
+        }
+    }
 }
 
 /// The follower's side: forwards queued commands to whoever leads, for as long as the
@@ -175,7 +233,7 @@ async fn keep(engine: &EngineHandle, backlog: &mut VecDeque<Forward>, item: Forw
 async fn refuse_stale(engine: &EngineHandle, backlog: &mut VecDeque<Forward>) {
     while backlog
         .front()
-        .is_some_and(|item| item.received.elapsed() >= FORWARD_PATIENCE)
+        .is_some_and(|item| item.received().elapsed() >= FORWARD_PATIENCE)
     {
         let item = backlog.pop_front().expect("checked above");
         refuse(
@@ -219,23 +277,20 @@ impl Link<'_> {
                 item = next_item(queue, backlog), if in_flight.len() < FORWARD_QUEUE => {
                     let Some(item) = item else { break true };
                     next_id += 1;
-                    let command = item.request.command.name();
-                    let frame = ForwardFrame { id: next_id, request: item.request };
-                    let text = serde_json::to_string(&frame).expect("requests serialize");
-                    in_flight.insert(next_id, InFlight {
-                        reply_to: item.reply_to,
-                        command,
-                        received: item.received,
-                        sent: Instant::now(),
-                    });
+                    let text = send(&mut in_flight, next_id, item);
                     if sink.send(tungstenite::Message::text(text)).await.is_err() {
                         break false;
                     }
                 }
                 frame = stream.next() => match frame {
                     Some(Ok(tungstenite::Message::Text(text))) => {
-                        match serde_json::from_str::<AnswerFrame>(&text) {
-                            Ok(answer) => relay(cluster, engine, &mut in_flight, answer).await,
+                        match serde_json::from_str::<LeaderFrame>(&text) {
+                            Ok(LeaderFrame::Answer(answer)) => {
+                                relay(cluster, engine, &mut in_flight, answer).await;
+                            }
+                            Ok(LeaderFrame::Charged(answer)) => {
+                                settle(engine, &mut in_flight, &answer);
+                            }
                             Err(error) => tracing::warn!(%error, "bad answer from the leader"),
                         }
                     }
@@ -255,6 +310,34 @@ impl Link<'_> {
         }
         stopping
     }
+}
+
+/// Notes `item` as in flight under `id`; returns the frame that sends it.
+fn send(in_flight: &mut HashMap<u64, InFlight>, id: u64, item: Forward) -> String {
+    let (frame, waiting) = match item {
+        Forward::Command {
+            request,
+            reply_to,
+            received,
+        } => {
+            let waiting = Waiting::Command {
+                reply_to,
+                command: request.command.name(),
+                received,
+            };
+            (ForwardFrame::Command { id, request }, waiting)
+        }
+        Forward::Charge(charge) => {
+            let frame = ForwardFrame::Charge {
+                id,
+                charge: charge.user.clone(),
+            };
+            (frame, Waiting::Charge(charge))
+        }
+    };
+    let sent = Instant::now();
+    in_flight.insert(id, InFlight { waiting, sent });
+    serde_json::to_string(&frame).expect("forward frames serialize")
 }
 
 /// The backlog's oldest command, else the next one queued.
@@ -288,7 +371,8 @@ async fn expire(
     }
 }
 
-/// Answers a forwarded command `UNAVAILABLE` without the leader's answer (counted by `outcome`).
+/// Answers a forwarded command (counted by `outcome`) or a charged read `UNAVAILABLE` without
+/// the leader's answer.
 async fn give_up(
     cluster: &ClusterState,
     engine: &EngineHandle,
@@ -296,19 +380,36 @@ async fn give_up(
     outcome: &str,
     why: &str,
 ) {
+    let (reply_to, command, received) = match lost.waiting {
+        Waiting::Command {
+            reply_to,
+            command,
+            received,
+        } => (reply_to, command, received),
+        Waiting::Charge(charge) => return charge.refuse(why),
+    };
     cluster
         .metrics
         .forwarded
         .with_label_values(&[outcome])
         .inc();
-    let msg = forwarded(
-        0,
-        lost.reply_to,
-        Err(unavailable(why)),
-        lost.command,
-        lost.received,
-    );
+    let msg = forwarded(0, reply_to, Err(unavailable(why)), command, received);
     let _ = engine.send(msg).await;
+}
+
+/// Serves (or refuses) the read the leader answered a charge for.
+fn settle(engine: &EngineHandle, in_flight: &mut HashMap<u64, InFlight>, answer: &ChargedFrame) {
+    let Some(InFlight { waiting, sent }) = in_flight.remove(&answer.id) else {
+        return;
+    };
+    match waiting {
+        Waiting::Charge(charge) => charge.settle(engine, answer),
+        // Not this command's answer: it keeps waiting for its own (or IN_FLIGHT_LIMIT).
+        waiting => {
+            tracing::warn!(id = answer.id, "the leader answered a command as a charge");
+            in_flight.insert(answer.id, InFlight { waiting, sent });
+        }
+    }
 }
 
 /// Hands one answer to the engine task (which holds it until the replica reaches `after`).
@@ -318,8 +419,24 @@ async fn relay(
     in_flight: &mut HashMap<u64, InFlight>,
     answer: AnswerFrame,
 ) {
-    let Some(waiting) = in_flight.remove(&answer.id) else {
-        return;
+    let (reply_to, command, received, sent) = match in_flight.remove(&answer.id) {
+        Some(InFlight {
+            waiting:
+                Waiting::Command {
+                    reply_to,
+                    command,
+                    received,
+                },
+            sent,
+        }) => (reply_to, command, received, sent),
+        Some(InFlight {
+            waiting: Waiting::Charge(charge),
+            ..
+        }) => {
+            tracing::warn!(id = answer.id, "the leader answered a charge as a command");
+            return charge.refuse("the leader could not be asked; retry shortly");
+        }
+        None => return,
     };
     let outcome = match &answer.result {
         Ok(_) => "ok",
@@ -333,21 +450,15 @@ async fn relay(
     cluster
         .metrics
         .forward_seconds
-        .observe(waiting.sent.elapsed().as_secs_f64());
+        .observe(sent.elapsed().as_secs_f64());
     if let (Err(rejection), Some(wait_ms), ReplyTo::Conn { conn, id }) =
-        (&answer.result, answer.retry_after_ms, &waiting.reply_to)
+        (&answer.result, answer.retry_after_ms, &reply_to)
     {
         // Nothing to wait for: refused before it ran.
         conn.send(error_frame(id.clone(), rejection, Some(wait_ms)));
         return;
     }
-    let msg = forwarded(
-        answer.after,
-        waiting.reply_to,
-        answer.result,
-        waiting.command,
-        waiting.received,
-    );
+    let msg = forwarded(answer.after, reply_to, answer.result, command, received);
     let _ = engine.send(msg).await;
 }
 
@@ -367,100 +478,21 @@ fn forwarded(
     }
 }
 
+/// Refuses `item` `UNAVAILABLE` before it reached the leader.
 async fn refuse(engine: &EngineHandle, item: Forward, why: &str) {
-    let command = item.request.command.name();
-    let msg = forwarded(
-        0,
-        item.reply_to,
-        Err(unavailable(why)),
-        command,
-        item.received,
-    );
-    let _ = engine.send(msg).await;
-}
-
-/// The leader's side: runs the commands one follower forwards.
-pub async fn serve_follower(socket: WebSocket, state: Arc<AppState>, follower: String) {
-    tracing::info!(%follower, "a follower connected to forward commands");
-    let (mut sink, mut stream) = socket.split();
-    let (answers, mut outgoing) = mpsc::channel::<String>(FORWARD_QUEUE);
-    let writer = tokio::spawn(async move {
-        while let Some(text) = outgoing.recv().await {
-            if sink.send(Message::Text(text.into())).await.is_err() {
-                break;
-            }
+    match item {
+        Forward::Command {
+            request,
+            reply_to,
+            received,
+        } => {
+            let command = request.command.name();
+            let msg = forwarded(0, reply_to, Err(unavailable(why)), command, received);
+            let _ = engine.send(msg).await;
         }
-    });
-    let mut shutting_down = state.shutting_down.clone();
-    loop {
-        let message = tokio::select! {
-            message = stream.next() => message,
-            () = crate::cluster::until_stopped(&mut shutting_down) => break,
-        };
-        let Some(Ok(message)) = message else {
-            break;
-        };
-        let Message::Text(text) = message else {
-            continue;
-        };
-        let frame: ForwardFrame = match serde_json::from_str(&text) {
-            Ok(frame) => frame,
-            Err(error) => {
-                tracing::warn!(%error, %follower, "bad forwarded frame");
-                continue;
-            }
-        };
-        run_forwarded(&state, frame, answers.clone());
-    }
-    drop(answers);
-    // Answers still on their way get a moment; a follower that stopped reading does not hold
-    // this (stopping) pipeline up.
-    if tokio::time::timeout(Duration::from_secs(2), writer)
-        .await
-        .is_err()
-    {
-        tracing::warn!(%follower, "a follower's link did not drain; dropped");
+        Forward::Charge(charge) => charge.refuse(why),
     }
 }
 
-fn run_forwarded(state: &AppState, frame: ForwardFrame, answers: mpsc::Sender<String>) {
-    let id = frame.id;
-    let answer = move |after, result, retry_after_ms| {
-        let frame = AnswerFrame {
-            id,
-            after,
-            result,
-            retry_after_ms,
-        };
-        serde_json::to_string(&frame).expect("answers serialize")
-    };
-    if let Err(wait_ms) = state.rate_limiter.check(&frame.request.actor.user) {
-        state.metrics.rate_limited.inc();
-        let rejection = Rejection {
-            code: ErrorCode::RateLimited,
-            message: "too many commands; slow down".into(),
-            field: None,
-        };
-        let text = answer(0, Err(rejection), Some(wait_ms));
-        tokio::spawn(async move { answers.send(text).await });
-        return;
-    }
-    let (tx, rx) = oneshot::channel();
-    let msg = EngineMsg::Command {
-        request: frame.request,
-        reply_to: ReplyTo::Forward(tx),
-        received: Instant::now(),
-    };
-    if state.engine.try_send(msg).is_err() {
-        let busy = Err(unavailable("the leader is busy; retry shortly"));
-        let text = answer(0, busy, None);
-        tokio::spawn(async move { answers.send(text).await });
-        return;
-    }
-    tokio::spawn(async move {
-        let (after, result) = rx
-            .await
-            .unwrap_or_else(|_| (0, Err(unavailable("the leader is shutting down"))));
-        let _ = answers.send(answer(after, result, None)).await;
-    });
-}
+#[cfg(test)]
+mod tests;

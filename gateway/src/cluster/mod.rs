@@ -5,7 +5,8 @@
 //! - [`replication`] — the leader publishes each committed batch to Redis once; followers
 //!   apply them in `seq` order and fill any gap from the journal.
 //! - [`forward`] — a follower's commands travel to the leader over one WebSocket, and the
-//!   replies come back once the follower's replica has applied them.
+//!   replies come back once the follower's replica has applied them; its reads are charged to
+//!   the leader's rate limiter on the same link before it serves them.
 //! - [`nodes`] — heartbeats and `GET /v1/cluster`.
 //! - [`node`] — the process: keeps the lease, and runs the pipeline for its current role,
 //!   restarting it (crash-only) when the role changes.

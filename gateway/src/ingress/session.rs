@@ -16,6 +16,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 use crate::app::AppState;
+use crate::cluster::forward::{Charge, Forward};
 use crate::durability::replies::{error_frame, ok_empty_frame, ok_value_frame};
 use crate::fanout::outbox::{ConnHandle, Outbox, connection};
 use crate::ingress::rate_limit::UserRateLimiter;
@@ -209,6 +210,35 @@ impl Session {
         false
     }
 
+    /// Serves a read (`msg`, to the engine task) within the user's command budget. Where this
+    /// node decides, its own limiter counts it; on a cluster follower the leader's one limiter
+    /// does (contract §12: one budget across the cluster), asked over the forward link before
+    /// the read is served here from the replica.
+    fn read(&self, msg: EngineMsg, id: Option<RequestId>) {
+        let busy = |why| {
+            self.handle
+                .send(error_frame(id.clone(), &unavailable(why), None));
+        };
+        let Some(link) = &self.state.forward else {
+            if self.allowed(&self.state.rate_limiter, "commands", id.clone())
+                && self.state.engine.try_send(msg).is_err()
+            {
+                busy("the server is busy; retry shortly");
+            }
+            return;
+        };
+        let charge = Charge {
+            user: self.actor.user.clone(),
+            read: msg,
+            conn: self.handle.clone(),
+            id: id.clone(),
+            received: Instant::now(),
+        };
+        if link.try_send(Forward::Charge(charge)).is_err() {
+            busy("too many commands waiting for the leader; retry shortly");
+        }
+    }
+
     fn on_text(&mut self, text: &str) -> Option<CloseCode> {
         let frame = match parse_client_frame(text) {
             Ok(frame) => frame,
@@ -261,26 +291,17 @@ impl Session {
                     busy(&self.handle, id);
                 }
             }
-            // Reads count as commands (contract §1 exempts only subscriptions and pings); they
-            // are served by the node they reach, so its own limiter counts them.
+            // Reads count as commands (contract §1 exempts only subscriptions and pings).
             WireCommand::ListTasks(command) => {
-                if !self.allowed(&self.state.rate_limiter, "commands", id.clone()) {
-                    return None;
-                }
                 let msg = EngineMsg::ListTasks {
                     actor: self.actor.clone(),
                     command,
                     conn: self.handle.clone(),
                     id: id.clone(),
                 };
-                if self.state.engine.try_send(msg).is_err() {
-                    busy(&self.handle, id);
-                }
+                self.read(msg, id);
             }
             WireCommand::Quote(quote) => {
-                if !self.allowed(&self.state.rate_limiter, "commands", id.clone()) {
-                    return None;
-                }
                 let conn = self.handle.clone();
                 let reply_id = id.clone();
                 let metrics = self.state.metrics.clone();
@@ -290,9 +311,7 @@ impl Session {
                     }
                     metrics.commands.with_label_values(&["quote", "ok"]).inc();
                 }));
-                if self.state.engine.try_send(msg).is_err() {
-                    busy(&self.handle, id);
-                }
+                self.read(msg, id);
             }
             WireCommand::Unsubscribe(u) => {
                 let msg = EngineMsg::Unsubscribe {

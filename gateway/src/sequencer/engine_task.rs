@@ -56,6 +56,16 @@ pub struct EngineHandle {
     metrics: Arc<Metrics>,
 }
 
+#[cfg(test)]
+impl EngineHandle {
+    /// A handle on a queue the test reads in the engine task's place.
+    pub fn for_tests(capacity: usize) -> (EngineHandle, mpsc::Receiver<EngineMsg>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let metrics = Arc::new(Metrics::new());
+        (EngineHandle { tx, metrics }, rx)
+    }
+}
+
 /// The refusal when the engine cannot take more work right now.
 pub fn unavailable(message: &str) -> Rejection {
     Rejection {

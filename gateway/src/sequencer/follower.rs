@@ -180,18 +180,19 @@ impl EngineActor {
         let refused = match link.cluster.can_serve() {
             Err(why) => Some((reply_to, why)),
             Ok(()) => {
-                let item = Forward {
+                let item = Forward::Command {
                     request,
                     reply_to,
                     received,
                 };
                 link.forward.try_send(item).err().map(|e| {
-                    let item = match e {
-                        mpsc::error::TrySendError::Full(i)
-                        | mpsc::error::TrySendError::Closed(i) => i,
+                    let (mpsc::error::TrySendError::Full(item)
+                    | mpsc::error::TrySendError::Closed(item)) = e;
+                    let Forward::Command { reply_to, .. } = item else {
+                        unreachable!("a command was sent")
                     };
                     (
-                        item.reply_to,
+                        reply_to,
                         "too many commands waiting for the leader; retry shortly",
                     )
                 })
