@@ -95,7 +95,7 @@ pub struct AppState {
     pub keys: JwtKeys,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
-    pub rate_limiter: UserRateLimiter,
+    pub rate_limiter: Arc<UserRateLimiter>,
     pub subscribe_limiter: UserRateLimiter,
     /// One permit per open WebSocket connection (`[limits] max_connections`), taken before
     /// the upgrade and held by the session.
@@ -307,7 +307,10 @@ impl Server {
             engine: engine_handle,
             keys: JwtKeys::new(&options.jwt_secret),
             metrics,
-            rate_limiter: UserRateLimiter::new(limits.commands_per_minute, limits.command_burst),
+            rate_limiter: Arc::new(UserRateLimiter::new(
+                limits.commands_per_minute,
+                limits.command_burst,
+            )),
             subscribe_limiter: UserRateLimiter::new(
                 limits.subscribes_per_minute,
                 limits.subscribe_burst,

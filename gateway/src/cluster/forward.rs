@@ -41,6 +41,7 @@ use crate::cluster::state::{ClusterState, LeaderInfo};
 use crate::durability::replies::error_frame;
 use crate::fanout::outbox::ConnHandle;
 use crate::ingress::auth::JwtKeys;
+use crate::ingress::rate_limit::UserRateLimiter;
 use crate::sequencer::engine_task::{EngineHandle, unavailable};
 use crate::sequencer::messages::{EngineMsg, ReplyTo};
 
@@ -51,6 +52,9 @@ pub const FORWARD_QUEUE: usize = 4096;
 /// How long a command may wait for a link to the leader (one that is still starting after a
 /// failover, or a link being re-established) before it is refused `UNAVAILABLE`.
 pub const FORWARD_PATIENCE: Duration = Duration::from_secs(2);
+/// How long a new link waits for the leader's hello before treating it as a leader from
+/// before read charges (one that never sends it).
+const HELLO_PATIENCE: Duration = Duration::from_secs(1);
 /// How long a forwarded command may wait for the leader's answer.
 pub const IN_FLIGHT_LIMIT: Duration = Duration::from_secs(10);
 
@@ -73,6 +77,9 @@ pub struct Charge {
     pub user: UserId,
     /// Handed to this node's engine task once the leader allowed it.
     pub read: EngineMsg,
+    /// This node's limiter: charged instead when the leader cannot take charges (a leader
+    /// from before them, during a rolling upgrade).
+    pub local: Arc<UserRateLimiter>,
     /// Where a refusal goes.
     pub conn: ConnHandle,
     pub id: Option<RequestId>,
@@ -95,7 +102,7 @@ enum Waiting {
         command: &'static str,
         received: Instant,
     },
-    Charge(Charge),
+    Charge(Box<Charge>),
 }
 
 struct InFlight {
@@ -108,6 +115,17 @@ impl Charge {
     fn refuse(self, why: &str) {
         self.conn
             .send(error_frame(self.id, &unavailable(why), None));
+    }
+
+    /// Charges the read to this node's own limiter and serves or refuses it.
+    fn settle_locally(self, engine: &EngineHandle) {
+        let checked = self.local.check(&self.user);
+        let answer = ChargedFrame {
+            id: 0,
+            allowed: checked.is_ok(),
+            retry_after_ms: checked.err(),
+        };
+        self.settle(engine, &answer);
     }
 
     /// Serves the read, or relays the leader's `RATE_LIMITED`.
@@ -267,6 +285,18 @@ impl Link<'_> {
     ) -> bool {
         let (cluster, engine, connected_to) = (self.cluster, self.engine, self.connected_to);
         let (mut sink, mut stream) = socket.split();
+        // A leader that takes charges says so first, at once; one from before them says
+        // nothing unasked, so after a moment its reads are charged here instead.
+        let charges = match tokio::time::timeout(HELLO_PATIENCE, stream.next()).await {
+            Ok(Some(Ok(tungstenite::Message::Text(text)))) => {
+                matches!(serde_json::from_str(&text), Ok(LeaderFrame::Hello(hello)) if hello.charges)
+            }
+            Ok(Some(Ok(_))) | Err(_) => false,
+            Ok(Some(Err(_)) | None) => return false,
+        };
+        if !charges {
+            tracing::warn!(%connected_to, "the leader takes no charges: reads are counted by this node");
+        }
         let mut in_flight: HashMap<u64, InFlight> = HashMap::new();
         let mut next_id: u64 = 0;
         let mut sweep = tokio::time::interval(Duration::from_secs(1));
@@ -276,6 +306,13 @@ impl Link<'_> {
                 // At most FORWARD_QUEUE unanswered at once: the queue fills behind (UNAVAILABLE).
                 item = next_item(queue, backlog), if in_flight.len() < FORWARD_QUEUE => {
                     let Some(item) = item else { break true };
+                    let item = match item {
+                        Forward::Charge(charge) if !charges => {
+                            charge.settle_locally(engine);
+                            continue;
+                        }
+                        item => item,
+                    };
                     next_id += 1;
                     let text = send(&mut in_flight, next_id, item);
                     if sink.send(tungstenite::Message::text(text)).await.is_err() {
@@ -291,6 +328,7 @@ impl Link<'_> {
                             Ok(LeaderFrame::Charged(answer)) => {
                                 settle(engine, &mut in_flight, &answer);
                             }
+                            Ok(LeaderFrame::Hello(_)) => {}
                             Err(error) => tracing::warn!(%error, "bad answer from the leader"),
                         }
                     }
@@ -332,7 +370,7 @@ fn send(in_flight: &mut HashMap<u64, InFlight>, id: u64, item: Forward) -> Strin
                 id,
                 charge: charge.user.clone(),
             };
-            (frame, Waiting::Charge(charge))
+            (frame, Waiting::Charge(Box::new(charge)))
         }
     };
     let sent = Instant::now();

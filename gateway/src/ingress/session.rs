@@ -230,6 +230,7 @@ impl Session {
         let charge = Charge {
             user: self.actor.user.clone(),
             read: msg,
+            local: self.state.rate_limiter.clone(),
             conn: self.handle.clone(),
             id: id.clone(),
             received: Instant::now(),

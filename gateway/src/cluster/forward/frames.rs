@@ -22,6 +22,16 @@ pub(super) enum ForwardFrame {
 pub(super) enum LeaderFrame {
     Answer(AnswerFrame),
     Charged(ChargedFrame),
+    Hello(HelloFrame),
+}
+
+/// The leader's first frame on a link: what it understands. A leader from before charges
+/// sends none (and would never answer one), so until a follower has read this it charges
+/// reads to its own limiter; a follower from before charges logs it as a frame it cannot
+/// read and goes on.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct HelloFrame {
+    pub charges: bool,
 }
 
 /// The outcome of a forwarded command.

@@ -12,7 +12,7 @@ use gavel_protocol::{ErrorCode, UserId};
 use tokio::sync::{mpsc, oneshot};
 
 use super::FORWARD_QUEUE;
-use super::frames::{AnswerFrame, ChargedFrame, ForwardFrame};
+use super::frames::{AnswerFrame, ChargedFrame, ForwardFrame, HelloFrame};
 use crate::app::AppState;
 use crate::sequencer::engine_task::unavailable;
 use crate::sequencer::messages::{EngineMsg, ReplyTo};
@@ -22,6 +22,8 @@ pub async fn serve_follower(socket: WebSocket, state: Arc<AppState>, follower: S
     tracing::info!(%follower, "a follower connected to forward commands");
     let (mut sink, mut stream) = socket.split();
     let (answers, mut outgoing) = mpsc::channel::<String>(FORWARD_QUEUE);
+    let hello = serde_json::to_string(&HelloFrame { charges: true }).expect("hello serializes");
+    answers.try_send(hello).expect("an empty queue has room");
     let writer = tokio::spawn(async move {
         while let Some(text) = outgoing.recv().await {
             if sink.send(Message::Text(text.into())).await.is_err() {

@@ -12,11 +12,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::frames::{ChargedFrame, ForwardFrame};
+use super::frames::{ChargedFrame, ForwardFrame, HelloFrame};
 use super::{Charge, FORWARD_PATIENCE, Forward, forward};
 use crate::cluster::state::{ClusterState, LeaderInfo, NodeRole};
 use crate::fanout::outbox::{Outbox, connection};
 use crate::ingress::auth::JwtKeys;
+use crate::ingress::rate_limit::UserRateLimiter;
 use crate::metrics::Metrics;
 use crate::sequencer::engine_task::EngineHandle;
 use crate::sequencer::messages::EngineMsg;
@@ -53,13 +54,19 @@ fn follower(leader_addr: String) -> Follower {
     }
 }
 
-/// A read by `bea` (a marker query) and the outbox its refusal would reach.
+/// A read by `bea` (a marker query) and the outbox its refusal would reach; the follower's
+/// own limiter allows one read.
 fn charge(id: &str) -> (Forward, Outbox) {
+    charge_with(id, Arc::new(UserRateLimiter::new(1, 1)))
+}
+
+fn charge_with(id: &str, local: Arc<UserRateLimiter>) -> (Forward, Outbox) {
     let user = UserId::new("bea").expect("a valid id");
     let (conn, outbox) = connection(1, user.clone(), Arc::new(Metrics::new()));
     let charge = Charge {
         user,
         read: EngineMsg::Query(Box::new(|_| {})),
+        local,
         conn,
         id: Some(id.parse().expect("a valid id")),
         received: Instant::now(),
@@ -83,6 +90,8 @@ async fn a_charged_read_is_served_once_allowed_and_refused_with_the_leaders_wait
     tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.expect("the follower connects");
         let mut socket = tokio_tungstenite::accept_async(tcp).await.expect("upgrade");
+        let hello = serde_json::to_string(&HelloFrame { charges: true }).expect("serializes");
+        socket.send(Message::text(hello)).await.expect("send");
         for allowed in [false, true] {
             let Some(Ok(Message::Text(text))) = socket.next().await else {
                 panic!("expected a charge");
@@ -142,5 +151,40 @@ async fn a_read_that_cannot_be_charged_is_refused_unavailable_after_the_forward_
     assert!(
         node.engine.try_recv().is_err(),
         "an uncharged read is not served"
+    );
+}
+
+/// A leader from before charges sends no hello and never answers one (here: it answers
+/// nothing at all): the follower charges reads to its own limiter instead, so a rolling
+/// upgrade does not stall reads.
+#[tokio::test]
+async fn a_leader_without_charges_leaves_reads_to_the_followers_own_limiter() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address").to_string();
+    let (frames_tx, mut frames) = mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.expect("the follower connects");
+        let mut socket = tokio_tungstenite::accept_async(tcp).await.expect("upgrade");
+        while let Some(Ok(Message::Text(text))) = socket.next().await {
+            let _ = frames_tx.send(text.as_str().to_owned());
+        }
+    });
+    let mut node = follower(addr);
+    let local = Arc::new(UserRateLimiter::new(1, 1));
+
+    let (first, _outbox) = charge_with("r1", local.clone());
+    node.queue.send(first).await.expect("queued");
+    let served = tokio::time::timeout(Duration::from_secs(5), node.engine.recv()).await;
+    let served = served.expect("served in time").expect("the engine queue");
+    assert!(matches!(served, EngineMsg::Query(_)), "{served:?}");
+
+    let (second, mut outbox) = charge_with("r2", local);
+    node.queue.send(second).await.expect("queued");
+    let frame = next_frame(&mut outbox).await;
+    assert_eq!(frame["code"], "RATE_LIMITED", "{frame}");
+    assert_eq!(frame["id"], "r2", "{frame}");
+    assert!(
+        frames.try_recv().is_err(),
+        "no charge went to a leader that cannot answer it"
     );
 }
