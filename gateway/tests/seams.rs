@@ -205,11 +205,16 @@ async fn a_journal_write_that_times_out_is_refused_and_the_stream_has_no_hole_on
 async fn wait_for_end_read(conn: &mut sqlx::PgConnection) {
     let sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
                AND wait_event_type = 'Lock' AND query = 'SELECT MAX(seq) FROM journal'";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&mut *conn).await.unwrap();
         if n > 0 {
             return;
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the writer never read the journal's end after its append timed out"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -217,8 +222,8 @@ async fn wait_for_end_read(conn: &mut sqlx::PgConnection) {
 async fn metric(server: &Server, name: &str) -> f64 {
     let (_, text) = http_text(server, "GET", "/metrics", None).await;
     text.lines()
-        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0.0)
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} is exported"))
 }
 
 /// A stalled journal fills its queue (one batch here) while deadlines keep firing: the engine

@@ -5,6 +5,7 @@
 //! exponential backoff and jitter; nothing after an unacknowledged event is sent meanwhile.
 //! `gavel_webhook_pending{webhook}` is the backlog: journal events after the cursor.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -40,6 +41,9 @@ pub struct Delivery {
     pub status: Arc<Mutex<WebhookStatus>>,
     pub metrics: Arc<Metrics>,
     pub stop: watch::Receiver<bool>,
+    /// The highest journal end read so far (by a page, or by a refresh during a backoff):
+    /// what the backlog gauge is measured against.
+    pub known_end: AtomicU64,
 }
 
 fn now_ms() -> u64 {
@@ -86,7 +90,8 @@ impl Delivery {
             }
             // The journal's end, read once per page (at least this page's last row).
             let last = page.last().map_or(cursor, |row| row.seq);
-            let end = self.refresh_pending().await.unwrap_or(last).max(last);
+            self.known_end.fetch_max(last, Ordering::Relaxed);
+            self.refresh_pending().await;
             let mut saved = cursor;
             for row in &page {
                 let event = match row.decode() {
@@ -115,6 +120,8 @@ impl Delivery {
                 }
                 cursor = row.seq;
                 self.set_status(|s| s.cursor_seq = cursor);
+                // Against the latest end known: a long backoff may have read a later one.
+                let end = self.known_end.load(Ordering::Relaxed);
                 self.set_pending(end.saturating_sub(cursor));
             }
             // Events the webhook does not want: skipped, durably, once per page.
@@ -242,6 +249,7 @@ impl Delivery {
     /// journal could not be read, the gauge is left as it was).
     async fn refresh_pending(&self) -> Option<Seq> {
         let end = self.store.latest_seq().await.ok()?;
+        self.known_end.fetch_max(end, Ordering::Relaxed);
         let cursor = self.status.lock().expect("webhook status lock").cursor_seq;
         self.set_pending(end.saturating_sub(cursor));
         Some(end)

@@ -286,6 +286,7 @@ impl Webhooks {
                 status: status.clone(),
                 metrics: metrics.clone(),
                 stop: stop.clone(),
+                known_end: Default::default(),
             };
             tokio::spawn(delivery.run());
         }

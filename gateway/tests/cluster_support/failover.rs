@@ -75,9 +75,21 @@ pub async fn kill_the_leader_mid_stream(
 pub async fn assert_all_acknowledged_kept(addrs: &[SocketAddr], posters: &[Poster]) {
     for p in posters {
         for (id, task) in &p.acked {
-            let (status, view) =
-                http_get(addrs[0], &format!("/v1/tasks/{task}"), Some(&admin_token())).await;
-            assert_eq!(status, 200, "acknowledged {id} ({task}) is gone: {view}");
+            // addrs[0] may be a follower whose replica is still a moment behind the leader
+            // that acknowledged the post: a 404 is asked again until a deadline.
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                let (status, view) =
+                    http_get(addrs[0], &format!("/v1/tasks/{task}"), Some(&admin_token())).await;
+                if status == 200 {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "acknowledged {id} ({task}) is gone: {status} {view}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
         let mut clients = Vec::new();
         for &addr in addrs {
