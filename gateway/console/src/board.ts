@@ -127,7 +127,12 @@ export class Board {
     }
     this.#held = [];
     this.#loaded = true;
-    for (const id of touched) this.#fetch(id);
+    for (const id of touched) {
+      // A held event (a reopen, say) may postdate a check already on its way: run it again.
+      const check = `unfilled:${id}`;
+      if (this.#fetching.has(check)) this.#fetching.set(check, true);
+      this.#fetch(id);
+    }
   }
 
   /** The highlight: on with `task.unfilled`, off once the task is taken, closed or reopened. */
