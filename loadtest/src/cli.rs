@@ -242,6 +242,12 @@ pub struct FanoutArgs {
     /// Connections opened per second while setting up.
     #[arg(long, default_value_t = 2000.0)]
     pub connect_rate: f64,
+    /// Wait this long once every subscriber is ready, before the first step, and again after
+    /// the last one, before the subscribers disconnect, saying so on stderr (`subscribers
+    /// ready`, `steps done`): time for a profiler to count the deliveries alone, without the
+    /// connects and the teardown (docs/benchmarks.md, "Where the time goes").
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub hold_before_publish: Duration,
     #[command(flatten)]
     pub baseline: BaselineChoice,
 }

@@ -324,6 +324,13 @@ pub(crate) async fn fanout_pass(
         .await?;
     let loaded = monitor.read().await;
     let fds = pid.and_then(open_fds);
+    if !args.hold_before_publish.is_zero() {
+        say(&format!(
+            "subscribers ready; publishing in {:?}",
+            args.hold_before_publish
+        ));
+        run_for(&mut workers, &mut on_tick, args.hold_before_publish).await?;
+    }
     let mut rates = Vec::new();
     let mut r = args.start_rate.max(0.1);
     while r <= args.max_rate * 1.000_001 && rates.len() < 64 {
@@ -393,6 +400,13 @@ pub(crate) async fn fanout_pass(
     let expected = publisher.expected();
     publisher.close().await;
     let load_secs = t0.elapsed().as_secs_f64();
+    if !args.hold_before_publish.is_zero() {
+        say(&format!(
+            "steps done; subscribers disconnect in {:?}",
+            args.hold_before_publish
+        ));
+        run_for(&mut workers, &mut on_tick, args.hold_before_publish).await?;
+    }
     workers.broadcast(Ctl::Stop);
     workers
         .wait_all(
