@@ -2,13 +2,18 @@
 //! queue of already-encoded frames, with a byte budget. When either bound is hit the client
 //! has fallen too far behind: it is closed with 4008 (it resumes with `since` and loses
 //! nothing), and nobody else ever waits for it.
+//!
+//! The queue is a `VecDeque` behind a mutex rather than a channel: an idle connection's empty
+//! queue allocates nothing (a tokio channel allocated ~1.8 KB per connection up front), and it
+//! gives its memory back once a burst has drained.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::Utf8Bytes;
 use gavel_protocol::{CloseCode, UserId};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
 
@@ -16,6 +21,8 @@ use crate::metrics::Metrics;
 pub const QUEUE_FRAMES: usize = 4096;
 /// Bytes a connection may have queued before it counts as a slow consumer.
 pub const QUEUE_BYTES: usize = 4 * 1024 * 1024;
+/// Slots an empty queue may keep after a burst; past this it frees them.
+const KEPT_SLOTS: usize = 32;
 
 /// Identifies a connection within this process.
 pub type ConnId = u64;
@@ -29,7 +36,11 @@ struct Shared {
     id: ConnId,
     user: UserId,
     /// Each frame with the bytes it counts toward the budget.
-    tx: mpsc::Sender<(Utf8Bytes, usize)>,
+    queue: Mutex<VecDeque<(Utf8Bytes, usize)>>,
+    /// Woken when a frame is queued.
+    queued: Notify,
+    /// The session's end was dropped: nothing queued will be read.
+    receiver_gone: AtomicBool,
     queued_bytes: AtomicUsize,
     /// The close code the server decided on (0: none yet).
     close: AtomicU64,
@@ -45,17 +56,17 @@ struct Shared {
 /// The receiving side, owned by the connection's session.
 #[derive(Debug)]
 pub struct Outbox {
-    rx: mpsc::Receiver<(Utf8Bytes, usize)>,
     handle: ConnHandle,
 }
 
 /// A new connection's two ends.
 pub fn connection(id: ConnId, user: UserId, metrics: Arc<Metrics>) -> (ConnHandle, Outbox) {
-    let (tx, rx) = mpsc::channel(QUEUE_FRAMES);
     let handle = ConnHandle(Arc::new(Shared {
         id,
         user,
-        tx,
+        queue: Mutex::new(VecDeque::new()),
+        queued: Notify::new(),
+        receiver_gone: AtomicBool::new(false),
         queued_bytes: AtomicUsize::new(0),
         close: AtomicU64::new(0),
         closing: Notify::new(),
@@ -63,7 +74,7 @@ pub fn connection(id: ConnId, user: UserId, metrics: Arc<Metrics>) -> (ConnHandl
         written: Notify::new(),
         metrics,
     }));
-    (handle.clone(), Outbox { rx, handle })
+    (handle.clone(), Outbox { handle })
 }
 
 impl ConnHandle {
@@ -111,23 +122,27 @@ impl ConnHandle {
     }
 
     fn enqueue(&self, frame: Utf8Bytes, counted: usize) -> bool {
-        match self.0.tx.try_send((frame, counted)) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.0.queued_bytes.fetch_sub(counted, Ordering::AcqRel);
-                self.slow_consumer();
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.0.queued_bytes.fetch_sub(counted, Ordering::AcqRel);
-                false
-            }
+        let mut queue = self.0.queue.lock().expect("outbox lock");
+        if self.0.receiver_gone.load(Ordering::Acquire) {
+            drop(queue);
+            self.0.queued_bytes.fetch_sub(counted, Ordering::AcqRel);
+            return false;
         }
+        if queue.len() >= QUEUE_FRAMES {
+            drop(queue);
+            self.0.queued_bytes.fetch_sub(counted, Ordering::AcqRel);
+            self.slow_consumer();
+            return false;
+        }
+        queue.push_back((frame, counted));
+        drop(queue);
+        self.0.queued.notify_one();
+        true
     }
 
     /// Frames queued and not yet taken by the session.
     pub fn queued_frames(&self) -> usize {
-        QUEUE_FRAMES - self.0.tx.capacity()
+        self.0.queue.lock().expect("outbox lock").len()
     }
 
     /// Whether the queue is under half full (frames and bytes): a catch-up reader sends only
@@ -181,7 +196,7 @@ impl ConnHandle {
 
     /// Whether the session has gone away.
     pub fn is_closed(&self) -> bool {
-        self.0.tx.is_closed() || self.0.close.load(Ordering::Acquire) != 0
+        self.0.receiver_gone.load(Ordering::Acquire) || self.0.close.load(Ordering::Acquire) != 0
     }
 }
 
@@ -190,20 +205,37 @@ impl Outbox {
     /// [`Outbox::close_code`]).
     pub async fn recv(&mut self) -> Option<Utf8Bytes> {
         let shared = self.handle.0.clone();
-        tokio::select! {
-            biased;
-            () = shared.closing.notified() => {
-                // Keep the permit for later callers: closing is sticky.
-                shared.closing.notify_one();
-                None
+        loop {
+            // Closing wins over frames still queued (the session closes with its code).
+            if shared.close.load(Ordering::Acquire) != 0 {
+                return None;
             }
-            frame = self.rx.recv() => frame.map(|f| self.took(f)),
+            if let Some(frame) = self.try_recv() {
+                return Some(frame);
+            }
+            // A frame queued since the check left a permit: `notified` returns at once.
+            tokio::select! {
+                biased;
+                () = shared.closing.notified() => {
+                    // Keep the permit for later callers: closing is sticky.
+                    shared.closing.notify_one();
+                    return None;
+                }
+                () = shared.queued.notified() => {}
+            }
         }
     }
 
     /// Takes a frame without waiting, if one is queued.
     pub fn try_recv(&mut self) -> Option<Utf8Bytes> {
-        self.rx.try_recv().ok().map(|f| self.took(f))
+        let mut queue = self.handle.0.queue.lock().expect("outbox lock");
+        let frame = queue.pop_front();
+        if queue.is_empty() && queue.capacity() > KEPT_SLOTS {
+            // A burst has drained: give its slots back.
+            queue.shrink_to(0);
+        }
+        drop(queue);
+        frame.map(|f| self.took(f))
     }
 
     fn took(&self, (frame, counted): (Utf8Bytes, usize)) -> Utf8Bytes {
@@ -228,6 +260,17 @@ impl Outbox {
 
     pub fn handle(&self) -> &ConnHandle {
         &self.handle
+    }
+}
+
+impl Drop for Outbox {
+    /// The session has ended: what is queued will never be written, and nothing more is taken.
+    fn drop(&mut self) {
+        let shared = &self.handle.0;
+        let mut queue = shared.queue.lock().expect("outbox lock");
+        shared.receiver_gone.store(true, Ordering::Release);
+        queue.clear();
+        queue.shrink_to(0);
     }
 }
 
