@@ -124,8 +124,8 @@ fn options_with_hook(dir: std::path::PathBuf, port: u16) -> gavel_gateway::app::
 /// Posts `n` tasks from `from`, a bid on each and accepts it: task.opened, bid.placed and
 /// payment.held for every one (and events the webhook does not want).
 async fn market(addr: SocketAddr, from: usize, n: usize) {
-    let mut seeker = connect(addr, "sally", Role::Seeker).await;
-    let mut coach = connect(addr, "c1", Role::Coach).await;
+    let mut seeker = Client::connect_to(addr, "sally", Role::Seeker).await;
+    let mut coach = Client::connect_to(addr, "c1", Role::Coach).await;
     for i in from..from + n {
         let task = format!("t{i}");
         // Distinct request ids: a repeated one is a retry (answered, not applied again).
@@ -180,21 +180,9 @@ async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
     }
 }
 
-/// A WebSocket client of the server at `addr`.
-async fn connect(addr: SocketAddr, sub: &str, role: Role) -> Client {
-    let url = format!("ws://{addr}/v1/ws?token={}", token(sub, role));
-    let (ws, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("websocket connects");
-    Client {
-        ws,
-        backlog: Vec::new(),
-    }
-}
-
 /// An admin subscribed to the `admin` topic (every event, with its `seq`).
 async fn admin(addr: SocketAddr) -> Client {
-    let mut admin = connect(addr, "ops", Role::Admin).await;
+    let mut admin = Client::connect_to(addr, "ops", Role::Admin).await;
     admin
         .ok("s", json!({"type": "subscribe", "topic": "admin"}))
         .await;

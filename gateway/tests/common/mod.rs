@@ -77,7 +77,12 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(server: &Server, sub: &str, role: Role) -> Client {
-        let url = format!("ws://{}/v1/ws?token={}", server.addr, token(sub, role));
+        Self::connect_to(server.addr, sub, role).await
+    }
+
+    /// [`Client::connect`] to a server at `addr` (one running as a child process, say).
+    pub async fn connect_to(addr: std::net::SocketAddr, sub: &str, role: Role) -> Client {
+        let url = format!("ws://{addr}/v1/ws?token={}", token(sub, role));
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("websocket connects");
