@@ -42,9 +42,9 @@ struct Shared {
     /// The session's end was dropped: nothing queued will be read.
     receiver_gone: AtomicBool,
     queued_bytes: AtomicUsize,
-    /// The close code the server decided on (0: none yet).
+    /// The close code the server decided on (0: none yet). Setting it also wakes `queued`,
+    /// so the session needs one waiter only.
     close: AtomicU64,
-    closing: Notify,
     /// Whether an uncounted large frame (a snapshot) is queued: only one at a time is let
     /// past the byte budget, so a burst of snapshot subscribes cannot pile up memory.
     large_queued: AtomicBool,
@@ -69,7 +69,6 @@ pub fn connection(id: ConnId, user: UserId, metrics: Arc<Metrics>) -> (ConnHandl
         receiver_gone: AtomicBool::new(false),
         queued_bytes: AtomicUsize::new(0),
         close: AtomicU64::new(0),
-        closing: Notify::new(),
         large_queued: AtomicBool::new(false),
         written: Notify::new(),
         metrics,
@@ -190,7 +189,7 @@ impl ConnHandle {
             )
             .is_ok()
         {
-            self.0.closing.notify_one();
+            self.0.queued.notify_one();
         }
     }
 
@@ -204,25 +203,17 @@ impl Outbox {
     /// Waits for the next frame; `None` when the server decided to close (see
     /// [`Outbox::close_code`]).
     pub async fn recv(&mut self) -> Option<Utf8Bytes> {
-        let shared = self.handle.0.clone();
         loop {
             // Closing wins over frames still queued (the session closes with its code).
-            if shared.close.load(Ordering::Acquire) != 0 {
+            if self.handle.0.close.load(Ordering::Acquire) != 0 {
                 return None;
             }
             if let Some(frame) = self.try_recv() {
                 return Some(frame);
             }
-            // A frame queued since the check left a permit: `notified` returns at once.
-            tokio::select! {
-                biased;
-                () = shared.closing.notified() => {
-                    // Keep the permit for later callers: closing is sticky.
-                    shared.closing.notify_one();
-                    return None;
-                }
-                () = shared.queued.notified() => {}
-            }
+            // A frame queued (or a close asked for) since the checks left a permit:
+            // `notified` returns at once.
+            self.handle.0.queued.notified().await;
         }
     }
 
