@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use futures_util::StreamExt;
 use gavel_protocol::Role;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -297,6 +298,37 @@ async fn a_token_that_expires_while_connected_closes_with_4001() {
         panic!("an expired token is refused");
     };
     assert_eq!(status, 401);
+    server.shutdown().await;
+}
+
+/// The server pings every `ping_interval_secs` and closes (1000, "idle") a client not heard
+/// from within `idle_timeout_secs`: a client that reads answers the pings (its WebSocket
+/// library pongs) and stays; one that never reads sends no pong and is let go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pings_keep_a_reading_client_and_a_silent_one_is_closed_idle() {
+    let mut opts = options(fresh_dir("bad-idle"));
+    opts.config.limits.ping_interval_secs = 1;
+    opts.config.limits.idle_timeout_secs = 2;
+    let server = start_with(opts).await;
+    // Connected first: its pings (and so its idle check) come before the reader's.
+    let mut silent = Client::connect(&server, "sam", Role::Seeker).await;
+    let mut reader = Client::connect(&server, "rita", Role::Seeker).await;
+    // Four pings: past the silent client's idle check at its third ping (3 s > 2 s).
+    let mut pings = 0;
+    while pings < 4 {
+        let msg = tokio::time::timeout(Duration::from_secs(5), reader.ws.next())
+            .await
+            .expect("a ping within 5 s")
+            .expect("connection open")
+            .expect("no websocket error");
+        if matches!(msg, Message::Ping(_)) {
+            pings += 1;
+        }
+    }
+    // The reader answered every ping and is still served.
+    assert_eq!(reader.ok("p", json!({"type": "ping"})).await, json!({}));
+    // The silent one was closed as idle (its pings are read first, then the close frame).
+    assert_eq!(silent.close_code(Duration::from_secs(10)).await, Some(1000));
     server.shutdown().await;
 }
 

@@ -4,7 +4,9 @@
 //! timeout), slow consumer (4008, decided by whoever found the queue full).
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -73,32 +75,36 @@ struct Session {
 
 impl Session {
     /// The connection's loop; returns the close code sent, if any.
+    ///
+    /// Kept small and cheap per wake-up, since an idle connection is mostly this future and
+    /// every delivered frame wakes it once: one timer for both the ping and the token's expiry
+    /// ([`Heartbeat`]), a write timer only when a write cannot complete at once, and the
+    /// close handshake boxed (it runs once, at the end).
     async fn serve(
         &mut self,
         mut socket: WebSocket,
         mut outbox: Outbox,
         exp: u64,
     ) -> Option<CloseCode> {
-        let limits = self.state.limits.clone();
+        // What the loop needs of the limits, not a copy of them all (it would live in every
+        // connection's future).
+        let limits = &self.state.limits;
         let write_timeout = Duration::from_secs(limits.write_timeout_secs);
-        let mut ping = tokio::time::interval(Duration::from_secs(limits.ping_interval_secs));
-        ping.tick().await;
+        let idle_timeout = Duration::from_secs(limits.idle_timeout_secs);
+        let max_frame_bytes = limits.max_frame_bytes;
+        let mut heartbeat = Heartbeat::new(Duration::from_secs(limits.ping_interval_secs), exp);
         let mut last_heard = Instant::now();
-        let now_secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let expires = tokio::time::sleep(Duration::from_secs(exp.saturating_sub(now_secs)));
-        tokio::pin!(expires);
         let close_code = loop {
             tokio::select! {
                 biased;
                 frame = outbox.recv() => match frame {
                     Some(first) => {
-                        let batch = take_batch(first, &mut outbox);
-                        match tokio::time::timeout(write_deadline(write_timeout, &batch), write_all(&mut socket, batch)).await {
-                            Ok(Ok(())) => outbox.written(),
-                            Ok(Err(_)) => break None,
-                            Err(_) => return self.write_timed_out(),
+                        let rest = take_rest(&mut outbox);
+                        let deadline = write_deadline(write_timeout, &first, &rest);
+                        match write_within(write_frames(&mut socket, first, rest), deadline).await {
+                            Written::Done => outbox.written(),
+                            Written::Failed => break None,
+                            Written::TimedOut => return self.write_timed_out(),
                         }
                     }
                     None => break outbox.close_code(),
@@ -107,7 +113,7 @@ impl Session {
                     last_heard = Instant::now();
                     match incoming {
                         Some(Ok(Message::Text(text))) => {
-                            if text.len() > limits.max_frame_bytes {
+                            if text.len() > max_frame_bytes {
                                 break Some(CloseCode::TooBig);
                             }
                             if let Some(code) = self.on_text(&text) {
@@ -128,38 +134,24 @@ impl Session {
                         Some(Err(_)) => break None,
                     }
                 }
-                _ = ping.tick() => {
-                    if last_heard.elapsed() > Duration::from_secs(limits.idle_timeout_secs) {
-                        break Some(CloseCode::Idle);
+                beat = heartbeat.next() => match beat {
+                    Beat::TokenExpired => break Some(CloseCode::TokenExpired),
+                    Beat::Ping => {
+                        if last_heard.elapsed() > idle_timeout {
+                            break Some(CloseCode::Idle);
+                        }
+                        let ping = socket.send(Message::Ping(Default::default()));
+                        match write_within(ping, write_timeout).await {
+                            Written::Done => {}
+                            Written::Failed => break None,
+                            Written::TimedOut => return self.write_timed_out(),
+                        }
                     }
-                    match tokio::time::timeout(write_timeout, socket.send(Message::Ping(Default::default()))).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => break None,
-                        Err(_) => return self.write_timed_out(),
-                    }
-                }
-                () = &mut expires => break Some(CloseCode::TokenExpired),
+                },
             }
         };
         if let Some(code) = close_code {
-            let frame = CloseFrame {
-                code: code.code(),
-                reason: Utf8Bytes::from_static(code.reason()),
-            };
-            // Send the close frame, then wait (briefly) for the client's close reply, reading
-            // whatever it sent meanwhile (pongs, commands): closing the TCP connection with
-            // unread data makes the kernel reset it, and a reset discards the client's unread
-            // bytes — the close frame (with its code: 1001, 4008, …) among them.
-            let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                if socket.send(Message::Close(Some(frame))).await.is_ok() {
-                    while let Some(Ok(msg)) = socket.recv().await {
-                        if matches!(msg, Message::Close(_)) {
-                            break;
-                        }
-                    }
-                }
-            })
-            .await;
+            Box::pin(close_handshake(&mut socket, code)).await;
         }
         close_code
     }
@@ -385,35 +377,147 @@ fn is_too_long(error: &axum::Error) -> bool {
     )
 }
 
-/// `first` and whatever else is already queued, up to [`MAX_FRAMES_PER_FLUSH`] frames.
-fn take_batch(first: Utf8Bytes, outbox: &mut Outbox) -> Vec<Utf8Bytes> {
-    let mut batch = vec![first];
-    while batch.len() < MAX_FRAMES_PER_FLUSH {
+/// Whatever is queued behind a first frame, up to [`MAX_FRAMES_PER_FLUSH`] frames in all:
+/// empty (no allocation) when the first frame came alone, as it does at light load.
+fn take_rest(outbox: &mut Outbox) -> Vec<Utf8Bytes> {
+    let mut rest = Vec::new();
+    while rest.len() + 1 < MAX_FRAMES_PER_FLUSH {
         match outbox.try_recv() {
-            Some(frame) => batch.push(frame),
+            Some(frame) => rest.push(frame),
             None => break,
         }
     }
-    batch
+    rest
 }
 
 /// A write must go at least this fast once past `write_timeout_secs`: a large snapshot gets
 /// the time it needs at that rate, a client that stops reading none.
 const WRITE_RATE_FLOOR_BYTES_PER_SEC: u64 = 1024 * 1024;
 
-/// How long writing `batch` may take: the write timeout, plus what its size needs at
+/// How long writing a batch may take: the write timeout, plus what its size needs at
 /// [`WRITE_RATE_FLOOR_BYTES_PER_SEC`] (a batch of ordinary frames adds nothing that matters).
-fn write_deadline(write_timeout: Duration, batch: &[Utf8Bytes]) -> Duration {
-    let bytes: u64 = batch.iter().map(|f| f.as_str().len() as u64).sum();
+fn write_deadline(write_timeout: Duration, first: &Utf8Bytes, rest: &[Utf8Bytes]) -> Duration {
+    let bytes: u64 = std::iter::once(first)
+        .chain(rest)
+        .map(|f| f.as_str().len() as u64)
+        .sum();
     write_timeout + Duration::from_millis(bytes * 1000 / WRITE_RATE_FLOOR_BYTES_PER_SEC)
 }
 
 /// Writes a batch of frames, then flushes once.
-async fn write_all(socket: &mut WebSocket, batch: Vec<Utf8Bytes>) -> Result<(), axum::Error> {
-    for frame in batch {
+async fn write_frames(
+    socket: &mut WebSocket,
+    first: Utf8Bytes,
+    rest: Vec<Utf8Bytes>,
+) -> Result<(), axum::Error> {
+    socket.feed(Message::Text(first)).await?;
+    for frame in rest {
         socket.feed(Message::Text(frame)).await?;
     }
     socket.flush().await
+}
+
+/// How a write ended.
+enum Written {
+    Done,
+    /// The socket failed (the client went away).
+    Failed,
+    /// The write did not finish within its deadline: the client stopped reading.
+    TimedOut,
+}
+
+/// Runs `write`, giving it `deadline` to finish. A write that completes at once — the socket
+/// had room, as it has for a client that reads — needs no timer: the timer (a registration in
+/// tokio's timer wheel, inserted and removed) is made only when the write has to wait.
+async fn write_within(
+    write: impl Future<Output = Result<(), axum::Error>>,
+    deadline: Duration,
+) -> Written {
+    let mut write = std::pin::pin!(write);
+    let first_poll = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+    let result = match first_poll {
+        Poll::Ready(result) => result,
+        Poll::Pending => {
+            let timer = Box::pin(tokio::time::sleep(deadline));
+            tokio::select! {
+                result = write => result,
+                () = timer => return Written::TimedOut,
+            }
+        }
+    };
+    match result {
+        Ok(()) => Written::Done,
+        Err(_) => Written::Failed,
+    }
+}
+
+/// Sends the close frame, then waits (briefly) for the client's close reply, reading whatever
+/// it sent meanwhile (pongs, commands): closing the TCP connection with unread data makes the
+/// kernel reset it, and a reset discards the client's unread bytes — the close frame (with its
+/// code: 1001, 4008, …) among them.
+async fn close_handshake(socket: &mut WebSocket, code: CloseCode) {
+    let frame = CloseFrame {
+        code: code.code(),
+        reason: Utf8Bytes::from_static(code.reason()),
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        if socket.send(Message::Close(Some(frame))).await.is_ok() {
+            while let Some(Ok(msg)) = socket.recv().await {
+                if matches!(msg, Message::Close(_)) {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+}
+
+/// What the connection's one timer says.
+enum Beat {
+    /// Time to ping (and to check the client was heard from within the idle timeout).
+    Ping,
+    /// The token's `exp` has passed: close with 4001.
+    TokenExpired,
+}
+
+/// The connection's one timer, for both its pings and its token's expiry: an idle connection
+/// holds one timer entry instead of two (a ping `Interval` and a `Sleep` until `exp`).
+struct Heartbeat {
+    timer: Pin<Box<tokio::time::Sleep>>,
+    every: Duration,
+    next_ping: tokio::time::Instant,
+    expires: tokio::time::Instant,
+}
+
+impl Heartbeat {
+    fn new(every: Duration, exp: u64) -> Self {
+        let now = tokio::time::Instant::now();
+        let now_secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let expires = now + Duration::from_secs(exp.saturating_sub(now_secs));
+        let next_ping = now + every;
+        Heartbeat {
+            timer: Box::pin(tokio::time::sleep_until(next_ping.min(expires))),
+            every,
+            next_ping,
+            expires,
+        }
+    }
+
+    /// Waits for the next ping or the token's expiry, whichever comes first (expiry wins a tie).
+    async fn next(&mut self) -> Beat {
+        self.timer.as_mut().await;
+        let now = tokio::time::Instant::now();
+        if now >= self.expires {
+            return Beat::TokenExpired;
+        }
+        // The next ping a full period after this one, however late this one ran.
+        self.next_ping = now + self.every;
+        let at = self.next_ping.min(self.expires);
+        self.timer.as_mut().reset(at);
+        Beat::Ping
+    }
 }
 
 /// Closes every connection with 1001 (shutdown).
