@@ -36,7 +36,9 @@ pub const HANDOVER_BUFFER_FRAMES: usize = 1024;
 struct Subscriber {
     conn: ConnHandle,
     privileged: bool,
-    filter: Option<FeedFilter>,
+    /// Boxed: most subscribers have none, and every subscriber's entry is the size of this
+    /// struct (a `FeedFilter` inline is 64 bytes).
+    filter: Option<Box<FeedFilter>>,
     /// `Some` while a catch-up reader finishes the replay: live frames wait here, in order,
     /// until the replay has reached the position the subscription was added at.
     held: Option<Vec<Utf8Bytes>>,
@@ -49,7 +51,9 @@ struct Subscriber {
 #[derive(Debug, Default)]
 pub struct Router {
     topics: HashMap<Topic, HashMap<ConnId, Subscriber>>,
-    conns: HashMap<ConnId, HashSet<Topic>>,
+    /// A connection's topics: a short list (most connections hold one or two; at most the
+    /// per-connection subscription limit), smaller than a hash set's table.
+    conns: HashMap<ConnId, Vec<Topic>>,
     pub task_meta: FeedMetaTable,
     /// Held subscriptions whose held frames overflowed: removed from the topic, their
     /// catch-up reader goes on from the journal and attaches again (see [`Router::release`]).
@@ -97,13 +101,18 @@ impl Router {
                 Subscriber {
                     conn,
                     privileged,
-                    filter,
+                    filter: filter.map(Box::new),
                     held: None,
                     ending: false,
                 },
             )
             .is_none();
-        self.conns.entry(id).or_default().insert(topic);
+        let topics = self.conns.entry(id).or_default();
+        if !topics.contains(&topic) {
+            // One slot at a time: a `Vec`'s first push would reserve four.
+            topics.reserve_exact(1);
+            topics.push(topic);
+        }
         if fresh {
             metrics.subscriptions.with_label_values(&[kind]).inc();
         }
@@ -123,8 +132,8 @@ impl Router {
             if self.topics.get(topic).is_some_and(HashMap::is_empty) {
                 self.topics.remove(topic);
             }
-            if let Some(set) = self.conns.get_mut(&conn) {
-                set.remove(topic);
+            if let Some(topics) = self.conns.get_mut(&conn) {
+                topics.retain(|t| t != topic);
             }
         }
         removed
@@ -190,7 +199,7 @@ impl Router {
         let mut gone = Vec::new();
         let mut overflowed = Vec::new();
         for (id, sub) in subs.iter_mut() {
-            if sub.ending || !passes(sub.privileged, sub.filter.as_ref(), delivery, meta) {
+            if sub.ending || !passes(sub.privileged, sub.filter.as_deref(), delivery, meta) {
                 continue;
             }
             let bytes = frame
