@@ -126,8 +126,9 @@ pub struct Limits {
     /// Largest client frame, in bytes; larger closes the connection with 1009.
     pub max_frame_bytes: usize,
     /// tungstenite's read buffer per connection, allocated up front and held for the
-    /// connection's life. It is the largest part of an idle connection's memory: 1 KiB holds
-    /// any ordinary command in one read (bigger frames still arrive, in more reads).
+    /// connection's life — the largest single part of an idle connection's memory. 256 bytes
+    /// hold a subscribe, a ping or a bid in one read; bigger frames (up to `max_frame_bytes`)
+    /// still arrive, in more reads. Raise it for clients that send large commands often.
     pub read_buffer_bytes: usize,
     /// Bad frames tolerated per `bad_frame_window_secs` before closing with 1008.
     pub bad_frames: u32,
@@ -158,7 +159,7 @@ impl Default for Limits {
             commands_per_minute: 100,
             command_burst: 20,
             max_frame_bytes: gavel_protocol::MAX_FRAME_BYTES,
-            read_buffer_bytes: 1024,
+            read_buffer_bytes: 256,
             bad_frames: 20,
             bad_frame_window_secs: 10,
             ping_interval_secs: 20,
@@ -277,7 +278,7 @@ mod tests {
         assert_eq!(c.limits.commands_per_minute, 100);
         assert_eq!(c.limits.command_burst, 20);
         assert_eq!(c.limits.max_frame_bytes, 65536);
-        assert_eq!(c.limits.read_buffer_bytes, 1024);
+        assert_eq!(c.limits.read_buffer_bytes, 256);
         assert_eq!(c.limits.write_timeout_secs, 10);
         assert_eq!(c.limits.max_subscriptions, 64);
         assert_eq!(c.limits.subscribes_per_minute, 120);
