@@ -1,6 +1,8 @@
 //! HS256 tokens (contract §1): minted by `gavel token`, verified on every WebSocket upgrade
 //! and HTTP request.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use gavel_protocol::{Claims, Role, UserId};
@@ -23,7 +25,16 @@ pub struct JwtKeys {
     decoding: DecodingKey,
     validation: Validation,
     node_validation: Validation,
+    /// Tokens that verified, with their claims: a backend's service token comes with every
+    /// HTTP request, and checking its signature again each time cost ~33 k instructions (a
+    /// sixth of a posted task's whole path, docs/benchmarks.md). Keyed by the whole token, so
+    /// only the exact bytes that verified are ever answered from here; `exp` is still checked
+    /// on every use. Only valid tokens get in, and at most [`VERIFIED_TOKENS`] of them.
+    verified: Mutex<HashMap<Box<str>, Claims>>,
 }
+
+/// Verified tokens remembered at most; when full, the memory starts over.
+const VERIFIED_TOKENS: usize = 1024;
 
 /// The audience of the tokens cluster nodes present to each other (a client's token has
 /// none, and a node's token has no `role`: neither passes for the other).
@@ -48,7 +59,9 @@ impl JwtKeys {
     /// Keys for `secret` (any bytes; at least 32 recommended).
     pub fn new(secret: &[u8]) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
-        // The contract says an expired token is refused: no grace period.
+        // `exp` is required, and checked by `verify_at` itself: on every use, remembered or
+        // not, with no grace period (the contract refuses an expired token).
+        validation.validate_exp = false;
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
         let mut node_validation = Validation::new(Algorithm::HS256);
@@ -60,6 +73,7 @@ impl JwtKeys {
             decoding: DecodingKey::from_secret(secret),
             validation,
             node_validation,
+            verified: Mutex::new(HashMap::new()),
         }
     }
 
@@ -95,20 +109,47 @@ impl JwtKeys {
     /// The claims of a valid token: signed with this secret by HS256, not expired, with a
     /// well-formed `sub` and a known `role`.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        use jsonwebtoken::errors::ErrorKind;
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                ErrorKind::InvalidSignature => AuthError::BadSignature,
-                _ => AuthError::Malformed(e.to_string()),
-            })?;
-        // jsonwebtoken still accepts a token during the second of its `exp`; RFC 7519 says it
-        // must not be accepted on or after `exp` (and a session closes it with 4001 then).
-        if claims.exp <= jsonwebtoken::get_current_timestamp() {
+        self.verify_at(token, jsonwebtoken::get_current_timestamp())
+    }
+
+    /// [`JwtKeys::verify`] at `now` (seconds since the epoch).
+    fn verify_at(&self, token: &str, now: u64) -> Result<Claims, AuthError> {
+        let remembered = self
+            .verified
+            .lock()
+            .expect("verified tokens lock")
+            .get(token)
+            .cloned();
+        let claims = match remembered {
+            Some(claims) => claims,
+            None => {
+                let claims = self.check_signature(token)?;
+                if claims.exp <= now {
+                    return Err(AuthError::Expired);
+                }
+                let mut verified = self.verified.lock().expect("verified tokens lock");
+                if verified.len() >= VERIFIED_TOKENS {
+                    verified.clear();
+                }
+                verified.insert(token.into(), claims.clone());
+                claims
+            }
+        };
+        // RFC 7519: not accepted on or after `exp` (and a session closes with 4001 then).
+        if claims.exp <= now {
             return Err(AuthError::Expired);
         }
         Ok(claims)
+    }
+
+    /// The claims of a token signed with this secret, expired or not.
+    fn check_signature(&self, token: &str) -> Result<Claims, AuthError> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => AuthError::BadSignature,
+                _ => AuthError::Malformed(e.to_string()),
+            })
     }
 }
 
@@ -199,5 +240,41 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(keys.verify(&token), Err(AuthError::Malformed(_))));
+    }
+
+    #[test]
+    fn a_remembered_token_is_still_refused_from_its_exp_on() {
+        let keys = JwtKeys::new(b"secret");
+        let token = keys.mint(&alice(), Role::Seeker, Duration::from_secs(60), 1_000);
+        assert_eq!(keys.verify_at(&token, 1_000).unwrap().exp, 1_060);
+        assert_eq!(keys.verify_at(&token, 1_059).unwrap().sub, alice());
+        assert_eq!(keys.verify_at(&token, 1_060), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn only_the_exact_token_that_verified_is_remembered() {
+        let keys = JwtKeys::new(b"secret");
+        let token = keys.mint(&alice(), Role::Seeker, Duration::from_secs(60), now());
+        keys.verify(&token).unwrap();
+        // The same claims under a changed signature: checked again, and refused.
+        let mut altered = token.clone();
+        let last = altered.pop().unwrap();
+        altered.push(if last == 'A' { 'B' } else { 'A' });
+        assert!(keys.verify(&altered).is_err());
+        // An expired token with a good signature is not remembered.
+        let old = keys.mint(&alice(), Role::Coach, Duration::from_secs(60), now() - 120);
+        assert_eq!(keys.verify(&old), Err(AuthError::Expired));
+        assert!(!keys.verified.lock().unwrap().contains_key(old.as_str()));
+    }
+
+    #[test]
+    fn the_memory_of_verified_tokens_is_bounded() {
+        let keys = JwtKeys::new(b"secret");
+        for i in 0..VERIFIED_TOKENS + 10 {
+            let sub = UserId::new(&format!("u{i}")).unwrap();
+            let token = keys.mint(&sub, Role::Coach, Duration::from_secs(60), now());
+            assert_eq!(keys.verify(&token).unwrap().sub, sub);
+            assert!(keys.verified.lock().unwrap().len() <= VERIFIED_TOKENS);
+        }
     }
 }
