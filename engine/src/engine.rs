@@ -110,7 +110,7 @@ impl Engine {
     pub fn evolve(&mut self, event: &Event) -> Seq {
         let seq = self.state.evolve(event);
         if self.state.timers.needs_compaction() {
-            self.state.rebuild_timers();
+            self.state.timers.compact();
         }
         seq
     }
@@ -131,7 +131,7 @@ impl Engine {
     /// Fires every deadline due at `now`, in time order, applying the events each produces.
     pub fn fire(&mut self, now: Millis) -> Vec<(Seq, Event)> {
         let mut applied = Vec::new();
-        while let Some((task_id, deadline)) = self.state.timers.pop_due(now, &self.state.tasks) {
+        while let Some((task_id, deadline)) = self.state.timers.pop_due(now) {
             // The event happened at the deadline (not when the timer was driven), so the
             // outcome does not depend on how promptly the caller polls.
             let at = deadline.at.max(self.state.now);

@@ -1,7 +1,8 @@
 //! The engine's state and [`State::evolve`], the only code that changes it.
 //!
 //! Everything here is plain data that (de)serializes with serde (the snapshot), except the
-//! deadline index ([`Timers`]), which is derived from the tasks and rebuilt after loading.
+//! deadline index ([`Timers`], and each task's slot in it), which is derived from the tasks and
+//! rebuilt after loading.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
@@ -16,7 +17,7 @@ use crate::listing::Listing;
 use crate::market::Market;
 use crate::on_call::OnCallPool;
 use crate::ranking::RankKey;
-use crate::timers::{Deadline, DeadlineKind, Timers};
+use crate::timers::{Deadline, DeadlineKind, TimerSlot, Timers};
 
 pub use crate::coach::{Coach, STRIKES_TO_SUSPEND};
 pub use crate::counts::OpenByType;
@@ -101,6 +102,10 @@ pub struct Task {
     /// (the last is the task's last assigned coach).
     #[serde(default)]
     pub coaches_ever: Vec<UserId>,
+    /// The task's slot in the deadline index: derived, never serialized, rebuilt by
+    /// [`State::rebuild_index`] (equal whatever it holds, so states compare as before).
+    #[serde(skip)]
+    pub timer: TimerSlot,
 }
 
 impl Task {
@@ -249,6 +254,7 @@ impl State {
                         revisions: 0,
                         deadline: None,
                         coaches_ever: Vec::new(),
+                        timer: TimerSlot::default(),
                     };
                     self.listing.add_task(&entry);
                     bump_type(&mut self.open_by_type, &entry, true);
@@ -509,6 +515,7 @@ impl State {
                 self.bid_tasks.remove(bid_id);
             }
             self.listing.remove_task(&task);
+            self.timers.release(task.timer);
             *self.archived_by_status.entry(task.status).or_default() += 1;
             self.archived_ids.insert(archived_id_hash(id));
         }
@@ -581,7 +588,7 @@ impl State {
     fn set_deadline(&mut self, id: &TaskId, deadline: Option<Deadline>) {
         let task = self.tasks.get_mut(id).expect("task exists");
         let old = std::mem::replace(&mut task.deadline, deadline);
-        self.timers.replace(id, old, deadline);
+        self.timers.replace(&mut task.timer, id, old, deadline);
     }
 
     /// Rebuilds the derived indexes — deadlines from the tasks, the on-call pool from the
@@ -611,11 +618,14 @@ impl State {
         }
     }
 
-    /// Rebuilds the deadline index alone (compaction of stale entries).
+    /// Rebuilds the deadline index alone from the tasks' deadlines, giving each task with a
+    /// deadline a new timer slot.
     pub fn rebuild_timers(&mut self) {
         self.timers = Timers::default();
-        for (id, task) in &self.tasks {
-            self.timers.replace(id, None, task.deadline);
+        for (id, task) in &mut self.tasks {
+            task.timer = TimerSlot::default();
+            self.timers
+                .replace(&mut task.timer, id, None, task.deadline);
         }
     }
 
