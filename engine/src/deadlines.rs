@@ -6,6 +6,7 @@ use gavel_protocol::{Award, Cents, Millis, TaskId, TaskStatus, UserId};
 use crate::award::{award, reject_pending, void_award};
 use crate::engine::Engine;
 use crate::event::EventKind;
+use crate::state::Task;
 use crate::timers::{Deadline, DeadlineKind};
 
 /// `round(suggested_price × 1.2)`: what an on-call coach is paid for an unbid task.
@@ -13,25 +14,75 @@ pub fn on_call_price(suggested: Cents) -> Cents {
     (suggested * 12 + 5) / 10
 }
 
+/// The events of one deadline passing: most often one (a window that closes unbid opens the
+/// next, a reminder) — held without allocating — else several.
+#[derive(Debug)]
+pub(crate) enum DeadlineEvents {
+    One(EventKind),
+    Many(Vec<EventKind>),
+}
+
+impl DeadlineEvents {
+    pub(crate) fn as_slice(&self) -> &[EventKind] {
+        match self {
+            DeadlineEvents::One(kind) => std::slice::from_ref(kind),
+            DeadlineEvents::Many(kinds) => kinds,
+        }
+    }
+}
+
+impl From<Vec<EventKind>> for DeadlineEvents {
+    fn from(kinds: Vec<EventKind>) -> Self {
+        DeadlineEvents::Many(kinds)
+    }
+}
+
+impl IntoIterator for DeadlineEvents {
+    type Item = EventKind;
+    type IntoIter =
+        std::iter::Chain<std::option::IntoIter<EventKind>, std::vec::IntoIter<EventKind>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        let (one, many) = match self {
+            DeadlineEvents::One(kind) => (Some(kind), Vec::new()),
+            DeadlineEvents::Many(kinds) => (None, kinds),
+        };
+        one.into_iter().chain(many)
+    }
+}
+
 impl Engine {
-    /// The events of `deadline` passing for `task_id` at `at`. Never empty: each outcome
-    /// moves or clears the deadline, so it fires once.
+    /// The events of `deadline` passing for `task_id` at `at`, and the owner of the task they
+    /// concern (one lookup of the task for both). Never empty: each outcome moves or clears
+    /// the deadline, so it fires once.
     pub(crate) fn decide_deadline(
         &self,
         task_id: &TaskId,
         deadline: Deadline,
         at: Millis,
-    ) -> Vec<EventKind> {
+    ) -> (DeadlineEvents, UserId) {
         let task = &self.state.tasks[task_id];
+        let events = self.deadline_events(task, task_id, deadline, at);
+        (events, task.spec.owner.clone())
+    }
+
+    fn deadline_events(
+        &self,
+        task: &Task,
+        task_id: &TaskId,
+        deadline: Deadline,
+        at: Millis,
+    ) -> DeadlineEvents {
+        use DeadlineEvents::One;
         let tier = self.config.tiers.get(task.spec.urgency);
         match deadline.kind {
             DeadlineKind::BiddingCloses => {
                 debug_assert_eq!(task.status, TaskStatus::Open);
                 match task.spec.award {
                     Award::Manual if task.bid_count() > 0 => {
-                        return vec![EventKind::BiddingClosed {
+                        return One(EventKind::BiddingClosed {
                             task_id: task_id.clone(),
-                        }];
+                        });
                     }
                     // The best bid `accept_bid` would take: its coach must still be verified
                     // and not suspended (it may have been suspended since it bid).
@@ -43,7 +94,7 @@ impl Engine {
                                 .is_some_and(|c| c.in_good_standing())
                         });
                         if let Some(best) = eligible {
-                            return award(task, best, at).0;
+                            return award(task, best, at).0.into();
                         }
                     }
                     Award::Manual => {}
@@ -72,12 +123,12 @@ impl Engine {
                                 status: TaskStatus::Assigned,
                             },
                         ]);
-                        events
+                        events.into()
                     }
-                    None => vec![EventKind::TaskUnfilled {
+                    None => One(EventKind::TaskUnfilled {
                         task_id: task_id.clone(),
                         bidding_closes_at: at + tier.bidding_ms(),
-                    }],
+                    }),
                 }
             }
             DeadlineKind::Reminder => {
@@ -85,16 +136,16 @@ impl Engine {
                     .assigned
                     .as_ref()
                     .expect("a task with a reminder is assigned");
-                vec![EventKind::TaskReminder {
+                One(EventKind::TaskReminder {
                     task_id: task_id.clone(),
                     coach_id: a.coach_id.clone(),
                     deadline: a.deadline,
-                }]
+                })
             }
             DeadlineKind::Overdue => {
                 let a = task.assigned.as_ref().expect("an overdue task is assigned");
                 let late = a.coach_id.clone();
-                match self.pick_on_call(&[&task.spec.owner, &late]) {
+                let events: Vec<EventKind> = match self.pick_on_call(&[&task.spec.owner, &late]) {
                     Some(to) => vec![
                         EventKind::TaskReassigned {
                             task_id: task_id.clone(),
@@ -127,7 +178,8 @@ impl Engine {
                     .chain(void_award(task))
                     .chain([self.reopen(task, at)])
                     .collect(),
-                }
+                };
+                events.into()
             }
         }
     }

@@ -131,16 +131,24 @@ impl Engine {
     /// Fires every deadline due at `now`, in time order, applying the events each produces.
     pub fn fire(&mut self, now: Millis) -> Vec<(Seq, Event)> {
         let mut applied = Vec::new();
+        self.fire_into(now, &mut applied);
+        applied
+    }
+
+    /// [`Engine::fire`], appending the events to `applied` (a buffer the caller reuses saves
+    /// an allocation per call).
+    pub fn fire_into(&mut self, now: Millis, applied: &mut Vec<(Seq, Event)>) {
         while let Some((task_id, deadline)) = self.state.timers.pop_due(now) {
             // The event happened at the deadline (not when the timer was driven), so the
             // outcome does not depend on how promptly the caller polls.
             let at = deadline.at.max(self.state.now);
-            let kinds = self.decide_deadline(&task_id, deadline, at);
+            let (kinds, owner) = self.decide_deadline(&task_id, deadline, at);
             debug_assert!(
-                !kinds.is_empty(),
+                !kinds.as_slice().is_empty(),
                 "every deadline produces an event that consumes it"
             );
-            let owner = self.owner_of(&kinds);
+            debug_assert_eq!(Some(&owner), self.owner_of(kinds.as_slice()).as_ref());
+            let owner = Some(owner);
             for kind in kinds {
                 let event = Event {
                     at,
@@ -166,7 +174,6 @@ impl Engine {
             let seq = self.evolve(&event);
             applied.push((seq, event));
         }
-        applied
     }
 
     /// The owner of the task a decision's events concern (looked up before they are applied).

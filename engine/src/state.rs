@@ -199,6 +199,17 @@ pub fn archived_id_hash(id: &TaskId) -> u64 {
     })
 }
 
+/// Sets the deadline of a task already looked up, and indexes it.
+fn set_task_deadline(
+    timers: &mut Timers,
+    id: &TaskId,
+    task: &mut Task,
+    deadline: Option<Deadline>,
+) {
+    let old = std::mem::replace(&mut task.deadline, deadline);
+    timers.replace(&mut task.timer, id, old, deadline);
+}
+
 impl State {
     /// Applies one event: the only way state changes, live and on recovery alike. Returns
     /// the event's `seq`.
@@ -403,9 +414,16 @@ impl State {
                 task_id,
                 bidding_closes_at,
             } => {
-                self.task_mut(task_id).bidding_closes_at = *bidding_closes_at;
-                self.set_deadline(
+                // One lookup for both changes (the commonest deadline event).
+                let task = self
+                    .tasks
+                    .get_mut(task_id)
+                    .expect("an unfilled task exists");
+                task.bidding_closes_at = *bidding_closes_at;
+                set_task_deadline(
+                    &mut self.timers,
                     task_id,
+                    task,
                     Some(Deadline {
                         at: *bidding_closes_at,
                         kind: DeadlineKind::BiddingCloses,
@@ -413,11 +431,13 @@ impl State {
                 );
             }
             TaskReminder { task_id, .. } => {
-                let task = &self.tasks[task_id];
+                let task = self.tasks.get_mut(task_id).expect("a reminded task exists");
                 let a = task.assigned.as_ref().expect("a reminded task is assigned");
                 let overdue = a.deadline + a.lead_ms();
-                self.set_deadline(
+                set_task_deadline(
+                    &mut self.timers,
                     task_id,
+                    task,
                     Some(Deadline {
                         at: overdue,
                         kind: DeadlineKind::Overdue,
@@ -587,8 +607,7 @@ impl State {
 
     fn set_deadline(&mut self, id: &TaskId, deadline: Option<Deadline>) {
         let task = self.tasks.get_mut(id).expect("task exists");
-        let old = std::mem::replace(&mut task.deadline, deadline);
-        self.timers.replace(&mut task.timer, id, old, deadline);
+        set_task_deadline(&mut self.timers, id, task, deadline);
     }
 
     /// Rebuilds the derived indexes — deadlines from the tasks, the on-call pool from the
