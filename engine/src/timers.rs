@@ -290,9 +290,16 @@ impl Timers {
     }
 
     /// Whether `a` comes before `b`: by time, then by task id.
+    #[inline(always)]
     fn less(&self, a: &Entry, b: &Entry) -> bool {
-        a.at < b.at
-            || (a.at == b.at && self.slots[a.slot as usize].task < self.slots[b.slot as usize].task)
+        a.at < b.at || (a.at == b.at && self.id_less(a, b))
+    }
+
+    /// The tie-break of [`Timers::less`] (two entries due at the same millisecond).
+    #[cold]
+    #[inline(never)]
+    fn id_less(&self, a: &Entry, b: &Entry) -> bool {
+        self.slots[a.slot as usize].task < self.slots[b.slot as usize].task
     }
 
     /// Appends `e` at the end (not yet in heap order).
@@ -323,31 +330,45 @@ impl Timers {
         self.set(i, e);
     }
 
-    /// The index of the least of `i`'s children, if it has any.
+    /// Which of `i`'s children (quad `i + 1`) is least, if it has any: its lane, 0 to 3.
+    #[inline(always)]
     fn least_child(&self, i: usize) -> Option<usize> {
         let first = 4 * i + 1;
-        if first >= self.size {
-            return None;
+        if first + 4 <= self.size {
+            // All four (every level but the last): a tournament, three compares.
+            let [k0, k1, k2, k3] = &self.quads[i + 1].0;
+            let (a, ea) = if self.less(k1, k0) { (1, k1) } else { (0, k0) };
+            let (b, eb) = if self.less(k3, k2) { (3, k3) } else { (2, k2) };
+            Some(if self.less(eb, ea) { b } else { a })
+        } else if first < self.size {
+            Some(self.least_of_last(i))
+        } else {
+            None
         }
+    }
+
+    /// [`Timers::least_child`] of a node with fewer than four children.
+    #[inline(never)]
+    fn least_of_last(&self, i: usize) -> usize {
         let kids = &self.quads[i + 1].0;
-        let n = (self.size - first).min(4);
+        let n = self.size - (4 * i + 1);
         let mut best = 0;
-        for k in 1..n {
+        for k in 1..n.min(4) {
             if self.less(&kids[k], &kids[best]) {
                 best = k;
             }
         }
-        Some(first + best)
+        best
     }
 
     fn sift_down(&mut self, mut i: usize, e: Entry) {
-        while let Some(c) = self.least_child(i) {
-            let child = self.get(c);
+        while let Some(k) = self.least_child(i) {
+            let child = self.quads[i + 1].0[k];
             if !self.less(&child, &e) {
                 break;
             }
             self.set(i, child);
-            i = c;
+            i = 4 * i + 1 + k;
         }
         self.set(i, e);
     }
@@ -357,14 +378,15 @@ impl Timers {
     /// belongs near the bottom), then the entry sifts up from there.
     fn pop(&mut self) -> Entry {
         let top = self.get(0);
-        let last = self.get(self.size - 1);
         self.size -= 1;
+        let last = self.get(self.size);
         if self.size > 0 {
-            let mut i = 0;
-            while let Some(c) = self.least_child(i) {
-                let child = self.get(c);
-                self.set(i, child);
-                i = c;
+            // The hole: logical index `i`, at lane `lane` of quad `quad`.
+            let (mut i, mut quad, mut lane) = (0, 0, 3);
+            while let Some(k) = self.least_child(i) {
+                self.quads[quad].0[lane] = self.quads[i + 1].0[k];
+                (quad, lane) = (i + 1, k);
+                i = 4 * i + 1 + k;
             }
             self.sift_up(i, last);
         }
