@@ -29,14 +29,40 @@ pub struct Delivery {
 
 /// Every delivery of `event`, in a fixed order (topic-wise `seq` order is the caller's).
 pub fn deliveries(event: &Event) -> Vec<Delivery> {
-    use Audience::{Everyone, Privileged};
-    use EventKind as K;
+    use Audience::Everyone;
     let Some((payload, task_id)) = payload(&event.kind) else {
         return Vec::new();
     };
+    let routes = routes(&event.kind, &task_id);
+    // The owner's `seeker:<id>` carries what the owner's view of `task:<id>` does (§9).
+    let seeker = event.owner.as_ref().and_then(|owner| {
+        let (_, audience) = routes.iter().find(|(t, _)| matches!(t, Topic::Task(_)))?;
+        Some((Topic::Seeker(owner.clone()), *audience))
+    });
+    let wire = WireEvent {
+        at: event.at,
+        task_id: Some(task_id),
+        payload,
+    };
+    routes
+        .into_iter()
+        .chain(seeker)
+        .chain(std::iter::once((Topic::Admin, Everyone)))
+        .map(|(topic, audience)| Delivery {
+            topic,
+            audience,
+            event: wire.clone(),
+        })
+        .collect()
+}
+
+/// The topics and audiences of a rendered event of `task_id` (before `seeker:` and `admin`).
+fn routes(kind: &EventKind, task_id: &TaskId) -> Vec<(Topic, Audience)> {
+    use Audience::{Everyone, Privileged};
+    use EventKind as K;
     let task = || Topic::Task(task_id.clone());
     let coach = |id: &gavel_protocol::UserId| Topic::Coach(id.clone());
-    let routes: Vec<(Topic, Audience)> = match &event.kind {
+    match kind {
         K::TaskOpened { .. } => vec![(Topic::Feed, Everyone), (task(), Everyone)],
         K::BidCount { .. } | K::TaskClosed { .. } => vec![(Topic::Feed, Everyone)],
         K::BidPlaced { bid } | K::BidUpdated { bid } => {
@@ -78,33 +104,35 @@ pub fn deliveries(event: &Event) -> Vec<Delivery> {
         K::BiddingClosed { .. } | K::CoachUpserted { .. } | K::TasksArchived { .. } => {
             unreachable!("not rendered")
         }
-    };
-    // The owner's `seeker:<id>` carries what the owner's view of `task:<id>` does (§9).
-    let seeker = event.owner.as_ref().and_then(|owner| {
-        let (_, audience) = routes.iter().find(|(t, _)| matches!(t, Topic::Task(_)))?;
-        Some((Topic::Seeker(owner.clone()), *audience))
-    });
-    let wire = WireEvent {
-        at: event.at,
-        task_id: Some(task_id),
-        payload,
-    };
-    routes
+    }
+}
+
+/// The task whose `task:<id>` topic `event` is delivered to, if any: the `Topic::Task` of
+/// [`deliveries`], found without rendering the event (the journal indexes each task's history
+/// by it when a batch is appended).
+pub fn task_topic(event: &Event) -> Option<TaskId> {
+    let task_id = rendered_task(&event.kind)?;
+    routes(&event.kind, task_id)
         .into_iter()
-        .chain(seeker)
-        .chain(std::iter::once((Topic::Admin, Everyone)))
-        .map(|(topic, audience)| Delivery {
-            topic,
-            audience,
-            event: wire.clone(),
+        .find_map(|(topic, _)| match topic {
+            Topic::Task(id) => Some(id),
+            _ => None,
         })
-        .collect()
+}
+
+/// The task of an event that is rendered on the wire (`None` for bookkeeping events).
+fn rendered_task(kind: &EventKind) -> Option<&TaskId> {
+    use EventKind as K;
+    match kind {
+        K::BiddingClosed { .. } | K::CoachUpserted { .. } | K::TasksArchived { .. } => None,
+        _ => kind.task_id(),
+    }
 }
 
 /// The wire payload and task of an event, or `None` for bookkeeping events.
 fn payload(kind: &EventKind) -> Option<(P, TaskId)> {
     use EventKind as K;
-    let task_id = kind.task_id()?.clone();
+    let task_id = rendered_task(kind)?.clone();
     let p = match kind {
         K::TaskOpened {
             task,

@@ -205,7 +205,13 @@ pub(crate) fn run(setup: Vec<Op>, steps: Vec<Step>) -> Result<(), TestCaseError>
     check_replay_from_snapshots(&config, &journal, &taken)?;
     render_views(&live);
     for (_, event) in &journal {
-        let _ = gavel_engine::routing::deliveries(event);
+        let delivered = gavel_engine::routing::deliveries(event);
+        // The journal's task index (`task_topic`) agrees with what `task:<id>` receives.
+        let task = delivered.iter().find_map(|d| match &d.topic {
+            gavel_protocol::Topic::Task(id) => Some(id.clone()),
+            _ => None,
+        });
+        prop_assert_eq!(gavel_engine::routing::task_topic(event), task);
     }
     Ok(())
 }
