@@ -299,7 +299,9 @@ impl Server {
             Webhooks::idle(hooks)
         } else {
             prepare_cursors(&store, &hooks, recovered_seq).await?;
-            // The task index follows the journal where it is written, like the webhooks.
+            // The journal's appends index their own batches; a journal whose index is behind
+            // (written before, or by an older binary) is caught up here once, where it is
+            // written, like the webhooks. Followers never index.
             tokio::spawn(crate::history::indexer::run(store.clone(), stopped.clone()));
             Webhooks::start(hooks, &store, &epoch, &metrics, &stopped)
         };

@@ -77,25 +77,14 @@ pub fn archive_rows(events: &[StoredEvent]) -> Result<Vec<ArchiveRow>, StorageEr
     Ok(rows)
 }
 
-/// Postgres: the journal rows and their archive rows in one statement (atomic like the plain
-/// append, so an ambiguous commit is still resolved by reading the journal back). The
-/// statement answers how many journal rows it wrote (0: fenced).
-pub(crate) fn postgres_append_sql(fenced: bool) -> String {
-    let fence = if fenced {
-        "WHERE EXISTS (SELECT 1 FROM cluster_lease \
-         WHERE id = 1 AND epoch = $16 AND expires_at > now() FOR SHARE)"
-    } else {
-        ""
-    };
+/// Postgres: the archive's inserts as the `a` and `c` parts of a batch's append statement
+/// ([`crate::append`]), each under `guard` (the journal rows were written), reading the archive
+/// arrays `$5`–`$15`.
+pub(crate) fn postgres_archive_ctes(guard: &str) -> String {
     format!(
-        "WITH j AS (INSERT INTO journal (seq, at, kind, payload) \
-           SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[]) {fence} \
-           RETURNING seq), \
-         a AS ({}), \
-         c AS ({}) \
-         SELECT count(*) FROM j",
-        POSTGRES_ARCHIVE_INSERT.replace("{guard}", "WHERE EXISTS (SELECT 1 FROM j)"),
-        POSTGRES_COACHES_INSERT.replace("{guard}", "WHERE EXISTS (SELECT 1 FROM j)"),
+        "a AS ({}), c AS ({})",
+        POSTGRES_ARCHIVE_INSERT.replace("{guard}", guard),
+        POSTGRES_COACHES_INSERT.replace("{guard}", guard),
     )
 }
 
@@ -114,7 +103,7 @@ const POSTGRES_COACHES_INSERT: &str = "INSERT INTO archive_coaches \
      ON CONFLICT (coach_id, created_at, task_id) DO UPDATE SET position = EXCLUDED.position, \
      bid = EXCLUDED.bid";
 
-/// Binds the archive arrays `$5`–`$15` of [`postgres_append_sql`].
+/// Binds the archive arrays `$5`–`$15` of [`postgres_archive_ctes`].
 pub(crate) fn bind_archive<'q>(
     query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     rows: &'q [ArchiveRow],

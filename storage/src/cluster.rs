@@ -130,10 +130,10 @@ impl Store {
         })
     }
 
-    /// Appends like [`Store::append`], but only while `epoch` holds a live lease — checked
-    /// in the same statement, under a share lock on the lease row (a take waits for the
-    /// append, and an append after a take finds the new epoch). Refused with
-    /// [`StorageError::Fenced`], nothing written.
+    /// Appends like [`Store::append`] (archive and task-index rows included, one statement),
+    /// but only while `epoch` holds a live lease — checked in the same statement, under a
+    /// share lock on the lease row (a take waits for the append, and an append after a take
+    /// finds the new epoch). Refused with [`StorageError::Fenced`], nothing written.
     pub async fn append_fenced(
         &self,
         events: &[StoredEvent],
@@ -143,36 +143,14 @@ impl Store {
             return Ok(());
         }
         let archive = crate::archive::archive_rows(events)?;
-        if !archive.is_empty() {
-            let row = crate::store::postgres_append_with_archive(events, &archive, Some(epoch))
-                .fetch_one(self.cluster_pool()?)
-                .await?;
-            return match row.try_get::<i64, _>(0)? {
-                0 => Err(StorageError::Fenced { epoch }),
-                _ => Ok(()),
-            };
+        let index = crate::task_events::BatchIndex::of(events);
+        let row = crate::append::postgres_append(events, &archive, &index, Some(epoch))
+            .fetch_one(self.cluster_pool()?)
+            .await?;
+        match row.try_get::<i64, _>(0)? {
+            0 => Err(StorageError::Fenced { epoch }),
+            _ => Ok(()),
         }
-        let seqs: Vec<i64> = events.iter().map(|e| e.seq as i64).collect();
-        let ats: Vec<i64> = events.iter().map(|e| e.at as i64).collect();
-        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-        let payloads: Vec<&str> = events.iter().map(|e| e.payload.as_str()).collect();
-        let done = sqlx::query(
-            "INSERT INTO journal (seq, at, kind, payload) \
-             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[]) \
-             WHERE EXISTS (SELECT 1 FROM cluster_lease \
-                           WHERE id = 1 AND epoch = $5 AND expires_at > now() FOR SHARE)",
-        )
-        .bind(seqs)
-        .bind(ats)
-        .bind(kinds)
-        .bind(payloads)
-        .bind(epoch as i64)
-        .execute(self.cluster_pool()?)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StorageError::Fenced { epoch });
-        }
-        Ok(())
     }
 
     /// Records this node's heartbeat.

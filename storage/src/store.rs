@@ -9,7 +9,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use gavel_engine::Event;
-use gavel_protocol::Seq;
+use gavel_engine::routing::task_topic;
+use gavel_protocol::{Seq, TaskId};
 use rand::RngCore;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -17,8 +18,10 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::archive::{ArchiveRow, archive_rows, bind_archive, postgres_append_sql};
+use crate::append::postgres_append;
+use crate::archive::archive_rows;
 use crate::error::StorageError;
+use crate::task_events::BatchIndex;
 
 /// Postgres `statement_timeout` on every connection of the pool: a journal append (or any
 /// read) that hangs — locks, a dying server — fails instead of holding the writer for ever;
@@ -33,24 +36,57 @@ static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// One journaled event as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Equality compares the stored columns only ([`StoredEvent::task`] is derived from them).
+#[derive(Debug, Clone)]
 pub struct StoredEvent {
     pub seq: Seq,
     pub at: u64,
     pub kind: String,
     pub payload: String,
+    /// The task whose history the event belongs to (its `task:<id>` delivery), when known
+    /// without decoding: set by [`StoredEvent::encode`]; a row read back or received is
+    /// [`RowTask::Unknown`] and [`StoredEvent::task_id`] decodes it.
+    pub task: RowTask,
 }
 
+/// Which task's history (`task_events`) a journal row belongs to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RowTask {
+    /// Not worked out yet (a row read from the journal or received from the leader).
+    #[default]
+    Unknown,
+    /// The event reaches no `task:<id>` topic.
+    NoTask,
+    /// The event is delivered to `task:<id>`.
+    Task(TaskId),
+}
+
+impl PartialEq for StoredEvent {
+    fn eq(&self, other: &Self) -> bool {
+        (self.seq, self.at, &self.kind, &self.payload)
+            == (other.seq, other.at, &other.kind, &other.payload)
+    }
+}
+
+impl Eq for StoredEvent {}
+
 impl StoredEvent {
-    /// Encodes an engine event for the journal.
+    /// Encodes an engine event for the journal, with the task whose history it belongs to
+    /// ([`gavel_engine::routing::task_topic`]).
     pub fn encode(seq: Seq, event: &Event) -> Self {
         let payload = serde_json::to_string(event).expect("engine events always serialize");
         let kind = event_kind_tag(&payload);
+        let task = match task_topic(event) {
+            Some(id) => RowTask::Task(id),
+            None => RowTask::NoTask,
+        };
         StoredEvent {
             seq,
             at: event.at,
             kind,
             payload,
+            task,
         }
     }
 
@@ -58,6 +94,16 @@ impl StoredEvent {
     pub fn decode(&self) -> Result<Event, StorageError> {
         serde_json::from_str(&self.payload)
             .map_err(|e| StorageError::Corrupt(format!("event at seq {}: {e}", self.seq)))
+    }
+
+    /// The task whose `task:<id>` topic the event is delivered to, if any (decoding the
+    /// payload only when [`StoredEvent::task`] is unknown).
+    pub fn task_id(&self) -> Result<Option<TaskId>, StorageError> {
+        match &self.task {
+            RowTask::Task(id) => Ok(Some(id.clone())),
+            RowTask::NoTask => Ok(None),
+            RowTask::Unknown => Ok(task_topic(&self.decode()?)),
+        }
     }
 }
 
@@ -197,12 +243,16 @@ impl Store {
     /// Appends events atomically: all of them or none (on Postgres within
     /// [`POSTGRES_STATEMENT_TIMEOUT`]). The caller guarantees they are in `seq`
     /// order and continue the journal; the primary key refuses any position written before.
+    ///
+    /// In the same transaction (one commit): the archive rows of `tasks_archived` events, and
+    /// the batch's task-index rows with the index position moved to its last `seq` when the
+    /// index had reached the batch's start (see [`crate::task_events`]).
     pub async fn append(&self, events: &[StoredEvent]) -> Result<(), StorageError> {
         if events.is_empty() {
             return Ok(());
         }
-        // The archive rows `tasks_archived` events carry land with them, atomically.
         let archive = archive_rows(events)?;
+        let index = BatchIndex::of(events);
         match self {
             Store::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
@@ -219,32 +269,16 @@ impl Store {
                     insert.build().execute(&mut *tx).await?;
                 }
                 crate::archive::sqlite_insert(&mut tx, &archive).await?;
+                crate::task_events::sqlite_index(&mut tx, &index).await?;
                 tx.commit().await?;
             }
-            Store::Postgres(pool) if !archive.is_empty() => {
-                let row = postgres_append_with_archive(events, &archive, None)
+            Store::Postgres(pool) => {
+                // One autocommit statement: it either landed or not, and a lost answer is
+                // resolved by the writer reading the journal's end.
+                let row = postgres_append(events, &archive, &index, None)
                     .fetch_one(pool)
                     .await?;
                 debug_assert_eq!(row.try_get::<i64, _>(0)? as usize, events.len());
-            }
-            Store::Postgres(pool) => {
-                // One statement for the whole batch: four arrays unnested into rows.
-                let seqs: Vec<i64> = events.iter().map(|e| e.seq as i64).collect();
-                let ats: Vec<i64> = events.iter().map(|e| e.at as i64).collect();
-                let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-                let payloads: Vec<&str> = events.iter().map(|e| e.payload.as_str()).collect();
-                // One autocommit statement: it either landed or not, and a lost answer is
-                // resolved by the writer reading the journal's end.
-                sqlx::query(
-                    "INSERT INTO journal (seq, at, kind, payload) \
-                     SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[])",
-                )
-                .bind(seqs)
-                .bind(ats)
-                .bind(kinds)
-                .bind(payloads)
-                .execute(pool)
-                .await?;
             }
         }
         Ok(())
@@ -358,40 +392,6 @@ impl Store {
     }
 }
 
-/// The journal rows and their archive rows as one Postgres statement answering how many
-/// journal rows it wrote; with `epoch`, only while that lease is live (0 rows: fenced).
-pub(crate) fn postgres_append_with_archive<'q>(
-    events: &'q [StoredEvent],
-    archive: &'q [ArchiveRow],
-    epoch: Option<u64>,
-) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    let sql: &'static str = if epoch.is_some() {
-        &FENCED_ARCHIVE_APPEND
-    } else {
-        &ARCHIVE_APPEND
-    };
-    let query = sqlx::query(sql)
-        .bind(events.iter().map(|e| e.seq as i64).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.at as i64).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
-        .bind(
-            events
-                .iter()
-                .map(|e| e.payload.as_str())
-                .collect::<Vec<_>>(),
-        );
-    let query = bind_archive(query, archive);
-    match epoch {
-        Some(epoch) => query.bind(epoch as i64),
-        None => query,
-    }
-}
-
-static ARCHIVE_APPEND: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| postgres_append_sql(false));
-static FENCED_ARCHIVE_APPEND: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| postgres_append_sql(true));
-
 pub(crate) fn stored_event<R: Row>(row: &R) -> Result<StoredEvent, StorageError>
 where
     for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
@@ -403,6 +403,7 @@ where
         at: row.try_get::<i64, _>(1)? as u64,
         kind: row.try_get(2)?,
         payload: row.try_get(3)?,
+        task: RowTask::Unknown,
     })
 }
 
@@ -427,7 +428,7 @@ const SQLITE_ROWS_PER_INSERT: usize = 64;
 /// the rest in power-of-two runs (32, 16, …, 1). Every run length is one of seven, so each
 /// statement text is prepared once per connection and stays in sqlx's statement cache,
 /// whatever the batch sizes.
-fn sqlite_insert_chunks(events: &[StoredEvent]) -> impl Iterator<Item = &[StoredEvent]> {
+pub(crate) fn sqlite_insert_chunks<T>(events: &[T]) -> impl Iterator<Item = &[T]> {
     let mut rest = events;
     std::iter::from_fn(move || {
         if rest.is_empty() {
@@ -455,6 +456,7 @@ mod tests {
             at: 0,
             kind: String::new(),
             payload: String::new(),
+            task: RowTask::Unknown,
         };
         let events: Vec<StoredEvent> = (1..=200).map(event).collect();
         let runs = |n: usize| -> Vec<usize> {

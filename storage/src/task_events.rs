@@ -1,13 +1,182 @@
 //! The journal indexed by task (gavel's `GET /v1/tasks/{id}/events`): `(task_id, seq)` rows
-//! and how far the journal is indexed. The rows are derived (a follower of the journal writes
-//! them, idempotently); the journal stays the only truth.
+//! and how far the journal is indexed (`task_index.indexed_seq`). The rows are derived; the
+//! journal stays the only truth.
+//!
+//! - Written with the journal: [`Store::append`] (and a cluster leader's
+//!   [`Store::append_fenced`]) inserts a batch's rows in its own transaction, and moves the
+//!   position to the batch's last `seq` only when it stood at the batch's start — so the
+//!   position never passes a row that is not indexed. No poll, no read-back, no second commit.
+//! - Caught up: a journal written before this (or by an older binary) has its position behind
+//!   the journal's end; [`Store::task_index_catch_up`] indexes from the position onwards, a
+//!   page per transaction, until it reaches the end, after which the appends carry it on.
+//!   Both writers lock the position's row (Postgres: the upsert; SQLite: one writer at a
+//!   time), so a catch-up that finds nothing after the position it moved cannot have raced
+//!   an append that saw an older one: the appends take over without a hole.
+//!
+//! Readers ([`Store::indexed_task_events`]) read the indexed rows up to the position and the
+//! journal's tail after it themselves, so an answer is complete whatever the index's state.
 
-use gavel_protocol::Seq;
+use gavel_protocol::{Seq, TaskId};
+use sqlx::postgres::{PgArguments, Postgres};
+use sqlx::query::Query;
 
 use crate::error::StorageError;
-use crate::store::{Store, StoredEvent};
+use crate::store::{Store, StoredEvent, sqlite_insert_chunks};
+
+/// A batch's task-index rows and the position move it makes.
+#[derive(Debug, Default)]
+pub(crate) struct BatchIndex {
+    task_ids: Vec<TaskId>,
+    seqs: Vec<i64>,
+    /// The `seq` before the batch: the position must stand there for the batch to move it.
+    prev: i64,
+    /// The batch's last `seq`.
+    last: i64,
+}
+
+impl BatchIndex {
+    /// The rows of `events` that have a `task:<id>` delivery. A row that cannot be decoded
+    /// (only rows not made by [`StoredEvent::encode`] are decoded) is reported and left out,
+    /// as every history leaves it out.
+    pub(crate) fn of(events: &[StoredEvent]) -> Self {
+        let mut index = BatchIndex {
+            prev: events.first().map_or(0, |e| e.seq as i64 - 1),
+            last: events.last().map_or(0, |e| e.seq as i64),
+            ..BatchIndex::default()
+        };
+        for e in events {
+            match e.task_id() {
+                Ok(Some(id)) => {
+                    index.task_ids.push(id);
+                    index.seqs.push(e.seq as i64);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::error!(seq = e.seq, %error, "task index: a journal row cannot be decoded; left out");
+                }
+            }
+        }
+        index
+    }
+}
+
+/// SQLite: the upsert that moves the position from `prev` to `last` (binds: prev, last,
+/// prev, last); a position elsewhere stays where it is.
+const SQLITE_ADVANCE: &str = "INSERT INTO task_index (id, indexed_seq) \
+     VALUES (1, CASE WHEN ? = 0 THEN ? ELSE 0 END) ON CONFLICT (id) DO UPDATE SET \
+     indexed_seq = CASE WHEN task_index.indexed_seq = ? THEN ? ELSE task_index.indexed_seq END";
+
+/// SQLite: a batch's index rows and position, inside the append's transaction.
+pub(crate) async fn sqlite_index(
+    tx: &mut sqlx::SqliteConnection,
+    index: &BatchIndex,
+) -> Result<(), StorageError> {
+    let rows: Vec<(&TaskId, i64)> = index
+        .task_ids
+        .iter()
+        .zip(index.seqs.iter().copied())
+        .collect();
+    for run in sqlite_insert_chunks(&rows) {
+        let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT OR IGNORE INTO task_events (task_id, seq) ",
+        );
+        insert.push_values(run, |mut row, (id, seq)| {
+            row.push_bind(id.as_str()).push_bind(*seq);
+        });
+        insert.build().execute(&mut *tx).await?;
+    }
+    sqlx::query(SQLITE_ADVANCE)
+        .bind(index.prev)
+        .bind(index.last)
+        .bind(index.prev)
+        .bind(index.last)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Postgres: the index's parts of a batch's append statement ([`crate::append`]), each under
+/// `guard`, reading the parameters `$base`.. `$base+3` ([`bind_index`]).
+pub(crate) fn postgres_index_ctes(base: usize, guard: &str) -> String {
+    let (ids, seqs, prev, last) = (base, base + 1, base + 2, base + 3);
+    format!(
+        "t AS (INSERT INTO task_events (task_id, seq) \
+         SELECT * FROM UNNEST(${ids}::text[], ${seqs}::bigint[]) {guard} ON CONFLICT DO NOTHING), \
+         p AS (INSERT INTO task_index (id, indexed_seq) \
+         SELECT 1, CASE WHEN ${prev}::bigint = 0 THEN ${last}::bigint ELSE 0 END {guard} \
+         ON CONFLICT (id) DO UPDATE SET indexed_seq = CASE \
+         WHEN task_index.indexed_seq = ${prev}::bigint THEN ${last}::bigint \
+         ELSE task_index.indexed_seq END)"
+    )
+}
+
+/// Binds the parameters of [`postgres_index_ctes`].
+pub(crate) fn bind_index<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    index: &'q BatchIndex,
+) -> Query<'q, Postgres, PgArguments> {
+    query
+        .bind(
+            index
+                .task_ids
+                .iter()
+                .map(TaskId::as_str)
+                .collect::<Vec<_>>(),
+        )
+        .bind(index.seqs.as_slice())
+        .bind(index.prev)
+        .bind(index.last)
+}
+
+/// Journal rows a catch-up step indexes in one transaction.
+pub const CATCH_UP_PAGE: u32 = 1000;
 
 impl Store {
+    /// One step of catching the index up with the journal: indexes up to `page` journal rows
+    /// after the position, in one transaction, and answers the new position; `None` when the
+    /// position is at the journal's end (from then on the appends keep it there). Run at
+    /// start-up by the node that writes the journal, until `None`.
+    pub async fn task_index_catch_up(&self, page: u32) -> Result<Option<Seq>, StorageError> {
+        let from = self.task_index_seq().await?;
+        let rows = self.read_after(from, page).await?;
+        let Some(last) = rows.last().map(|r| r.seq) else {
+            return Ok(None);
+        };
+        let index = BatchIndex::of(&rows);
+        let pairs: Vec<(String, Seq)> = index
+            .task_ids
+            .iter()
+            .zip(&index.seqs)
+            .map(|(id, seq)| (id.to_string(), *seq as Seq))
+            .collect();
+        self.index_task_events(&pairs, last).await?;
+        Ok(Some(last))
+    }
+
+    /// Drops the task index (its rows and position), as a journal written before the index
+    /// has it: the next start-up's catch-up rebuilds it from the journal. For benchmarks and
+    /// tests of the catch-up; a server may be running (its history answers read the tail).
+    pub async fn task_index_reset(&self) -> Result<(), StorageError> {
+        match self {
+            Store::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("DELETE FROM task_index")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM task_events")
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+            Store::Postgres(pool) => {
+                sqlx::query("TRUNCATE task_index, task_events")
+                    .execute(pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// How far the journal is indexed by task (0: not at all).
     pub async fn task_index_seq(&self) -> Result<Seq, StorageError> {
         let seq: Option<i64> = match self {
@@ -25,9 +194,10 @@ impl Store {
         Ok(seq.unwrap_or(0) as Seq)
     }
 
-    /// Records the `(task_id, seq)` rows of the journal up to `upto`, and that it is indexed up
-    /// to there, in one transaction (repeating rows already there is harmless; the position
-    /// never goes back).
+    /// Records the `(task_id, seq)` rows of the journal from the position to `upto`, and that
+    /// it is indexed up to there, in one transaction (repeating rows already there is harmless;
+    /// the position never goes back). The caller read the rows after a position it read from
+    /// this table, so every row up to `upto` is indexed when this commits.
     pub async fn index_task_events(
         &self,
         rows: &[(String, Seq)],

@@ -1,59 +1,34 @@
-//! The task index's writer: reads the journal after the index's position, records the
-//! `(task_id, seq)` of every event with a `task:<id>` delivery, and moves the position, in one
-//! transaction per page. It starts wherever the index stands (0 on a journal written before the
-//! index existed, which it then indexes from the start); a row that cannot be decoded is
-//! reported and passed over (see [`super::decoded`]).
+//! The task index's catch-up at start-up. Each journal append indexes its own batch in its
+//! transaction (`gavel_storage::task_events`); a journal written before that (or by an older
+//! binary) has its index position behind the journal's end, and this task indexes from there
+//! to the end, a page per transaction ([`Store::task_index_catch_up`]), then stops: nothing
+//! polls once the index is caught up. A row that cannot be decoded is reported and passed
+//! over (as every history leaves it out). Only the node that writes the journal runs it.
 
 use std::time::Duration;
 
 use gavel_storage::Store;
+use gavel_storage::task_events::CATCH_UP_PAGE;
 use tokio::sync::watch;
 
-use super::decoded;
-
-/// Journal rows indexed per transaction.
-const PAGE: u32 = 1000;
-/// How long to wait for new rows when the index is at the journal's end.
-const IDLE_POLL: Duration = Duration::from_millis(200);
-
-/// Runs until `stop` turns true.
+/// Runs until the index has reached the journal's end, or `stop` turns true.
 pub async fn run(store: Store, mut stop: watch::Receiver<bool>) {
-    let mut cursor = loop {
-        match store.task_index_seq().await {
-            Ok(seq) => break seq,
-            Err(e) => {
-                tracing::warn!(error = %e, "task index: its position could not be read");
-                if pause(&mut stop, Duration::from_secs(1)).await {
-                    return;
-                }
-            }
-        }
-    };
+    let mut pages = 0u64;
+    let mut upto = None;
     while !*stop.borrow() {
-        let page = match store.read_after(cursor, PAGE).await {
-            Ok(page) => page,
-            Err(e) => {
-                tracing::warn!(error = %e, "task index: the journal could not be read");
-                if pause(&mut stop, Duration::from_secs(1)).await {
-                    return;
-                }
-                continue;
+        match store.task_index_catch_up(CATCH_UP_PAGE).await {
+            Ok(Some(seq)) => {
+                pages += 1;
+                upto = Some(seq);
             }
-        };
-        let Some(last) = page.last().map(|r| r.seq) else {
-            if pause(&mut stop, IDLE_POLL).await {
+            Ok(None) => {
+                if let Some(seq) = upto {
+                    tracing::info!(seq, pages, "task index caught up with the journal");
+                }
                 return;
             }
-            continue;
-        };
-        let rows: Vec<(String, u64)> = page
-            .iter()
-            .filter_map(|row| decoded(row).map(|(id, _)| (id.to_string(), row.seq)))
-            .collect();
-        match store.index_task_events(&rows, last).await {
-            Ok(()) => cursor = last,
             Err(e) => {
-                tracing::warn!(error = %e, "task index: rows could not be written");
+                tracing::warn!(error = %e, "task index: catch-up failed; retrying");
                 if pause(&mut stop, Duration::from_secs(1)).await {
                     return;
                 }

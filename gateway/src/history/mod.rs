@@ -1,10 +1,15 @@
 //! Each task's history (`GET /v1/tasks/{id}/events`): every event an admin subscribed to
 //! `task:<id>` receives, from the journal, also long after the task left memory.
 //!
-//! - [`indexer`] — a follower of the journal that records `(task_id, seq)` rows (only the node
-//!   that writes the journal runs it);
+//! - the index itself — `(task_id, seq)` rows written by each journal append in its own
+//!   transaction (`gavel_storage::task_events`), so it keeps up with the journal without a
+//!   follower;
+//! - [`indexer`] — the catch-up at start-up of a journal whose index is behind (written before
+//!   the index, or by an older binary), which stops at the journal's end (only the node that
+//!   writes the journal runs it);
 //! - [`task_history`] — a page of one task's events: the indexed ones, then the journal's tail
-//!   the indexer has not reached yet, so an answer never misses a durable event.
+//!   past the index position (normally empty; a journal still being caught up), so an answer
+//!   never misses a durable event.
 //!
 //! A journal row that cannot be decoded is reported and left out of every history (as the
 //! publisher leaves it out of every stream), never a reason to stop.
@@ -34,8 +39,8 @@ pub fn task_event(
     }))
 }
 
-/// Journal rows one answer scans past the index at most (the tail is normally under a page;
-/// while a journal is first indexed it is the whole journal, read a slice per answer).
+/// Journal rows one answer scans past the index at most (the tail is normally empty; while a
+/// journal is first caught up it is the whole journal, read a slice per answer).
 const TAIL_BUDGET: usize = 10_000;
 
 /// A page of one task's history.
