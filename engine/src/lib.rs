@@ -7,8 +7,9 @@
 //! - [`command`] — what the engine is asked: a [`Command`] from an [`Actor`] in a [`Request`].
 //! - [`event`] — what it journals: domain [`Event`]s, richer than the wire's.
 //! - [`reply`] / [`rejection`] — what a command answers: a [`Reply`] or a [`Rejection`].
-//! - [`state`] — the [`State`] and `evolve`, the only code that changes it; [`coach`] — a
-//!   registered coach and its reputation; [`counts`] — derived counters of open tasks.
+//! - [`state`] — the [`State`] and `evolve`, the only code that changes it; [`task`] — a task,
+//!   its bids and its assignment; [`coach`] — a registered coach and its reputation;
+//!   [`counts`] — derived counters of open tasks.
 //! - [`decide`] — commands → events (validation and authorization); [`deadlines`] — the same
 //!   for deadlines passing; [`award`] — the award and its undoing (pending bids rejected, the
 //!   award voided, the task reopened), shared by both; [`ranking`] — the score formula and
@@ -47,6 +48,7 @@ pub mod rejection;
 pub mod reply;
 pub mod routing;
 pub mod state;
+pub mod task;
 pub mod tiers;
 pub mod timers;
 pub mod views;
