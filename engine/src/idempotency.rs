@@ -72,6 +72,21 @@ impl Idempotency {
         }
     }
 
+    /// The entries still indexed, oldest first: [`Idempotency::len`] of them (an entry whose
+    /// request id was used again after it expired is superseded and left out).
+    pub fn live_entries(&self) -> impl Iterator<Item = &Entry> {
+        self.queue
+            .blocks
+            .iter()
+            .flatten()
+            .enumerate()
+            .filter(|(i, e)| {
+                self.by_key.get(&(e.user.clone(), e.request_id.clone()))
+                    == Some(&(i + self.expired))
+            })
+            .map(|(_, e)| e)
+    }
+
     /// Entries currently remembered.
     pub fn len(&self) -> usize {
         self.by_key.len()
@@ -173,21 +188,7 @@ impl From<Vec<Entry>> for Idempotency {
 impl From<Idempotency> for Vec<Entry> {
     fn from(table: Idempotency) -> Self {
         // Only entries still indexed matter; superseded ones would expire unused.
-        let Idempotency {
-            by_key,
-            queue,
-            expired,
-        } = table;
-        queue
-            .blocks
-            .into_iter()
-            .flatten()
-            .enumerate()
-            .filter(|(i, e)| {
-                by_key.get(&(e.user.clone(), e.request_id.clone())) == Some(&(i + expired))
-            })
-            .map(|(_, e)| e)
-            .collect()
+        table.live_entries().cloned().collect()
     }
 }
 

@@ -20,6 +20,11 @@ pub fn bid_id(n: BidNo) -> BidId {
     })
 }
 
+/// The number of an engine bid id (`b_<n>`), if it is one.
+pub fn bid_no(id: &BidId) -> Option<BidNo> {
+    id.as_str().strip_prefix("b_")?.parse().ok()
+}
+
 /// Hands `<letter>_<n>` (decimal) to `make`, written on the stack: `format!` cost ~1,100
 /// instructions per bid (the formatting machinery and a temporary `String`), a fifth of a
 /// whole `place_bid` (docs/benchmarks.md, "Engine").

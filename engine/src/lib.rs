@@ -47,6 +47,7 @@ pub mod ranking;
 pub mod rejection;
 pub mod reply;
 pub mod routing;
+pub mod snapshot_record;
 pub mod state;
 pub mod task;
 pub mod tiers;

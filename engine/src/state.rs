@@ -186,12 +186,7 @@ impl State {
                 self.set_deadline(task_id, None);
             }
             BidPlaced { bid } => {
-                let no = bid
-                    .bid_id
-                    .as_str()
-                    .strip_prefix("b_")
-                    .and_then(|n| n.parse().ok())
-                    .expect("engine bid ids are b_<n>");
+                let no = crate::ids::bid_no(&bid.bid_id).expect("engine bid ids are b_<n>");
                 self.next_bid_no = self.next_bid_no.max(no + 1);
                 self.bid_tasks
                     .insert(bid.bid_id.clone(), bid.task_id.clone());

@@ -2,8 +2,11 @@
 //! taken along the way), contiguous seqs and monotonic times, the snapshot round trip, and
 //! every view rendering without panicking.
 
+use gavel_engine::snapshot_record::{StateRecord, StateRecordRef};
 use gavel_engine::views::{Viewer, feed_task, task_view};
-use gavel_engine::{ArchivedTask, Engine, EngineConfig, Event, EventKind, Snapshot};
+use gavel_engine::{
+    ArchivedTask, Engine, EngineConfig, Event, EventKind, SNAPSHOT_VERSION, Snapshot,
+};
 use gavel_protocol::Seq;
 use proptest::prelude::*;
 
@@ -53,17 +56,32 @@ fn journaled_rows(events: &[(Seq, Event)]) -> Vec<ArchivedTask> {
         .collect()
 }
 
-/// A snapshot taken once `journal[..k]` was applied, as storage keeps it (serialized).
+/// A snapshot taken once `journal[..k]` was applied, as storage keeps it: the engine's
+/// snapshot record, by position (postcard, as `gavel_storage::snapshot_codec` writes it).
 pub(crate) struct TakenSnapshot {
     pub k: usize,
-    pub json: String,
+    pub bytes: Vec<u8>,
 }
 
 impl TakenSnapshot {
     pub(crate) fn of(live: &Engine, k: usize) -> Self {
-        let json = serde_json::to_string(&live.snapshot()).expect("a snapshot serializes");
-        TakenSnapshot { k, json }
+        TakenSnapshot {
+            k,
+            bytes: encode_record(live),
+        }
     }
+}
+
+fn encode_record(live: &Engine) -> Vec<u8> {
+    postcard::to_allocvec(&(SNAPSHOT_VERSION, StateRecordRef::new(live.state())))
+        .expect("a snapshot record serializes")
+}
+
+fn decode_record(bytes: &[u8]) -> Result<Snapshot, TestCaseError> {
+    let (version, record): (u32, StateRecord) = postcard::from_bytes(bytes)
+        .map_err(|e| TestCaseError::fail(format!("snapshot record does not decode: {e}")))?;
+    let state = record.into_state().map_err(TestCaseError::fail)?;
+    Ok(Snapshot { version, state })
 }
 
 /// Replaying the journal from any snapshot gives what replaying it from empty gives: each
@@ -77,11 +95,9 @@ pub(crate) fn check_replay_from_snapshots(
 ) -> Result<(), TestCaseError> {
     let (full, full_rows) = replay_onto(Engine::new(config.clone()), journal);
     let want = full.state();
-    for TakenSnapshot { k, json } in taken {
+    for TakenSnapshot { k, bytes } in taken {
         let k = *k;
-        let snapshot: Snapshot = serde_json::from_str(json).map_err(|e| {
-            TestCaseError::fail(format!("snapshot at {k} does not deserialize: {e}"))
-        })?;
+        let snapshot = decode_record(bytes)?;
         prop_assert_eq!(
             snapshot.state.seq,
             k as Seq,
@@ -130,6 +146,8 @@ pub(crate) fn check_snapshot(live: &Engine) -> Result<Engine, TestCaseError> {
     let back: Snapshot = serde_json::from_str(&json)
         .map_err(|e| TestCaseError::fail(format!("snapshot does not deserialize: {e}")))?;
     prop_assert!(back == snapshot, "snapshot JSON round trip");
+    let record = decode_record(&encode_record(live))?;
+    prop_assert!(record == snapshot, "snapshot record round trip");
     let restored = Engine::restore(live.config().clone(), back).map_err(TestCaseError::fail)?;
     prop_assert!(
         restored.state() == live.state(),
