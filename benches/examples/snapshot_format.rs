@@ -1,6 +1,8 @@
 //! A snapshot at N open tasks (issue 12): bytes, encode, decode and the write into a SQLite
-//! store, for the stored binary frame (`gavel_storage::snapshot_codec`) and for plain JSON
-//! (the format before it, still what `gavel snapshot export` writes). Best of three runs.
+//! store, for the stored binary frame (`gavel_storage::snapshot_codec`: format 2, the engine's
+//! snapshot record by position, and format 1, MessagePack with field names, which earlier
+//! versions wrote) and for plain JSON (still what `gavel snapshot export` writes). Best of
+//! three runs.
 //!
 //! `cargo run --release -p gavel-benches --example snapshot_format [-- TASKS]`
 
@@ -9,6 +11,7 @@
 use std::time::Instant;
 
 use gavel_benches::market;
+use gavel_engine::snapshot_record::StateRecordRef;
 use gavel_engine::{Engine, EngineConfig, Snapshot};
 use gavel_storage::{Store, StoredSnapshot, snapshot_codec};
 
@@ -29,14 +32,19 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("gavel-snapshot-format-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = runtime.block_on(Store::open_sqlite(&dir)).unwrap();
-    let formats: [(&str, Encode, Decode); 2] = [
+    let formats: [(&str, Encode, Decode); 3] = [
         (
             "json",
             |s| serde_json::to_vec(s).unwrap(),
             |b| serde_json::from_slice(b).unwrap(),
         ),
         (
-            "binary",
+            "format1",
+            |s| snapshot_codec::encode_format_1(&s.state),
+            |b| snapshot_codec::decode(b).unwrap(),
+        ),
+        (
+            "format2",
             |s| snapshot_codec::encode(&s.state),
             |b| snapshot_codec::decode(b).unwrap(),
         ),
@@ -79,17 +87,28 @@ fn main() {
             bytes.len() as f64 / 1e6
         );
     }
-    // Where the binary encode's time goes: the MessagePack pass, then LZ4 over its bytes.
-    let t = Instant::now();
-    let raw = rmp_serde::to_vec_named(&snapshot).unwrap();
-    let pack = t.elapsed().as_secs_f64() * 1e3;
-    let t = Instant::now();
-    let packed = lz4_flex::block::compress(&raw);
-    let lz4 = t.elapsed().as_secs_f64() * 1e3;
-    println!(
-        "binary encode = MessagePack {pack:.1} ms ({:.1} MB) + LZ4 {lz4:.1} ms ({:.2} MB)",
-        raw.len() as f64 / 1e6,
-        packed.len() as f64 / 1e6
-    );
+    // Where each binary encode's time goes: the encoding pass, then LZ4 over its bytes.
+    let passes: [(&str, &dyn Fn() -> Vec<u8>); 2] = [
+        ("format1 = MessagePack", &|| {
+            rmp_serde::to_vec_named(&snapshot).unwrap()
+        }),
+        ("format2 = postcard record", &|| {
+            postcard::to_allocvec(&(snapshot.version, StateRecordRef::new(&snapshot.state)))
+                .unwrap()
+        }),
+    ];
+    for (name, pass) in passes {
+        let t = Instant::now();
+        let raw = pass();
+        let encode = t.elapsed().as_secs_f64() * 1e3;
+        let t = Instant::now();
+        let packed = lz4_flex::block::compress(&raw);
+        let lz4 = t.elapsed().as_secs_f64() * 1e3;
+        println!(
+            "{name} {encode:.1} ms ({:.1} MB) + LZ4 {lz4:.1} ms ({:.2} MB)",
+            raw.len() as f64 / 1e6,
+            packed.len() as f64 / 1e6
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

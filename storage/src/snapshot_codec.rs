@@ -3,30 +3,34 @@
 //! ```text
 //! offset  size  field
 //!      0     8  magic  "gavelsnp"
-//!      8     4  format (u32 LE): 1 = MessagePack with field names, LZ4 block-compressed
+//!      8     4  format (u32 LE): 2 = postcard record, LZ4 block-compressed
+//!                              (1 = MessagePack with field names, LZ4: read, no longer written)
 //!     12     4  CRC-32C (u32 LE) of bytes 16.. (the length and the payload)
 //!     16     8  length of the uncompressed payload (u64 LE)
-//!     24     …  payload: LZ4 block of the MessagePack `Snapshot { version, state }`
+//!     24     …  payload: LZ4 block of the encoded `(version, state)`
 //! ```
 //!
-//! MessagePack *with field names* because it is self-describing: the engine's state holds
-//! protocol types whose serde attributes (`skip_serializing_if`, internally tagged enums)
-//! formats without field names (postcard, bincode, MessagePack arrays) cannot read back. The
-//! names cost bytes, and LZ4 takes them back (100,000 open tasks: JSON 52 MB, this 3.5 MB;
-//! see docs/benchmarks.md). The frame's `format` changes when the encoding does; the
-//! engine's [`SNAPSHOT_VERSION`] inside changes when the state's shape does.
+//! Format 2 writes the state as [`gavel_engine::snapshot_record`] lays it out: by position
+//! (postcard, no field names), without the indexes that follow from the tasks. Format 1 wrote
+//! the engine's state itself as MessagePack *with* field names, because its protocol types'
+//! serde attributes (`skip_serializing_if`, internally tagged enums) need a self-describing
+//! format; it cost as much to encode as JSON (docs/benchmarks.md). The frame's `format`
+//! changes when the encoding does; the engine's [`SNAPSHOT_VERSION`] inside changes when the
+//! state's meaning does.
 //!
-//! Snapshots written before this format (plain JSON, starting with `{`) are still read, so an
-//! upgrade recovers from the snapshot it finds. JSON stays available as an export
-//! (`gavel snapshot export`).
+//! Snapshots of earlier versions — format 1 frames, and plain JSON (starting with `{`) — are
+//! still read, so an upgrade recovers from the snapshot it finds. JSON stays available as an
+//! export (`gavel snapshot export`).
 
+use gavel_engine::snapshot_record::{StateRecord, StateRecordRef};
 use gavel_engine::{SNAPSHOT_VERSION, Snapshot, State};
-use serde::Serialize;
 
 /// The frame's first bytes.
 pub const MAGIC: &[u8; 8] = b"gavelsnp";
-/// The encoding this build writes (and the only binary one it reads).
-pub const FORMAT: u32 = 1;
+/// The encoding this build writes.
+pub const FORMAT: u32 = 2;
+/// The MessagePack encoding of earlier versions, still read.
+const FORMAT_MSGPACK: u32 = 1;
 const HEADER: usize = 24;
 /// No snapshot decompresses to more than this (a corrupt length must not allocate it).
 const MAX_RAW: u64 = 1 << 36;
@@ -34,28 +38,43 @@ const MAX_RAW: u64 = 1 << 36;
 const CRC32C: crc::Crc<u32, crc::Table<16>> =
     crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
 
-/// The snapshot's serialized shape, written from a borrowed state (same shape as
-/// [`Snapshot`], without copying the state first).
-#[derive(Serialize)]
-struct SnapshotRef<'a> {
+/// Encodes `state` as a snapshot frame.
+pub fn encode(state: &State) -> Vec<u8> {
+    let raw = postcard::to_allocvec(&(SNAPSHOT_VERSION, StateRecordRef::new(state)))
+        .expect("engine state always serializes");
+    frame(FORMAT, &raw)
+}
+
+/// Encodes `state` as the format-1 frame earlier versions wrote (MessagePack with field
+/// names): what upgrades find on disk, kept for the tests that read it back and for the
+/// benchmark that compares the two.
+pub fn encode_format_1(state: &State) -> Vec<u8> {
+    let raw = rmp_serde::to_vec_named(
+        &(Snapshot1 {
+            version: SNAPSHOT_VERSION,
+            state,
+        }),
+    )
+    .expect("engine state always serializes");
+    frame(FORMAT_MSGPACK, &raw)
+}
+
+/// Format 1's payload: [`Snapshot`], borrowed.
+#[derive(serde::Serialize)]
+struct Snapshot1<'a> {
     version: u32,
     state: &'a State,
 }
 
-/// Encodes `state` as a snapshot frame.
-pub fn encode(state: &State) -> Vec<u8> {
-    let snapshot = SnapshotRef {
-        version: SNAPSHOT_VERSION,
-        state,
-    };
-    let raw = rmp_serde::to_vec_named(&snapshot).expect("engine state always serializes");
+/// The frame around an encoded payload: header, LZ4 block, checksum.
+fn frame(format: u32, raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + lz4_flex::block::get_maximum_output_size(raw.len()));
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT.to_le_bytes());
+    out.extend_from_slice(&format.to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&(raw.len() as u64).to_le_bytes());
     out.resize(out.capacity(), 0);
-    let written = lz4_flex::block::compress_into(&raw, &mut out[HEADER..])
+    let written = lz4_flex::block::compress_into(raw, &mut out[HEADER..])
         .expect("the buffer has the maximum compressed size");
     out.truncate(HEADER + written);
     // The buffer was sized for incompressible input (the raw length and more): keep only
@@ -66,26 +85,41 @@ pub fn encode(state: &State) -> Vec<u8> {
     out
 }
 
-/// Decodes a stored snapshot: this module's frame, or an older plain JSON snapshot. Any
-/// damage (bad checksum, truncation, an unknown format) is an error naming what is wrong.
+/// Decodes a stored snapshot: this module's frame (either format), or an older plain JSON
+/// snapshot. Any damage (bad checksum, truncation, an unknown format) is an error naming what
+/// is wrong.
 pub fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
     if bytes.first() == Some(&b'{') {
         return serde_json::from_slice(bytes).map_err(|e| format!("JSON snapshot: {e}"));
     }
-    let raw = payload(bytes)?;
-    rmp_serde::from_slice(&raw).map_err(|e| format!("snapshot payload: {e}"))
+    let (format, raw) = payload(bytes)?;
+    if format == FORMAT_MSGPACK {
+        return rmp_serde::from_slice(&raw).map_err(|e| format!("snapshot payload: {e}"));
+    }
+    let ((version, record), rest): ((u32, StateRecord), _) =
+        postcard::take_from_bytes(&raw).map_err(|e| format!("snapshot payload: {e}"))?;
+    if !rest.is_empty() {
+        return Err(format!(
+            "snapshot payload: {} bytes after the state",
+            rest.len()
+        ));
+    }
+    Ok(Snapshot {
+        version,
+        state: record.into_state()?,
+    })
 }
 
-/// The frame's payload, checked and decompressed.
-fn payload(bytes: &[u8]) -> Result<Vec<u8>, String> {
+/// The frame's format and payload, checked and decompressed.
+fn payload(bytes: &[u8]) -> Result<(u32, Vec<u8>), String> {
     if bytes.len() < HEADER || &bytes[..8] != MAGIC {
         return Err("not a gavel snapshot (no header)".into());
     }
     let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
     let format = word(8);
-    if format != FORMAT {
+    if format != FORMAT && format != FORMAT_MSGPACK {
         return Err(format!(
-            "snapshot encoding {format} is not supported (this build reads {FORMAT})"
+            "snapshot encoding {format} is not supported (this build reads {FORMAT_MSGPACK} and {FORMAT})"
         ));
     }
     let crc = CRC32C.checksum(&bytes[16..]);
@@ -99,8 +133,9 @@ fn payload(bytes: &[u8]) -> Result<Vec<u8>, String> {
     if raw_len > MAX_RAW {
         return Err(format!("snapshot length {raw_len} is not plausible"));
     }
-    lz4_flex::block::decompress(&bytes[HEADER..], raw_len as usize)
-        .map_err(|e| format!("snapshot payload: {e}"))
+    let raw = lz4_flex::block::decompress(&bytes[HEADER..], raw_len as usize)
+        .map_err(|e| format!("snapshot payload: {e}"))?;
+    Ok((format, raw))
 }
 
 /// The snapshot as pretty JSON (for `gavel snapshot export`): the shape the JSON snapshots

@@ -7,7 +7,7 @@ use common::market_events;
 use gavel_engine::{Actor, Command, SNAPSHOT_VERSION, Snapshot, State};
 use gavel_protocol::command::PlaceBid;
 use gavel_protocol::{RequestId, Role, UserId};
-use gavel_storage::snapshot_codec::{MAGIC, decode, encode, to_json};
+use gavel_storage::snapshot_codec::{MAGIC, decode, encode, encode_format_1, to_json};
 
 /// A state with tasks, ranked bids, coaches and a remembered reply (an internally tagged
 /// enum inside the idempotency table).
@@ -59,6 +59,18 @@ fn json_snapshots_of_earlier_versions_still_load() {
 }
 
 #[test]
+fn format_1_frames_of_earlier_versions_still_load() {
+    let state = state();
+    let back = decode(&encode_format_1(&state)).expect("decodes");
+    assert_eq!(back.state, state);
+    assert_eq!(
+        &encode(&state)[8..12],
+        &2u32.to_le_bytes(),
+        "this build writes format 2"
+    );
+}
+
+#[test]
 fn the_export_is_the_json_snapshot() {
     let state = state();
     let json = to_json(&encode(&state)).unwrap();
@@ -78,7 +90,7 @@ fn damage_is_an_error_never_a_wrong_state() {
         assert!(decode(&bytes[..len]).is_err(), "truncated to {len}");
     }
     let mut future = bytes.clone();
-    future[8] = 2;
+    future[8] = 3;
     let err = decode(&future).unwrap_err();
-    assert!(err.contains("encoding 2 is not supported"), "{err}");
+    assert!(err.contains("encoding 3 is not supported"), "{err}");
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use gavel_engine::{Engine, EngineConfig, Event};
 use gavel_protocol::Seq;
-use gavel_storage::{StoredEvent, StoredSnapshot, encode_snapshot, recover};
+use gavel_storage::{StoredEvent, StoredSnapshot, encode_snapshot, recover, snapshot_codec};
 
 use crate::market::Market;
 use crate::{Stores, close};
@@ -63,10 +63,23 @@ pub(crate) async fn recovery(stores: &mut Stores, backend: &str, events: Seq) {
     assert_eq!(tail_report.snapshot_seq, snapshot.seq);
     let same_tail = tail.state() == state;
     drop(tail);
+    // The same snapshot as earlier versions wrote it (format 1), for the comparison.
+    let format_1 = StoredSnapshot {
+        state: snapshot_codec::encode_format_1(
+            &snapshot_codec::decode(&snapshot.state).unwrap().state,
+        ),
+        ..snapshot.clone()
+    };
+    store.write_snapshot(&format_1).await.unwrap();
+    let (tail_1, tail_1_report) = recover(&store, EngineConfig::default()).await.unwrap();
+    let same_tail_1 = tail_1.state() == state;
+    drop(tail_1);
+    store.write_snapshot(&snapshot).await.unwrap();
     println!(
-        "snapshot at seq {}: {:.1} MB (binary snapshot frame, `snapshot_codec`)\n",
+        "snapshot at seq {}: {:.1} MB (binary snapshot frame, `snapshot_codec`; format 1: {:.1} MB)\n",
         snapshot.seq,
-        snapshot.state.len() as f64 / 1e6
+        snapshot.state.len() as f64 / 1e6,
+        format_1.state.len() as f64 / 1e6
     );
     println!("| recovery | events replayed | time | equals the live engine |");
     println!("|---|---:|---:|---|");
@@ -80,6 +93,11 @@ pub(crate) async fn recovery(stores: &mut Stores, backend: &str, events: Seq) {
         tail_report.snapshot_seq,
         tail_report.replayed,
         tail_report.took.as_secs_f64()
+    );
+    println!(
+        "| the same, snapshot in format 1 (MessagePack with names) | {} | {:.2} s | {same_tail_1} |",
+        tail_1_report.replayed,
+        tail_1_report.took.as_secs_f64()
     );
     println!();
 
@@ -108,7 +126,7 @@ pub(crate) async fn recovery(stores: &mut Stores, backend: &str, events: Seq) {
     let stored = store.latest_snapshot().await.unwrap().unwrap();
     let snapshot_read = t.elapsed();
     let t = Instant::now();
-    let parsed = gavel_storage::snapshot_codec::decode(&stored.state).unwrap();
+    let parsed = snapshot_codec::decode(&stored.state).unwrap();
     let snapshot_decode = t.elapsed();
     let t = Instant::now();
     let restored = Engine::restore(EngineConfig::default(), parsed).unwrap();
@@ -117,7 +135,7 @@ pub(crate) async fn recovery(stores: &mut Stores, backend: &str, events: Seq) {
     let tail_from = stored.seq as usize;
     let mut engine = Engine::restore(
         EngineConfig::default(),
-        gavel_storage::snapshot_codec::decode(&stored.state).unwrap(),
+        snapshot_codec::decode(&stored.state).unwrap(),
     )
     .unwrap();
     let t = Instant::now();
@@ -150,7 +168,7 @@ pub(crate) async fn recovery(stores: &mut Stores, backend: &str, events: Seq) {
         snapshot_read.as_secs_f64()
     );
     println!(
-        "| snapshot decode (LZ4 + MessagePack) | {:.2} s | |",
+        "| snapshot decode (LZ4 + postcard record) | {:.2} s | |",
         snapshot_decode.as_secs_f64()
     );
     println!(
