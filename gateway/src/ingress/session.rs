@@ -28,41 +28,48 @@ use crate::sequencer::messages::{EngineMsg, ReplyTo, SubscribeRequest};
 const MAX_FRAMES_PER_FLUSH: usize = 256;
 
 /// Serves one upgraded connection until it closes.
-pub async fn run(
-    socket: WebSocket,
+///
+/// A plain function returning an `async move` block rather than an `async fn`: an `async fn`
+/// keeps its arguments and the copies its body moves them into side by side in its state, so
+/// the 368-byte socket would be held twice by every connection's task.
+#[allow(clippy::manual_async_fn)]
+pub fn run(
+    mut socket: WebSocket,
     claims: Claims,
     state: Arc<AppState>,
     permit: OwnedSemaphorePermit,
-) {
-    // No `conn` span around the task: `.instrument(span)` entered and left it on every poll
-    // (~650 instructions per wake-up, one wake-up per delivered frame) and kept ~388 bytes per
-    // connection in the subscriber. The session's own log lines carry `conn`/`user`/`role`
-    // instead — nothing else logs on this task.
-    let id = state.conn_ids.next();
-    let (handle, outbox) = connection(id, claims.sub.clone(), state.metrics.clone());
-    state
-        .connections
-        .lock()
-        .expect("connection registry lock")
-        .insert(id, handle.clone());
-    state.metrics.connections.inc();
-    tracing::debug!(conn = id, user = %claims.sub, role = %claims.role, "connected");
-    let mut session = Session {
-        state: state.clone(),
-        actor: Actor::new(claims.sub.clone(), claims.role),
-        handle,
-        bad_frames: VecDeque::new(),
-    };
-    let code = session.serve(socket, outbox, claims.exp).await;
-    tracing::debug!(conn = id, user = %claims.sub, role = %claims.role, ?code, "disconnected");
-    state
-        .connections
-        .lock()
-        .expect("connection registry lock")
-        .remove(&id);
-    state.metrics.connections.dec();
-    let _ = state.engine.try_send(EngineMsg::Disconnected { conn: id });
-    drop(permit);
+) -> impl Future<Output = ()> {
+    async move {
+        // No `conn` span around the task: `.instrument(span)` entered and left it on every poll
+        // (~650 instructions per wake-up, one wake-up per delivered frame) and kept ~388 bytes
+        // per connection in the subscriber. The session's own log lines carry
+        // `conn`/`user`/`role` instead — nothing else logs on this task.
+        let id = state.conn_ids.next();
+        let (handle, mut outbox) = connection(id, claims.sub.clone(), state.metrics.clone());
+        state
+            .connections
+            .lock()
+            .expect("connection registry lock")
+            .insert(id, handle.clone());
+        state.metrics.connections.inc();
+        tracing::debug!(conn = id, user = %claims.sub, role = %claims.role, "connected");
+        let mut session = Session {
+            state: state.clone(),
+            actor: Actor::new(claims.sub.clone(), claims.role),
+            handle,
+            bad_frames: VecDeque::new(),
+        };
+        let code = session.serve(&mut socket, &mut outbox, claims.exp).await;
+        tracing::debug!(conn = id, user = %claims.sub, role = %claims.role, ?code, "disconnected");
+        state
+            .connections
+            .lock()
+            .expect("connection registry lock")
+            .remove(&id);
+        state.metrics.connections.dec();
+        let _ = state.engine.try_send(EngineMsg::Disconnected { conn: id });
+        drop(permit);
+    }
 }
 
 struct Session {
@@ -78,12 +85,14 @@ impl Session {
     ///
     /// Kept small and cheap per wake-up, since an idle connection is mostly this future and
     /// every delivered frame wakes it once: one timer for both the ping and the token's expiry
-    /// ([`Heartbeat`]), a write timer only when a write cannot complete at once, and the
-    /// close handshake boxed (it runs once, at the end).
+    /// ([`Heartbeat`]), a write timer only when a write cannot complete at once, writes polled
+    /// by hand ([`write_within`]), the socket and outbox borrowed (an `async fn` keeps its
+    /// arguments apart from its body's state: moved in, the 368-byte socket would be held
+    /// twice), and the close handshake boxed (it runs once, at the end).
     async fn serve(
         &mut self,
-        mut socket: WebSocket,
-        mut outbox: Outbox,
+        socket: &mut WebSocket,
+        outbox: &mut Outbox,
         exp: u64,
     ) -> Option<CloseCode> {
         // What the loop needs of the limits, not a copy of them all (it would live in every
@@ -99,9 +108,10 @@ impl Session {
                 biased;
                 frame = outbox.recv() => match frame {
                     Some(first) => {
-                        let rest = take_rest(&mut outbox);
+                        let rest = take_rest(outbox);
                         let deadline = write_deadline(write_timeout, &first, &rest);
-                        match write_within(write_frames(&mut socket, first, rest), deadline).await {
+                        let frames = std::iter::once(first).chain(rest).map(Message::Text);
+                        match write_within(socket, frames, deadline).await {
                             Written::Done => outbox.written(),
                             Written::Failed => break None,
                             Written::TimedOut => return self.write_timed_out(),
@@ -140,8 +150,8 @@ impl Session {
                         if last_heard.elapsed() > idle_timeout {
                             break Some(CloseCode::Idle);
                         }
-                        let ping = socket.send(Message::Ping(Default::default()));
-                        match write_within(ping, write_timeout).await {
+                        let ping = std::iter::once(Message::Ping(Default::default()));
+                        match write_within(socket, ping, write_timeout).await {
                             Written::Done => {}
                             Written::Failed => break None,
                             Written::TimedOut => return self.write_timed_out(),
@@ -151,7 +161,7 @@ impl Session {
             }
         };
         if let Some(code) = close_code {
-            Box::pin(close_handshake(&mut socket, code)).await;
+            Box::pin(close_handshake(socket, code)).await;
         }
         close_code
     }
@@ -404,19 +414,6 @@ fn write_deadline(write_timeout: Duration, first: &Utf8Bytes, rest: &[Utf8Bytes]
     write_timeout + Duration::from_millis(bytes * 1000 / WRITE_RATE_FLOOR_BYTES_PER_SEC)
 }
 
-/// Writes a batch of frames, then flushes once.
-async fn write_frames(
-    socket: &mut WebSocket,
-    first: Utf8Bytes,
-    rest: Vec<Utf8Bytes>,
-) -> Result<(), axum::Error> {
-    socket.feed(Message::Text(first)).await?;
-    for frame in rest {
-        socket.feed(Message::Text(frame)).await?;
-    }
-    socket.flush().await
-}
-
 /// How a write ended.
 enum Written {
     Done,
@@ -426,29 +423,49 @@ enum Written {
     TimedOut,
 }
 
-/// Runs `write`, giving it `deadline` to finish. A write that completes at once — the socket
-/// had room, as it has for a client that reads — needs no timer: the timer (a registration in
-/// tokio's timer wheel, inserted and removed) is made only when the write has to wait.
-async fn write_within(
-    write: impl Future<Output = Result<(), axum::Error>>,
+/// Writes `frames`, then flushes once, giving it all `deadline` to finish. A write that
+/// completes at once — the socket had room, as it has for a client that reads — needs no
+/// timer: the timer (a registration in tokio's timer wheel, inserted and removed) is made only
+/// when the write has to wait. Polled by hand rather than composed of `feed`/`flush` futures
+/// and a `select!` in an `async fn`: their state, held inside every connection's task, was
+/// ~350 bytes larger.
+fn write_within(
+    socket: &mut WebSocket,
+    mut frames: impl Iterator<Item = Message>,
     deadline: Duration,
-) -> Written {
-    let mut write = std::pin::pin!(write);
-    let first_poll = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
-    let result = match first_poll {
-        Poll::Ready(result) => result,
-        Poll::Pending => {
-            let timer = Box::pin(tokio::time::sleep(deadline));
-            tokio::select! {
-                result = write => result,
-                () = timer => return Written::TimedOut,
+) -> impl Future<Output = Written> {
+    let mut next = frames.next();
+    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    std::future::poll_fn(move |cx| {
+        let written = loop {
+            let Some(frame) = next.take() else {
+                break socket.poll_flush_unpin(cx);
+            };
+            match socket.poll_ready_unpin(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => break Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    next = Some(frame);
+                    break Poll::Pending;
+                }
+            }
+            if let Err(e) = socket.start_send_unpin(frame) {
+                break Poll::Ready(Err(e));
+            }
+            next = frames.next();
+        };
+        match written {
+            Poll::Ready(Ok(())) => Poll::Ready(Written::Done),
+            Poll::Ready(Err(_)) => Poll::Ready(Written::Failed),
+            Poll::Pending => {
+                let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(deadline)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Written::TimedOut),
+                    Poll::Pending => Poll::Pending,
+                }
             }
         }
-    };
-    match result {
-        Ok(()) => Written::Done,
-        Err(_) => Written::Failed,
-    }
+    })
 }
 
 /// Sends the close frame, then waits (briefly) for the client's close reply, reading whatever
@@ -529,5 +546,43 @@ pub fn close_all(state: &AppState) {
         .values()
     {
         handle.close(CloseCode::GoingAway);
+    }
+}
+
+/// The bytes each part of a connection's task takes (an idle connection is mostly this task):
+/// a measurement, not a check — sizes differ between debug and release builds and between
+/// compilers. `cargo test --release -p gavel-gateway --lib future_sizes -- --ignored --nocapture`
+#[cfg(test)]
+mod future_sizes {
+    use super::*;
+
+    fn size_of_future<A, F: Future>(_: impl Fn(A) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    fn serve<'a>(a: (&'a mut Session, &'a mut WebSocket, &'a mut Outbox, u64)) -> impl Future + 'a {
+        a.0.serve(a.1, a.2, a.3)
+    }
+
+    fn write(a: (&mut WebSocket, Utf8Bytes, Vec<Utf8Bytes>)) -> impl Future + '_ {
+        let frames = std::iter::once(a.1).chain(a.2).map(Message::Text);
+        write_within(a.0, frames, Duration::ZERO)
+    }
+
+    #[test]
+    #[ignore = "a measurement: run it with --nocapture"]
+    #[allow(clippy::print_stderr)]
+    fn future_sizes() {
+        let run = size_of_future(
+            |a: (WebSocket, Claims, Arc<AppState>, OwnedSemaphorePermit)| run(a.0, a.1, a.2, a.3),
+        );
+        eprintln!(
+            "bytes: run {run}, serve {}, write {}, socket {}, session {}, heartbeat {}",
+            size_of_future(serve),
+            size_of_future(write),
+            std::mem::size_of::<WebSocket>(),
+            std::mem::size_of::<Session>(),
+            std::mem::size_of::<Heartbeat>(),
+        );
     }
 }
