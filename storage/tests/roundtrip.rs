@@ -135,6 +135,27 @@ async fn recovery_rebuilds_the_engine_and_snapshot_plus_tail_equals_full_replay(
             "{backend}: snapshot + tail equals full replay"
         );
         from_snapshot.check_invariants().unwrap();
+
+        // A damaged snapshot is refused with the reason, never loaded (the tail is read
+        // meanwhile, and thrown away).
+        let mut damaged = encode_snapshot(&snapshot);
+        let last = damaged.len() - 1;
+        damaged[last] ^= 0x5a;
+        store
+            .write_snapshot(&StoredSnapshot {
+                seq: mid_engine.seq() + 1,
+                at,
+                state: damaged,
+            })
+            .await
+            .unwrap();
+        let refused = recover(&store, EngineConfig::default()).await.err();
+        let message = refused.map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            message.contains(&format!("snapshot at seq {}", mid_engine.seq() + 1))
+                && message.contains("checksum mismatch"),
+            "{backend}: {message}"
+        );
     }
 }
 
