@@ -60,6 +60,8 @@ pub fn run(
             bad_frames: VecDeque::new(),
         };
         let code = session.serve(&mut socket, &mut outbox, claims.exp).await;
+        // The TCP connection closes now, before the bookkeeping (as when `serve` owned it).
+        drop(socket);
         tracing::debug!(conn = id, user = %claims.sub, role = %claims.role, ?code, "disconnected");
         state
             .connections
