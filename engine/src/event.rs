@@ -53,8 +53,11 @@ pub struct TaskSpec {
 /// Every kind of domain event. Most map one-to-one onto a wire kind (named alike); the rest
 /// are bookkeeping that only `evolve` needs ([`EventKind::BiddingClosed`],
 /// [`EventKind::CoachUpserted`], [`EventKind::TasksArchived`]).
+///
+/// Journaled internally tagged (`{"kind": "bid_placed", …}`), read tag first
+/// ([`crate::tag_first`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(remote = "Self", rename_all = "snake_case")]
 pub enum EventKind {
     /// A task was posted (`bid_count` 0), or reopened for a new bidding window.
     TaskOpened {
@@ -190,6 +193,8 @@ pub enum EventKind {
         archived: Vec<ArchivedTask>,
     },
 }
+
+crate::tag_first::impl_serde!(EventKind, "kind");
 
 impl EventKind {
     /// The task the event concerns, if any.

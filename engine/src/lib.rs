@@ -22,6 +22,8 @@
 //!   [`archive`] — what a task leaves behind when it leaves memory; [`market`] — the
 //!   accepted amounts behind `quote` and market pricing.
 //! - [`routing`] — which topics and audiences each event reaches, in its wire form.
+//! - `tag_first` — the internally tagged form of [`EventKind`] and [`Reply`], read without
+//!   serde's buffering.
 //! - [`invariants`] — `check_invariants`, called by tests after every step.
 //!
 //! One command flows: `Engine::execute(request, now)` → `fire(now)` (deadline events) →
@@ -49,6 +51,7 @@ pub mod reply;
 pub mod routing;
 pub mod snapshot_record;
 pub mod state;
+mod tag_first;
 pub mod task;
 pub mod tiers;
 pub mod timers;

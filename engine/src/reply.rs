@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 
 /// What a successful command answers. Journaled with the command's effect (see
 /// [`crate::event::Origin`]) so a retried request gets exactly the same reply.
+/// Internally tagged (`{"reply": "place_bid", …}`), read tag first ([`crate::tag_first`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "reply", rename_all = "snake_case")]
+#[serde(remote = "Self", rename_all = "snake_case")]
 pub enum Reply {
     PostTask(PostTaskResult),
     PlaceBid(PlaceBidResult),
@@ -20,6 +21,8 @@ pub enum Reply {
     Coach(CoachView),
     Empty(Empty),
 }
+
+crate::tag_first::impl_serde!(Reply, "reply");
 
 impl Reply {
     /// The `result` object of the `ok` frame.

@@ -64,6 +64,22 @@ pub fn check_request_id(s: &str) -> Result<(), IdError> {
     }
 }
 
+/// Reads an id from the string in the input, borrowed when it can be: the id's one
+/// allocation is its `Arc<str>` (no `String` on the way).
+struct IdVisitor<T>(fn(&str) -> Result<T, IdError>);
+
+impl<T> serde::de::Visitor<'_> for IdVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an id string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<T, E> {
+        (self.0)(s).map_err(E::custom)
+    }
+}
+
 /// Defines a validated, cheaply clonable string id type.
 ///
 /// Ids are cloned into many events and views, so they hold an `Arc<str>`: a clone is a
@@ -126,8 +142,7 @@ macro_rules! id_type {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-                Self::new(&s).map_err(serde::de::Error::custom)
+                d.deserialize_str(IdVisitor(Self::new))
             }
         }
 
