@@ -196,8 +196,8 @@ impl Engine {
                 ));
             }
         }
-        for (bid, task) in &s.bid_tasks {
-            if !s.tasks.get(task).is_some_and(|t| t.bids.contains_key(bid)) {
+        for (bid, task) in s.bid_tasks.iter() {
+            if !s.tasks.get(task).is_some_and(|t| t.bids.contains_key(&bid)) {
                 return Err(format!("bid {bid} indexed to task {task} that lacks it"));
             }
         }

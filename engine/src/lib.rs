@@ -8,7 +8,8 @@
 //! - [`event`] — what it journals: domain [`Event`]s, richer than the wire's.
 //! - [`reply`] / [`rejection`] — what a command answers: a [`Reply`] or a [`Rejection`].
 //! - [`state`] — the [`State`] and `evolve`, the only code that changes it; [`task`] — a task,
-//!   its bids and its assignment; [`coach`] — a registered coach and its reputation;
+//!   its bids and its assignment; [`bid_tasks`] — each bid's task, by bid number;
+//!   [`coach`] — a registered coach and its reputation;
 //!   [`counts`] — derived counters of open tasks.
 //! - [`decide`] — commands → events (validation and authorization); [`deadlines`] — the same
 //!   for deadlines passing; [`award`] — the award and its undoing (pending bids rejected, the
@@ -32,6 +33,7 @@
 
 pub mod archive;
 pub mod award;
+pub mod bid_tasks;
 pub mod coach;
 pub mod command;
 pub mod counts;

@@ -134,8 +134,8 @@ impl StateRecord {
         for record in self.tasks {
             let task = record.into_task()?;
             let id = task.spec.task_id.clone();
-            for bid_id in task.bids.keys() {
-                state.bid_tasks.insert(bid_id.clone(), id.clone());
+            for bid in task.bids.values() {
+                state.bid_tasks.insert(bid.no, id.clone());
             }
             if task.status == TaskStatus::Open {
                 state.open_tasks.insert(id.clone());

@@ -10,6 +10,7 @@ use gavel_protocol::views::{CoachView, EscrowView, UrgencyCounts};
 use gavel_protocol::{BidId, BidStatus, Millis, Seq, TaskId, TaskStatus, Urgency, UserId};
 use serde::{Deserialize, Serialize};
 
+use crate::bid_tasks::BidTasks;
 use crate::event::{Event, EventKind};
 use crate::idempotency::Idempotency;
 use crate::ids::BidNo;
@@ -39,7 +40,7 @@ pub struct State {
     pub now: Millis,
     pub tasks: IdMap<TaskId, Task>,
     /// Which task every bid belongs to.
-    pub bid_tasks: IdMap<BidId, TaskId>,
+    pub bid_tasks: BidTasks,
     pub coaches: IdMap<UserId, Coach>,
     /// Tasks in `open`, for the feed snapshot without scanning every task.
     pub open_tasks: BTreeSet<TaskId>,
@@ -188,8 +189,7 @@ impl State {
             BidPlaced { bid } => {
                 let no = crate::ids::bid_no(&bid.bid_id).expect("engine bid ids are b_<n>");
                 self.next_bid_no = self.next_bid_no.max(no + 1);
-                self.bid_tasks
-                    .insert(bid.bid_id.clone(), bid.task_id.clone());
+                self.bid_tasks.insert(no, bid.task_id.clone());
                 if let Some(coach) = self.coaches.get_mut(&bid.coach_id) {
                     coach.live_bids.0.insert(no);
                 }

@@ -209,7 +209,12 @@ impl Engine {
             .iter()
             .map(|no| {
                 let bid_id = crate::ids::bid_id(*no);
-                let task = &self.state.tasks[&self.state.bid_tasks[&bid_id]];
+                let task_id = self
+                    .state
+                    .bid_tasks
+                    .get(&bid_id)
+                    .expect("a live bid's task");
+                let task = &self.state.tasks[task_id];
                 task.bids[&bid_id].view.clone()
             })
             .collect();
