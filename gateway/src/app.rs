@@ -29,8 +29,9 @@ use crate::replica::snapshotter::{self, SnapshotPolicy};
 use crate::sequencer::clock::EngineClock;
 #[cfg(feature = "fault-injection")]
 use crate::sequencer::engine_task::CommandHook;
-use crate::sequencer::engine_task::{EngineActor, EngineHandle, Mode, RebuildSignal};
+use crate::sequencer::engine_task::{EngineActor, Mode};
 use crate::sequencer::follower::FollowerLink;
+use crate::sequencer::handle::{EngineHandle, RebuildSignal};
 use crate::sequencer::messages::PUBLISH_QUEUE;
 use crate::supervisor::{Fatal, supervise};
 use crate::webhooks::{Webhooks, check_all, prepare_cursors};

@@ -42,7 +42,7 @@ use crate::durability::replies::error_frame;
 use crate::fanout::outbox::ConnHandle;
 use crate::ingress::auth::JwtKeys;
 use crate::ingress::rate_limit::UserRateLimiter;
-use crate::sequencer::engine_task::{EngineHandle, unavailable};
+use crate::sequencer::handle::{EngineHandle, unavailable};
 use crate::sequencer::messages::{EngineMsg, ReplyTo};
 
 pub use self::leader::serve_follower;

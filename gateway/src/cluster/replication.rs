@@ -17,7 +17,7 @@ use gavel_storage::{Store, StoredEvent};
 use tokio::sync::{mpsc, watch};
 
 use crate::cluster::state::ClusterState;
-use crate::sequencer::engine_task::EngineHandle;
+use crate::sequencer::handle::EngineHandle;
 use crate::sequencer::messages::EngineMsg;
 
 /// Committed groups waiting to be published (full → dropped; followers fill from the journal).

@@ -9,7 +9,7 @@ use gavel_storage::StorageError;
 use tokio::sync::oneshot;
 
 use crate::metrics::Metrics;
-use crate::sequencer::engine_task::RebuildSignal;
+use crate::sequencer::handle::RebuildSignal;
 
 /// Whether a batch may be published.
 #[derive(Debug)]

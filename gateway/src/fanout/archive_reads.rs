@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 use crate::durability::replies::{error_frame, ok_value_frame};
 use crate::fanout::outbox::ConnHandle;
 use crate::metrics::Metrics;
-use crate::sequencer::engine_task::unavailable;
+use crate::sequencer::handle::unavailable;
 
 /// One archive read, decided by the engine task at position `after`.
 #[derive(Debug)]

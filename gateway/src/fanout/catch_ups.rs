@@ -14,7 +14,7 @@ use crate::fanout::outbox::ConnId;
 use crate::fanout::publisher::Publisher;
 use crate::fanout::subscribe::answer_superseded;
 use crate::replica::snapshotter::{FeedRequest, ReplicaMsg};
-use crate::sequencer::engine_task::unavailable;
+use crate::sequencer::handle::unavailable;
 use crate::sequencer::messages::SubscribeRequest;
 
 impl Publisher {

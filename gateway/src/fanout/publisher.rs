@@ -26,7 +26,7 @@ use crate::fanout::stats::StatsTick;
 use crate::fanout::topic_router::{FeedMeta, Router};
 use crate::metrics::Metrics;
 use crate::replica::snapshotter::ReplicaMsg;
-use crate::sequencer::engine_task::{RebuildSignal, WeakEngineHandle, unavailable};
+use crate::sequencer::handle::{RebuildSignal, WeakEngineHandle, unavailable};
 use crate::sequencer::messages::*;
 
 /// Where catch-up readers and the replica reach the publisher.

@@ -8,7 +8,7 @@ use gavel_protocol::views::UrgencyCounts;
 use tokio::sync::mpsc;
 
 use crate::sequencer::clock::EngineClock;
-use crate::sequencer::engine_task::EngineHandle;
+use crate::sequencer::handle::EngineHandle;
 
 /// What the ticker hands the publisher each second.
 #[derive(Debug, Clone, Copy)]

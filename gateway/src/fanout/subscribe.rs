@@ -12,7 +12,7 @@ use crate::fanout::frames::encode_event;
 use crate::fanout::outbox::ConnId;
 use crate::fanout::publisher::Publisher;
 use crate::fanout::topic_router::passes;
-use crate::sequencer::engine_task::unavailable;
+use crate::sequencer::handle::unavailable;
 use crate::sequencer::messages::{EngineMsg, SubscribeRequest, Subscription};
 
 /// A resume this short (in journal events), with every event still in the history ring, is

@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 use crate::app::AppState;
 use crate::fanout::archive_reads::archived_view;
 use crate::history::{MAX_PAGE, task_history};
-use crate::sequencer::engine_task::unavailable;
+use crate::sequencer::handle::unavailable;
 use crate::sequencer::messages::{EngineMsg, ReplyTo};
 
 /// The router of every endpoint.

@@ -21,7 +21,7 @@ use crate::cluster::forward::{Charge, Forward};
 use crate::durability::replies::{error_frame, ok_empty_frame, ok_value_frame};
 use crate::fanout::outbox::{ConnHandle, Outbox, connection};
 use crate::ingress::rate_limit::UserRateLimiter;
-use crate::sequencer::engine_task::unavailable;
+use crate::sequencer::handle::unavailable;
 use crate::sequencer::messages::{EngineMsg, ReplyTo, SubscribeRequest};
 
 /// Frames written per flush at most (the rest go in the next round).

@@ -18,7 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::cluster::forward::Forward;
 use crate::cluster::state::ClusterState;
 use crate::fanout::outbox::ConnId;
-use crate::sequencer::engine_task::{EngineActor, sleep_until, unavailable};
+use crate::sequencer::engine_task::{EngineActor, sleep_until};
+use crate::sequencer::handle::unavailable;
 use crate::sequencer::messages::*;
 
 /// What a follower's engine task holds besides the replica.

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::FORWARD_QUEUE;
 use super::frames::{AnswerFrame, ChargedFrame, ForwardFrame, HelloFrame};
 use crate::app::AppState;
-use crate::sequencer::engine_task::unavailable;
+use crate::sequencer::handle::unavailable;
 use crate::sequencer::messages::{EngineMsg, ReplyTo};
 
 /// Serves one follower's link until it closes or this pipeline stops.

@@ -19,7 +19,7 @@ use crate::fanout::outbox::{Outbox, connection};
 use crate::ingress::auth::JwtKeys;
 use crate::ingress::rate_limit::UserRateLimiter;
 use crate::metrics::Metrics;
-use crate::sequencer::engine_task::EngineHandle;
+use crate::sequencer::handle::EngineHandle;
 use crate::sequencer::messages::EngineMsg;
 
 /// A follower whose leader serves at `leader_addr`, with its forward task running.
