@@ -72,7 +72,7 @@ impl<T> serde::de::Visitor<'_> for IdVisitor<T> {
     type Value = T;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an id string")
+        f.write_str("a string") // as before: the wire's error messages are unchanged
     }
 
     fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<T, E> {
@@ -209,5 +209,12 @@ mod tests {
         let ok: TaskId = serde_json::from_str("\"t_1\"").unwrap();
         assert_eq!(ok.as_str(), "t_1");
         assert!(serde_json::from_str::<TaskId>("\"bad id\"").is_err());
+        // An escaped string is not borrowed from the input; read from a reader, none is.
+        let escaped: TaskId = serde_json::from_str("\"t\\u005f2\"").unwrap();
+        assert_eq!(escaped.as_str(), "t_2");
+        let read: UserId = serde_json::from_reader(&b"\"u.3\""[..]).unwrap();
+        assert_eq!(read.as_str(), "u.3");
+        let wrong = serde_json::from_str::<BidId>("5").unwrap_err().to_string();
+        assert!(wrong.contains("expected a string"), "{wrong}");
     }
 }
