@@ -230,7 +230,7 @@ impl Engine {
     /// tasks and coaches they are derived from.
     fn check_derived_listings(&self) -> Result<(), String> {
         let s = &self.state;
-        let fresh = Listing::rebuild(s.tasks.values());
+        let fresh = Listing::rebuild(s.tasks.values().map(|t| &**t));
         let listing = &s.listing;
         if fresh.all != listing.all
             || fresh.by_owner != listing.by_owner

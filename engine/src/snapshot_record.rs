@@ -140,18 +140,23 @@ impl StateRecord {
             if task.status == TaskStatus::Open {
                 state.open_tasks.insert(id.clone());
             }
-            state.tasks.insert(id, task);
+            state.tasks.insert(id, Box::new(task));
         }
         Ok(state)
     }
 }
 
 #[derive(Debug)]
-struct TasksRef<'a>(&'a IdMap<TaskId, Task>);
+struct TasksRef<'a>(&'a IdMap<TaskId, Box<Task>>);
 
 impl Serialize for TasksRef<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        write_seq(s, self.0.len(), self.0.values(), TaskRecordRef::new)
+        write_seq(
+            s,
+            self.0.len(),
+            self.0.values().map(|t| &**t),
+            TaskRecordRef::new,
+        )
     }
 }
 
