@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::client::{NodeClient, admin_token, http_get};
 use super::nodes::{Cluster, GavelNode};
-use super::streams::{Poster, WAIT};
+use super::streams::{Poster, WAIT, try_request};
 
 /// Posts each poster makes per kill round.
 pub const POSTS_PER_ROUND: usize = 12;
@@ -91,15 +91,12 @@ pub async fn assert_all_acknowledged_kept(addrs: &[SocketAddr], posters: &[Poste
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        let mut clients = Vec::new();
-        for &addr in addrs {
-            clients.push(NodeClient::connect(addr, &p.name, Role::Seeker).await);
-        }
+        let mut clients: Vec<Option<NodeClient>> = addrs.iter().map(|_| None).collect();
         for (n, (id, task)) in p.acked.iter().enumerate() {
-            let client = &mut clients[n % addrs.len()];
-            let addr = client.addr();
+            let at = n % addrs.len();
+            let addr = addrs[at];
             let frame = json!({"type": "post_task", "resume_id": format!("cv-{id}"), "urgency": "flexible"});
-            let again = request_within_the_limit(client, id, frame).await;
+            let again = request_until_answered(&mut clients[at], addr, &p.name, id, frame).await;
             assert_eq!(again["type"], "ok", "retry of {id} on {addr}: {again}");
             let task_again = again["result"]["task_id"].as_str();
             assert_eq!(task_again, Some(task.as_str()), "retry of {id} on {addr}");
@@ -107,20 +104,41 @@ pub async fn assert_all_acknowledged_kept(addrs: &[SocketAddr], posters: &[Poste
     }
 }
 
-/// A request, sent again after `retry_after_ms` while it is `RATE_LIMITED`.
-async fn request_within_the_limit(
-    client: &mut NodeClient,
+/// The answer to `frame` (sent as `id`) on `addr`, asked again while it is only "not now" —
+/// on a new connection when the node closed or refused one: a node whose lease lapsed during
+/// an outage may hand over once the database is back, closing its clients with 1001 and
+/// listening again when its new pipeline is up (contract §13), and meanwhile a request may
+/// be refused `UNAVAILABLE`, or `RATE_LIMITED` when retries come fast. Until [`WAIT`].
+async fn request_until_answered(
+    client: &mut Option<NodeClient>,
+    addr: SocketAddr,
+    user: &str,
     id: &str,
     frame: serde_json::Value,
 ) -> serde_json::Value {
+    let deadline = Instant::now() + WAIT;
     loop {
-        let reply = client.request(id, frame.clone()).await;
-        if reply["code"] != "RATE_LIMITED" {
-            return reply;
+        if client.as_ref().is_none_or(NodeClient::is_closed) {
+            *client = NodeClient::try_connect(addr, user, Role::Seeker).await.ok();
         }
-        // Not a barrier: the wait the server asked for before the budget allows one more.
-        let wait = reply["retry_after_ms"].as_u64().unwrap_or(100);
-        tokio::time::sleep(Duration::from_millis(wait)).await;
+        let mut pause = Duration::from_millis(50);
+        if let Some(open) = client.as_mut() {
+            match try_request(open, id, frame.clone()).await {
+                Some(reply) if reply["code"] == "RATE_LIMITED" => {
+                    pause = Duration::from_millis(reply["retry_after_ms"].as_u64().unwrap_or(100));
+                }
+                Some(reply) if reply["code"] == "UNAVAILABLE" => {}
+                Some(reply) => return reply,
+                None => *client = None,
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no answer but \"not now\" to {id} from {addr} within {WAIT:?}"
+        );
+        // Not a barrier: the pause between two attempts (the server's `retry_after_ms` when
+        // it gave one); the answer itself is what the loop waits for.
+        tokio::time::sleep(pause).await;
     }
 }
 
