@@ -6,7 +6,8 @@
 //! say. The record leaves both out:
 //! - a bid is written without its task id (the task it is in), and its optional coach summary
 //!   as a plain `Option`;
-//! - a reply remembered for idempotency is written as an externally tagged enum;
+//! - a reply remembered for idempotency is written in its externally tagged form (its
+//!   derive with `remote = "Self"`: the variant's index, then its result);
 //! - `bid_tasks`, `open_tasks`, each task's `ranking` and `coach_bids` are not written: they
 //!   follow from the tasks and are rebuilt by [`StateRecord::into_state`] (the other derived
 //!   indexes by [`State::rebuild_index`], as before).
@@ -16,10 +17,7 @@
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
-use gavel_protocol::views::{
-    AcceptBidResult, AcceptVerificationResult, BidCoach, BidView, CancelTaskResult, CoachView,
-    Empty, EscrowView, PlaceBidResult, PostTaskResult, RequestChangesResult, Score, UrgencyCounts,
-};
+use gavel_protocol::views::{BidCoach, BidView, EscrowView, Score, UrgencyCounts};
 use gavel_protocol::{BidId, BidStatus, Cents, Millis, RequestId, Seq, TaskId, TaskStatus, UserId};
 use serde::ser::{SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
@@ -333,7 +331,8 @@ struct EntryRecordRef<'a> {
     user: &'a UserId,
     request_id: &'a RequestId,
     expires_at: Millis,
-    reply: ReplyRecordRef<'a>,
+    #[serde(serialize_with = "reply_by_index::serialize")]
+    reply: &'a Reply,
 }
 
 impl<'a> EntryRecordRef<'a> {
@@ -342,7 +341,7 @@ impl<'a> EntryRecordRef<'a> {
             user: &entry.user,
             request_id: &entry.request_id,
             expires_at: entry.expires_at,
-            reply: ReplyRecordRef::new(&entry.reply),
+            reply: &entry.reply,
         }
     }
 }
@@ -352,7 +351,8 @@ struct EntryRecord {
     user: UserId,
     request_id: RequestId,
     expires_at: Millis,
-    reply: ReplyRecord,
+    #[serde(deserialize_with = "reply_by_index::deserialize")]
+    reply: Reply,
 }
 
 impl EntryRecord {
@@ -361,63 +361,59 @@ impl EntryRecord {
             user: self.user,
             request_id: self.request_id,
             expires_at: self.expires_at,
-            reply: self.reply.into_reply(),
+            reply: self.reply,
         }
     }
 }
 
-/// [`Reply`] externally tagged (by variant index in formats without names), borrowed.
-#[derive(Debug, Serialize)]
-enum ReplyRecordRef<'a> {
-    PostTask(&'a PostTaskResult),
-    PlaceBid(&'a PlaceBidResult),
-    AcceptBid(&'a AcceptBidResult),
-    AcceptVerification(&'a AcceptVerificationResult),
-    RequestChanges(&'a RequestChangesResult),
-    CancelTask(&'a CancelTaskResult),
-    Coach(&'a CoachView),
-    Empty(&'a Empty),
-}
+/// A remembered [`Reply`] in the record: its externally tagged form (`Reply`'s derive with
+/// `remote = "Self"`, see [`crate::tag_first`]), which postcard writes as the variant's index
+/// and its result — the internally tagged form needs a self-describing format.
+mod reply_by_index {
+    use serde::{Deserializer, Serializer};
 
-impl<'a> ReplyRecordRef<'a> {
-    fn new(reply: &'a Reply) -> Self {
-        match reply {
-            Reply::PostTask(r) => ReplyRecordRef::PostTask(r),
-            Reply::PlaceBid(r) => ReplyRecordRef::PlaceBid(r),
-            Reply::AcceptBid(r) => ReplyRecordRef::AcceptBid(r),
-            Reply::AcceptVerification(r) => ReplyRecordRef::AcceptVerification(r),
-            Reply::RequestChanges(r) => ReplyRecordRef::RequestChanges(r),
-            Reply::CancelTask(r) => ReplyRecordRef::CancelTask(r),
-            Reply::Coach(r) => ReplyRecordRef::Coach(r),
-            Reply::Empty(r) => ReplyRecordRef::Empty(r),
-        }
+    use crate::reply::Reply;
+    use crate::tag_first::InternallyTagged;
+
+    pub(super) fn serialize<S: Serializer>(reply: &&Reply, s: S) -> Result<S::Ok, S::Error> {
+        reply.serialize_external(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Reply, D::Error> {
+        Reply::deserialize_external(d)
     }
 }
 
-/// [`ReplyRecordRef`]'s variants, in the same order, owned.
-#[derive(Debug, Deserialize)]
-enum ReplyRecord {
-    PostTask(PostTaskResult),
-    PlaceBid(PlaceBidResult),
-    AcceptBid(AcceptBidResult),
-    AcceptVerification(AcceptVerificationResult),
-    RequestChanges(RequestChangesResult),
-    CancelTask(CancelTaskResult),
-    Coach(CoachView),
-    Empty(Empty),
-}
+#[cfg(test)]
+mod tests {
+    use gavel_protocol::BidId;
+    use gavel_protocol::views::{Empty, PlaceBidResult};
 
-impl ReplyRecord {
-    fn into_reply(self) -> Reply {
-        match self {
-            ReplyRecord::PostTask(r) => Reply::PostTask(r),
-            ReplyRecord::PlaceBid(r) => Reply::PlaceBid(r),
-            ReplyRecord::AcceptBid(r) => Reply::AcceptBid(r),
-            ReplyRecord::AcceptVerification(r) => Reply::AcceptVerification(r),
-            ReplyRecord::RequestChanges(r) => Reply::RequestChanges(r),
-            ReplyRecord::CancelTask(r) => Reply::CancelTask(r),
-            ReplyRecord::Coach(r) => Reply::Coach(r),
-            ReplyRecord::Empty(r) => Reply::Empty(r),
-        }
+    use super::*;
+
+    /// Format 2 frames already written hold replies as the variant's index and its result:
+    /// the record must keep writing (and reading) exactly those bytes.
+    #[test]
+    fn a_remembered_reply_is_its_variant_index_then_its_result() {
+        let entry = |reply| Entry {
+            user: UserId::new("u").unwrap(),
+            request_id: RequestId::new("r").unwrap(),
+            expires_at: 5,
+            reply,
+        };
+        let place_bid = entry(Reply::PlaceBid(PlaceBidResult {
+            bid_id: BidId::new("b_7").unwrap(),
+        }));
+        let bytes = postcard::to_allocvec(&EntryRecordRef::new(&place_bid)).unwrap();
+        // user, request id, expires_at, then variant 1 (`place_bid`) and its bid id.
+        assert_eq!(bytes, [1, b'u', 1, b'r', 5, 1, 3, b'b', b'_', b'7']);
+        let back: EntryRecord = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back.into_entry(), place_bid);
+
+        let empty = entry(Reply::Empty(Empty {}));
+        let bytes = postcard::to_allocvec(&EntryRecordRef::new(&empty)).unwrap();
+        assert_eq!(bytes, [1, b'u', 1, b'r', 5, 7]);
+        let back: EntryRecord = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back.into_entry(), empty);
     }
 }
