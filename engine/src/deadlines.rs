@@ -7,6 +7,7 @@ use crate::award::{award, reject_pending, void_award};
 use crate::engine::Engine;
 use crate::event::EventKind;
 use crate::state::Task;
+use crate::tasks::TaskHandle;
 use crate::timers::{Deadline, DeadlineKind};
 
 /// `round(suggested_price × 1.2)`: what an on-call coach is paid for an unbid task.
@@ -52,17 +53,17 @@ impl IntoIterator for DeadlineEvents {
 }
 
 impl Engine {
-    /// The events of `deadline` passing for `task_id` at `at`, and the owner of the task they
-    /// concern (one lookup of the task for both). Never empty: each outcome moves or clears
-    /// the deadline, so it fires once.
+    /// The events of `deadline` passing for the task at `handle` at `at`, and the owner of the
+    /// task they concern. Never empty: each outcome moves or clears the deadline, so it fires
+    /// once.
     pub(crate) fn decide_deadline(
         &self,
-        task_id: &TaskId,
+        handle: TaskHandle,
         deadline: Deadline,
         at: Millis,
     ) -> (DeadlineEvents, UserId) {
-        let task = &self.state.tasks[task_id];
-        let events = self.deadline_events(task, task_id, deadline, at);
+        let task = self.state.tasks.at(handle);
+        let events = self.deadline_events(task, &task.spec.task_id, deadline, at);
         (events, task.spec.owner.clone())
     }
 

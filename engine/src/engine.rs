@@ -138,11 +138,11 @@ impl Engine {
     /// [`Engine::fire`], appending the events to `applied` (a buffer the caller reuses saves
     /// an allocation per call).
     pub fn fire_into(&mut self, now: Millis, applied: &mut Vec<(Seq, Event)>) {
-        while let Some((task_id, deadline)) = self.state.timers.pop_due(now) {
+        while let Some((task, deadline)) = self.state.timers.pop_due(now) {
             // The event happened at the deadline (not when the timer was driven), so the
             // outcome does not depend on how promptly the caller polls.
             let at = deadline.at.max(self.state.now);
-            let (kinds, owner) = self.decide_deadline(&task_id, deadline, at);
+            let (kinds, owner) = self.decide_deadline(task, deadline, at);
             debug_assert!(
                 !kinds.as_slice().is_empty(),
                 "every deadline produces an event that consumes it"

@@ -129,7 +129,7 @@ impl Engine {
         }
         if let Some(id) = finals
             .iter()
-            .find(|id| !s.tasks.get(**id).is_some_and(|t| t.status.is_final()))
+            .find(|id| !s.tasks.get(id).is_some_and(|t| t.status.is_final()))
         {
             return Err(format!("task {id} waits for archiving but is not final"));
         }
@@ -230,7 +230,7 @@ impl Engine {
     /// tasks and coaches they are derived from.
     fn check_derived_listings(&self) -> Result<(), String> {
         let s = &self.state;
-        let fresh = Listing::rebuild(s.tasks.values().map(|t| &**t));
+        let fresh = Listing::rebuild(s.tasks.values());
         let listing = &s.listing;
         if fresh.all != listing.all
             || fresh.by_owner != listing.by_owner

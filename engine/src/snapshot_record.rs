@@ -28,6 +28,7 @@ use crate::ids::BidNo;
 use crate::market::Market;
 use crate::reply::Reply;
 use crate::state::{Assignment, Bid, Coach, IdMap, State, Task};
+use crate::tasks::Tasks;
 use crate::timers::Deadline;
 
 /// Writes `items` as a sequence of `record(item)`, without collecting them first.
@@ -138,23 +139,18 @@ impl StateRecord {
             if task.status == TaskStatus::Open {
                 state.open_tasks.insert(id.clone());
             }
-            state.tasks.insert(id, Box::new(task));
+            state.tasks.insert(task);
         }
         Ok(state)
     }
 }
 
 #[derive(Debug)]
-struct TasksRef<'a>(&'a IdMap<TaskId, Box<Task>>);
+struct TasksRef<'a>(&'a Tasks);
 
 impl Serialize for TasksRef<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        write_seq(
-            s,
-            self.0.len(),
-            self.0.values().map(|t| &**t),
-            TaskRecordRef::new,
-        )
+        write_seq(s, self.0.len(), self.0.values(), TaskRecordRef::new)
     }
 }
 

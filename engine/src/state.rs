@@ -18,6 +18,7 @@ use crate::listing::Listing;
 use crate::market::Market;
 use crate::on_call::OnCallPool;
 use crate::ranking::RankKey;
+use crate::tasks::{TaskHandle, Tasks};
 use crate::timers::{Deadline, DeadlineKind, TimerSlot, Timers};
 
 pub use crate::coach::{Coach, STRIKES_TO_SUSPEND};
@@ -38,10 +39,8 @@ pub struct State {
     pub seq: Seq,
     /// The latest event time applied: engine time never runs backwards.
     pub now: Millis,
-    /// Each task boxed: the map's entries stay 24 bytes (a task is ~450), so at a million
-    /// tasks the table is ~50 MB that mostly stays in cache instead of ~1 GB with its empty
-    /// buckets, and growing it moves 24 bytes per task (docs/benchmarks.md, "boxed tasks").
-    pub tasks: IdMap<TaskId, Box<Task>>,
+    /// Every task in memory, by id and by handle (serialized as the map id → task).
+    pub tasks: Tasks,
     /// Which task every bid belongs to.
     pub bid_tasks: BidTasks,
     pub coaches: IdMap<UserId, Coach>,
@@ -93,15 +92,15 @@ pub fn archived_id_hash(id: &TaskId) -> u64 {
     })
 }
 
-/// Sets the deadline of a task already looked up, and indexes it.
+/// Sets the deadline of a task already looked up (at `handle`), and indexes it.
 fn set_task_deadline(
     timers: &mut Timers,
-    id: &TaskId,
+    handle: TaskHandle,
     task: &mut Task,
     deadline: Option<Deadline>,
 ) {
     let old = std::mem::replace(&mut task.deadline, deadline);
-    timers.replace(&mut task.timer, id, old, deadline);
+    timers.replace(&mut task.timer, &task.spec.task_id, handle, old, deadline);
 }
 
 impl State {
@@ -163,7 +162,7 @@ impl State {
                     };
                     self.listing.add_task(&entry);
                     bump_type(&mut self.open_by_type, &entry, true);
-                    self.tasks.insert(id.clone(), Box::new(entry));
+                    self.tasks.insert(entry);
                     *self.tasks_by_status.entry(TaskStatus::Open).or_default() += 1;
                     self.open_tasks.insert(id.clone());
                     bump(&mut self.open_by_urgency, task.urgency, true);
@@ -303,14 +302,14 @@ impl State {
                 bidding_closes_at,
             } => {
                 // One lookup for both changes (the commonest deadline event).
-                let task = self
+                let (handle, task) = self
                     .tasks
-                    .get_mut(task_id)
+                    .find_mut(task_id)
                     .expect("an unfilled task exists");
                 task.bidding_closes_at = *bidding_closes_at;
                 set_task_deadline(
                     &mut self.timers,
-                    task_id,
+                    handle,
                     task,
                     Some(Deadline {
                         at: *bidding_closes_at,
@@ -319,12 +318,15 @@ impl State {
                 );
             }
             TaskReminder { task_id, .. } => {
-                let task = self.tasks.get_mut(task_id).expect("a reminded task exists");
+                let (handle, task) = self
+                    .tasks
+                    .find_mut(task_id)
+                    .expect("a reminded task exists");
                 let a = task.assigned.as_ref().expect("a reminded task is assigned");
                 let overdue = a.deadline + a.lead_ms();
                 set_task_deadline(
                     &mut self.timers,
-                    task_id,
+                    handle,
                     task,
                     Some(Deadline {
                         at: overdue,
@@ -494,8 +496,8 @@ impl State {
     }
 
     fn set_deadline(&mut self, id: &TaskId, deadline: Option<Deadline>) {
-        let task = self.tasks.get_mut(id).expect("task exists");
-        set_task_deadline(&mut self.timers, id, task, deadline);
+        let (handle, task) = self.tasks.find_mut(id).expect("task exists");
+        set_task_deadline(&mut self.timers, handle, task, deadline);
     }
 
     /// Rebuilds the derived indexes — deadlines from the tasks, the on-call pool from the
@@ -517,8 +519,8 @@ impl State {
                 task.coaches_ever.push(coach.clone());
             }
         }
-        crate::coach::rebuild_live_bids(&mut self.coaches, self.tasks.values().map(|t| &**t));
-        self.listing = Listing::rebuild(self.tasks.values().map(|t| &**t));
+        crate::coach::rebuild_live_bids(&mut self.coaches, self.tasks.values());
+        self.listing = Listing::rebuild(self.tasks.values());
         self.open_by_type = OpenByType::default();
         for id in &self.open_tasks {
             bump_type(&mut self.open_by_type, &self.tasks[id], true);
@@ -529,10 +531,15 @@ impl State {
     /// deadline a new timer slot.
     pub fn rebuild_timers(&mut self) {
         self.timers = Timers::default();
-        for (id, task) in &mut self.tasks {
+        for (handle, task) in self.tasks.iter_mut() {
             task.timer = TimerSlot::default();
-            self.timers
-                .replace(&mut task.timer, id, None, task.deadline);
+            self.timers.replace(
+                &mut task.timer,
+                &task.spec.task_id,
+                handle,
+                None,
+                task.deadline,
+            );
         }
     }
 

@@ -18,6 +18,8 @@
 //! deadlines touches about ten lines rather than twenty.
 
 use gavel_protocol::{Millis, TaskId};
+
+use crate::tasks::TaskHandle;
 use serde::{Deserialize, Serialize};
 
 /// What happens when a deadline passes.
@@ -71,6 +73,8 @@ struct Quad([Entry; 4]);
 #[derive(Debug, Clone)]
 struct Slot {
     task: TaskId,
+    /// Where the task is in `State::tasks` (fixed while it is in memory).
+    handle: TaskHandle,
     /// Bumped whenever the slot's heap entry stops being the live one.
     generation: u32,
     /// The task's live deadline (a copy of `Task::deadline`).
@@ -114,11 +118,13 @@ const fn pos(i: usize) -> (usize, usize) {
 }
 
 impl Timers {
-    /// Records that `task`'s deadline changed from `old` to `new`; `slot` is the task's own.
+    /// Records that `task`'s deadline changed from `old` to `new`; `slot` is the task's own,
+    /// `handle` its place in `State::tasks`.
     pub fn replace(
         &mut self,
         slot: &mut TimerSlot,
         task: &TaskId,
+        handle: TaskHandle,
         old: Option<Deadline>,
         new: Option<Deadline>,
     ) {
@@ -132,14 +138,14 @@ impl Timers {
             (Some(n), _) => n,
             (None, None) => return,
             (None, Some(_)) => {
-                let n = self.allocate(task);
+                let n = self.allocate(task, handle);
                 slot.0 = Some(n);
                 n
             }
         };
         let s = &mut self.slots[n as usize];
         debug_assert_eq!(s.deadline, old, "the slot mirrors the task's deadline");
-        debug_assert!(&s.task == task && !s.released);
+        debug_assert!(&s.task == task && s.handle == handle && !s.released);
         s.deadline = new;
         match new {
             // Still queued at the same time: the entry stays live (only the kind changed).
@@ -173,10 +179,11 @@ impl Timers {
         }
     }
 
-    fn allocate(&mut self, task: &TaskId) -> u32 {
+    fn allocate(&mut self, task: &TaskId, handle: TaskHandle) -> u32 {
         if let Some(n) = self.free.pop() {
             let s = &mut self.slots[n as usize];
             s.task = task.clone();
+            s.handle = handle;
             s.released = false;
             s.queued = false;
             s.deadline = None;
@@ -185,6 +192,7 @@ impl Timers {
         let n = u32::try_from(self.slots.len()).expect("fewer than 2^32 timer slots");
         self.slots.push(Slot {
             task: task.clone(),
+            handle,
             generation: 0,
             deadline: None,
             queued: false,
@@ -245,9 +253,9 @@ impl Timers {
         (self.size > 0).then(|| self.get(0).at)
     }
 
-    /// Pops the next live deadline due at `now`, skipping stale entries: the task and its
-    /// deadline, read from the slot (no lookup of the task).
-    pub fn pop_due(&mut self, now: Millis) -> Option<(TaskId, Deadline)> {
+    /// Pops the next live deadline due at `now`, skipping stale entries: the task's handle
+    /// and its deadline, read from the slot (no lookup of the task).
+    pub fn pop_due(&mut self, now: Millis) -> Option<(TaskHandle, Deadline)> {
         while self.size > 0 && self.get(0).at <= now {
             let e = self.pop();
             let s = &mut self.slots[e.slot as usize];
@@ -257,7 +265,7 @@ impl Timers {
                 s.queued = false;
                 let d = s.deadline.expect("a queued slot has a deadline");
                 debug_assert_eq!(d.at, e.at);
-                return Some((s.task.clone(), d));
+                return Some((s.handle, d));
             }
             if s.released && s.entries == 0 {
                 self.free.push(e.slot);
@@ -402,6 +410,10 @@ mod tests {
         TaskId::new(s).unwrap()
     }
 
+    fn handle(i: usize) -> TaskHandle {
+        TaskHandle::new(i as u32)
+    }
+
     fn deadline(at: Millis) -> Option<Deadline> {
         Some(Deadline {
             at,
@@ -434,7 +446,7 @@ mod tests {
                 0 => None,
                 _ => deadline(now + rand() % 50),
             };
-            timers.replace(&mut slots[i], &ids[i], model[i], new);
+            timers.replace(&mut slots[i], &ids[i], handle(i), model[i], new);
             model[i] = new;
             if round % 7 == 0 {
                 now += rand() % 20;
@@ -448,9 +460,9 @@ mod tests {
                 expect.sort();
                 for (at, task, k) in expect {
                     let (got, d) = timers.pop_due(now).expect("due");
-                    assert_eq!((d.at, &got), (at, &task));
+                    assert_eq!((d.at, got), (at, handle(k)));
                     // Fired: clear it, and sometimes let the task leave and a new one come.
-                    timers.replace(&mut slots[k], &task, model[k], None);
+                    timers.replace(&mut slots[k], &task, handle(k), model[k], None);
                     model[k] = None;
                     if rand() % 3 == 0 {
                         timers.release(std::mem::take(&mut slots[k]));

@@ -137,7 +137,7 @@ impl Engine {
             .state
             .open_tasks
             .iter()
-            .map(|id| &*self.state.tasks[id])
+            .map(|id| &self.state.tasks[id])
             .filter(|t| {
                 filter.is_none_or(|f| {
                     f.matches(t.spec.urgency, &t.spec.task_type, t.spec.suggested_price)
