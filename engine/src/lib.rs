@@ -55,6 +55,7 @@ pub mod snapshot_record;
 pub mod state;
 mod tag_first;
 pub mod task;
+pub mod task_bids;
 pub mod tasks;
 pub mod tiers;
 pub mod timers;

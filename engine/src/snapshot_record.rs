@@ -28,6 +28,7 @@ use crate::ids::BidNo;
 use crate::market::Market;
 use crate::reply::Reply;
 use crate::state::{Assignment, Bid, Coach, IdMap, State, Task};
+use crate::task_bids::TaskBids;
 use crate::tasks::Tasks;
 use crate::timers::Deadline;
 
@@ -226,7 +227,7 @@ impl TaskRecord {
             status: self.status,
             bidding_closes_at: self.bidding_closes_at,
             awaiting_owner: self.awaiting_owner,
-            bids: IdMap::default(),
+            bids: Default::default(),
             ranking: BTreeMap::new(),
             coach_bids: IdMap::default(),
             assigned: self.assigned,
@@ -244,14 +245,14 @@ impl TaskRecord {
                 task.coach_bids
                     .insert(bid.view.coach_id.clone(), bid.view.bid_id.clone());
             }
-            task.bids.insert(bid.view.bid_id.clone(), bid);
+            task.bids.insert(bid);
         }
         Ok(task)
     }
 }
 
 #[derive(Debug)]
-struct BidsRef<'a>(&'a IdMap<BidId, Bid>);
+struct BidsRef<'a>(&'a TaskBids);
 
 impl Serialize for BidsRef<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

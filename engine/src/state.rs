@@ -150,7 +150,7 @@ impl State {
                         status: TaskStatus::Open,
                         bidding_closes_at: *bidding_closes_at,
                         awaiting_owner: false,
-                        bids: IdMap::default(),
+                        bids: Default::default(),
                         ranking: BTreeMap::new(),
                         coach_bids: IdMap::default(),
                         assigned: None,
@@ -203,7 +203,7 @@ impl State {
                 task.ranking.insert(entry.rank_key(), bid.bid_id.clone());
                 task.coach_bids
                     .insert(bid.coach_id.clone(), bid.bid_id.clone());
-                task.bids.insert(bid.bid_id.clone(), entry);
+                task.bids.insert(entry);
             }
             BidUpdated { bid } => {
                 let task = self.task_mut(&bid.task_id);

@@ -12,6 +12,7 @@ use crate::event::TaskSpec;
 use crate::ids::BidNo;
 use crate::ranking::RankKey;
 use crate::state::IdMap;
+use crate::task_bids::TaskBids;
 use crate::timers::{Deadline, TimerSlot};
 
 /// One task and everything that happened to it.
@@ -22,8 +23,8 @@ pub struct Task {
     pub bidding_closes_at: Millis,
     /// The bidding window closed with bids on a manual task: the owner chooses.
     pub awaiting_owner: bool,
-    /// Every bid ever placed on the task, by id.
-    pub bids: IdMap<BidId, Bid>,
+    /// Every bid ever placed on the task, in placement order, found by id.
+    pub bids: TaskBids,
     /// Pending bids, best first.
     #[serde(with = "ranking_as_pairs")]
     pub ranking: BTreeMap<RankKey, BidId>,

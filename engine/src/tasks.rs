@@ -307,7 +307,7 @@ mod tests {
             status: TaskStatus::Open,
             bidding_closes_at: 0,
             awaiting_owner: false,
-            bids: IdMap::default(),
+            bids: Default::default(),
             ranking: BTreeMap::new(),
             coach_bids: IdMap::default(),
             assigned: None,
@@ -331,7 +331,7 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             let n = (x % 1_500) as usize;
-            if x % 3 == 0 {
+            if x.is_multiple_of(3) {
                 let removed = tasks.remove(&id(n)).map(|t| t.spec.task_id);
                 assert_eq!(removed, model.remove(&n).map(|_| id(n)));
                 assert!(!tasks.contains_key(&id(n)));
