@@ -20,7 +20,7 @@ pub struct Coach {
     /// Tasks the coach holds (assigned, in progress, submitted or disputed).
     pub assignments: BTreeSet<TaskId>,
     /// The numbers of the coach's pending bids, in placement order. Derived from the tasks'
-    /// `coach_bids` (rebuilt by [`rebuild_live_bids`] after loading, never serialized):
+    /// pending bids (rebuilt by [`rebuild_live_bids`] after loading, never serialized):
     /// integer keys, where the bid ids' strings cost a pointer chase and a `memcmp` per
     /// comparison (18 % of a `place_bid`, docs/benchmarks.md).
     #[serde(skip)]
@@ -91,9 +91,9 @@ pub fn rebuild_live_bids<'a>(
         coach.live_bids.0.clear();
     }
     for task in tasks {
-        for (coach_id, bid_id) in &task.coach_bids {
-            if let Some(coach) = coaches.get_mut(coach_id) {
-                coach.live_bids.0.insert(task.bids[bid_id].no);
+        for bid in task.bids.pending() {
+            if let Some(coach) = coaches.get_mut(&bid.view.coach_id) {
+                coach.live_bids.0.insert(bid.no);
             }
         }
     }

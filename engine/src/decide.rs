@@ -257,8 +257,9 @@ impl Engine {
             c.eta_hours,
             window_h,
         );
-        if let Some(bid_id) = task.coach_bids.get(&actor.user) {
-            let old = &task.bids[bid_id].view;
+        if let Some(old) = task.bids.pending_of(&actor.user) {
+            let old = &old.view;
+            let bid_id = &old.bid_id;
             let bid = BidView {
                 amount: c.amount,
                 eta_hours: c.eta_hours,

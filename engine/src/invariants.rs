@@ -4,7 +4,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
-use gavel_protocol::{BidStatus, TaskStatus};
+use gavel_protocol::{BidStatus, TaskStatus, UserId};
 
 use crate::engine::Engine;
 use crate::listing::Listing;
@@ -60,10 +60,17 @@ impl Engine {
                 .values()
                 .filter(|b| b.view.status == BidStatus::Pending)
                 .count();
-            if pending != t.ranking.len() || pending != t.coach_bids.len() {
+            if pending != t.ranking.len() {
                 return Err(format!(
                     "task {id}: {pending} pending bids but {} ranked",
                     t.ranking.len()
+                ));
+            }
+            let bidders: BTreeSet<&UserId> = t.bids.pending().map(|b| &b.view.coach_id).collect();
+            if bidders.len() != pending {
+                return Err(format!(
+                    "task {id}: {pending} pending bids from {} coaches",
+                    bidders.len()
                 ));
             }
             if pending > 0 && t.status != TaskStatus::Open {
@@ -187,7 +194,7 @@ impl Engine {
             let live: BTreeSet<_> = s
                 .tasks
                 .values()
-                .filter_map(|t| t.coach_bids.get(cid).map(|b| t.bids[b].no))
+                .filter_map(|t| t.bids.pending_of(cid).map(|b| b.no))
                 .collect();
             if live != coach.live_bids.0 {
                 return Err(format!(

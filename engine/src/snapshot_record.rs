@@ -8,7 +8,7 @@
 //!   as a plain `Option`;
 //! - a reply remembered for idempotency is written in its externally tagged form (its
 //!   derive with `remote = "Self"`: the variant's index, then its result);
-//! - `bid_tasks`, `open_tasks`, each task's `ranking` and `coach_bids` are not written: they
+//! - `bid_tasks`, `open_tasks` and each task's `ranking` are not written: they
 //!   follow from the tasks and are rebuilt by [`StateRecord::into_state`] (the other derived
 //!   indexes by [`State::rebuild_index`], as before).
 //!
@@ -103,8 +103,8 @@ pub struct StateRecord {
 }
 
 impl StateRecord {
-    /// The state the record describes, with `bid_tasks`, `open_tasks`, the rankings and each
-    /// task's `coach_bids` rebuilt. The other derived indexes are left empty, for
+    /// The state the record describes, with `bid_tasks`, `open_tasks` and the rankings
+    /// rebuilt. The other derived indexes are left empty, for
     /// [`State::rebuild_index`] (which `Engine::restore` runs).
     pub fn into_state(self) -> Result<State, String> {
         let mut state = State {
@@ -220,7 +220,7 @@ struct TaskRecord {
 }
 
 impl TaskRecord {
-    /// The task, with its ranking and `coach_bids` rebuilt from its pending bids.
+    /// The task, with its ranking rebuilt from its pending bids.
     fn into_task(self) -> Result<Task, String> {
         let mut task = Task {
             spec: self.spec,
@@ -229,7 +229,6 @@ impl TaskRecord {
             awaiting_owner: self.awaiting_owner,
             bids: Default::default(),
             ranking: BTreeMap::new(),
-            coach_bids: IdMap::default(),
             assigned: self.assigned,
             escrow: self.escrow,
             revisions: self.revisions,
@@ -242,8 +241,6 @@ impl TaskRecord {
             let bid = record.into_bid(&task.spec.task_id)?;
             if bid.view.status == BidStatus::Pending {
                 task.ranking.insert(bid.rank_key(), bid.view.bid_id.clone());
-                task.coach_bids
-                    .insert(bid.view.coach_id.clone(), bid.view.bid_id.clone());
             }
             task.bids.insert(bid);
         }

@@ -152,7 +152,6 @@ impl State {
                         awaiting_owner: false,
                         bids: Default::default(),
                         ranking: BTreeMap::new(),
-                        coach_bids: IdMap::default(),
                         assigned: None,
                         escrow: EscrowView::default(),
                         revisions: 0,
@@ -201,8 +200,6 @@ impl State {
                     view: bid.clone(),
                 };
                 task.ranking.insert(entry.rank_key(), bid.bid_id.clone());
-                task.coach_bids
-                    .insert(bid.coach_id.clone(), bid.bid_id.clone());
                 task.bids.insert(entry);
             }
             BidUpdated { bid } => {
@@ -444,7 +441,6 @@ impl State {
         if bid.view.status == BidStatus::Pending {
             task.ranking
                 .remove(&RankKey::new(bid.view.score, bid.view.amount, bid.no));
-            task.coach_bids.remove(&bid.view.coach_id);
             if let Some(coach) = self.coaches.get_mut(&bid.view.coach_id) {
                 coach.live_bids.0.remove(&bid.no);
             }

@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use crate::event::TaskSpec;
 use crate::ids::BidNo;
 use crate::ranking::RankKey;
-use crate::state::IdMap;
 use crate::task_bids::TaskBids;
 use crate::timers::{Deadline, TimerSlot};
 
@@ -28,8 +27,6 @@ pub struct Task {
     /// Pending bids, best first.
     #[serde(with = "ranking_as_pairs")]
     pub ranking: BTreeMap<RankKey, BidId>,
-    /// Each coach's one live (pending) bid.
-    pub coach_bids: IdMap<UserId, BidId>,
     pub assigned: Option<Assignment>,
     pub escrow: EscrowView,
     pub revisions: u32,

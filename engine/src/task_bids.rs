@@ -9,7 +9,7 @@
 use std::fmt;
 use std::ops::Index;
 
-use gavel_protocol::BidId;
+use gavel_protocol::{BidId, BidStatus, UserId};
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -69,6 +69,19 @@ impl TaskBids {
             Ok(i) => self.0[i] = bid,
             Err(i) => self.0.insert(i, bid),
         }
+    }
+
+    /// The coach's pending bid, if it has one (a coach has at most one per task). A scan from
+    /// the newest: a task's bids are few and contiguous, cheaper to read than a map to keep.
+    pub fn pending_of(&self, coach: &UserId) -> Option<&Bid> {
+        self.pending().rev().find(|b| b.view.coach_id == *coach)
+    }
+
+    /// The pending bids, oldest first.
+    pub fn pending(&self) -> impl DoubleEndedIterator<Item = &Bid> {
+        self.0
+            .iter()
+            .filter(|b| b.view.status == BidStatus::Pending)
     }
 
     /// Every bid, oldest first.
@@ -181,6 +194,24 @@ mod tests {
         assert_eq!(bids[&bid_id(7)].view.status, BidStatus::Withdrawn);
         bids.get_mut(&bid_id(9)).unwrap().view.amount = 1;
         assert_eq!(bids[&bid_id(9)].view.amount, 1);
+    }
+
+    #[test]
+    fn a_coach_pending_bid_is_its_newest_pending_one() {
+        let mut bids = TaskBids::default();
+        let coach = UserId::new("c1").unwrap();
+        let mut first = bid(1);
+        first.view.status = BidStatus::Withdrawn;
+        let mut second = bid(4);
+        second.view.coach_id = coach.clone();
+        for b in [first, second, bid(6)] {
+            bids.insert(b);
+        }
+        assert_eq!(bids.pending_of(&coach).map(|b| b.no), Some(4));
+        assert_eq!(bids.pending().count(), 2);
+        bids.get_mut(&bid_id(4)).unwrap().view.status = BidStatus::Rejected;
+        assert!(bids.pending_of(&coach).is_none());
+        assert!(bids.pending_of(&UserId::new("c9").unwrap()).is_none());
     }
 
     #[test]

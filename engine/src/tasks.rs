@@ -309,7 +309,6 @@ mod tests {
             awaiting_owner: false,
             bids: Default::default(),
             ranking: BTreeMap::new(),
-            coach_bids: IdMap::default(),
             assigned: None,
             escrow: EscrowView::default(),
             revisions: 0,

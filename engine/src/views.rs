@@ -84,8 +84,8 @@ pub fn feed_task(task: &Task, me: Option<&UserId>) -> FeedTask {
         bidding_closes_at: task.bidding_closes_at,
         created_at: s.created_at,
         my_bid: me
-            .and_then(|me| task.coach_bids.get(me))
-            .map(|id| task.bids[id].view.clone()),
+            .and_then(|me| task.bids.pending_of(me))
+            .map(|b| b.view.clone()),
     }
 }
 
