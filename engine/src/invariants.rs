@@ -60,12 +60,6 @@ impl Engine {
                 .values()
                 .filter(|b| b.view.status == BidStatus::Pending)
                 .count();
-            if pending != t.ranking.len() {
-                return Err(format!(
-                    "task {id}: {pending} pending bids but {} ranked",
-                    t.ranking.len()
-                ));
-            }
             let bidders: BTreeSet<&UserId> = t.bids.pending().map(|b| &b.view.coach_id).collect();
             if bidders.len() != pending {
                 return Err(format!(

@@ -1,5 +1,5 @@
-//! The ranking formula of contract §5, in integer basis points, and the key that keeps a
-//! task's pending bids ordered best-first so `top3` never needs a sort.
+//! The ranking formula of contract §5, in integer basis points, and the key that orders a
+//! task's pending bids best first (sorted when asked: `Task::ranked_bids`).
 
 use gavel_protocol::Cents;
 use serde::{Deserialize, Serialize};

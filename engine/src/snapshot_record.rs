@@ -8,9 +8,9 @@
 //!   as a plain `Option`;
 //! - a reply remembered for idempotency is written in its externally tagged form (its
 //!   derive with `remote = "Self"`: the variant's index, then its result);
-//! - `bid_tasks`, `open_tasks` and each task's `ranking` are not written: they
-//!   follow from the tasks and are rebuilt by [`StateRecord::into_state`] (the other derived
-//!   indexes by [`State::rebuild_index`], as before).
+//! - `bid_tasks` and `open_tasks` are not written: they follow from the tasks and are rebuilt
+//!   by [`StateRecord::into_state`] (the other derived indexes by [`State::rebuild_index`], as
+//!   before).
 //!
 //! Writing borrows the state ([`StateRecordRef`]); reading builds it ([`StateRecord`]). The two
 //! describe the same fields in the same order, which the round-trip tests check.
@@ -103,8 +103,7 @@ pub struct StateRecord {
 }
 
 impl StateRecord {
-    /// The state the record describes, with `bid_tasks`, `open_tasks` and the rankings
-    /// rebuilt. The other derived indexes are left empty, for
+    /// The state the record describes, with `bid_tasks` and `open_tasks` rebuilt. The other derived indexes are left empty, for
     /// [`State::rebuild_index`] (which `Engine::restore` runs).
     pub fn into_state(self) -> Result<State, String> {
         let mut state = State {
@@ -220,7 +219,7 @@ struct TaskRecord {
 }
 
 impl TaskRecord {
-    /// The task, with its ranking rebuilt from its pending bids.
+    /// The task its record describes.
     fn into_task(self) -> Result<Task, String> {
         let mut task = Task {
             spec: self.spec,
@@ -228,7 +227,6 @@ impl TaskRecord {
             bidding_closes_at: self.bidding_closes_at,
             awaiting_owner: self.awaiting_owner,
             bids: Default::default(),
-            ranking: BTreeMap::new(),
             assigned: self.assigned,
             escrow: self.escrow,
             revisions: self.revisions,
@@ -239,9 +237,6 @@ impl TaskRecord {
         task.bids.reserve(self.bids.len());
         for record in self.bids {
             let bid = record.into_bid(&task.spec.task_id)?;
-            if bid.view.status == BidStatus::Pending {
-                task.ranking.insert(bid.rank_key(), bid.view.bid_id.clone());
-            }
             task.bids.insert(bid);
         }
         Ok(task)

@@ -17,7 +17,6 @@ use crate::ids::BidNo;
 use crate::listing::Listing;
 use crate::market::Market;
 use crate::on_call::OnCallPool;
-use crate::ranking::RankKey;
 use crate::tasks::{TaskHandle, Tasks};
 use crate::timers::{Deadline, DeadlineKind, TimerSlot, Timers};
 
@@ -151,7 +150,6 @@ impl State {
                         bidding_closes_at: *bidding_closes_at,
                         awaiting_owner: false,
                         bids: Default::default(),
-                        ranking: BTreeMap::new(),
                         assigned: None,
                         escrow: EscrowView::default(),
                         revisions: 0,
@@ -179,7 +177,7 @@ impl State {
                 debug_assert_eq!(
                     self.tasks[task_id].bid_count(),
                     *bid_count,
-                    "bid_count event matches the ranking"
+                    "bid_count event matches the pending bids"
                 );
             }
             TaskClosed { .. } | TaskMessage { .. } => {}
@@ -199,15 +197,12 @@ impl State {
                     no,
                     view: bid.clone(),
                 };
-                task.ranking.insert(entry.rank_key(), bid.bid_id.clone());
                 task.bids.insert(entry);
             }
             BidUpdated { bid } => {
                 let task = self.task_mut(&bid.task_id);
                 let entry = task.bids.get_mut(&bid.bid_id).expect("updated bid exists");
-                task.ranking.remove(&entry.rank_key());
                 entry.view = bid.clone();
-                task.ranking.insert(entry.rank_key(), bid.bid_id.clone());
             }
             BidWithdrawn {
                 task_id, bid_id, ..
@@ -438,12 +433,10 @@ impl State {
     fn close_bid(&mut self, task_id: &TaskId, bid_id: &BidId, status: BidStatus) {
         let task = self.tasks.get_mut(task_id).expect("bid's task exists");
         let bid = task.bids.get_mut(bid_id).expect("bid exists");
-        if bid.view.status == BidStatus::Pending {
-            task.ranking
-                .remove(&RankKey::new(bid.view.score, bid.view.amount, bid.no));
-            if let Some(coach) = self.coaches.get_mut(&bid.view.coach_id) {
-                coach.live_bids.0.remove(&bid.no);
-            }
+        if bid.view.status == BidStatus::Pending
+            && let Some(coach) = self.coaches.get_mut(&bid.view.coach_id)
+        {
+            coach.live_bids.0.remove(&bid.no);
         }
         bid.view.status = status;
     }

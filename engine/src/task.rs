@@ -2,8 +2,6 @@
 //! that (de)serializes with serde (the snapshot), except the task's slot in the deadline index,
 //! which is derived.
 
-use std::collections::BTreeMap;
-
 use gavel_protocol::views::{BidView, EscrowView};
 use gavel_protocol::{BidId, Cents, Millis, TaskStatus, UserId};
 use serde::{Deserialize, Serialize};
@@ -24,9 +22,6 @@ pub struct Task {
     pub awaiting_owner: bool,
     /// Every bid ever placed on the task, in placement order, found by id.
     pub bids: TaskBids,
-    /// Pending bids, best first.
-    #[serde(with = "ranking_as_pairs")]
-    pub ranking: BTreeMap<RankKey, BidId>,
     pub assigned: Option<Assignment>,
     pub escrow: EscrowView,
     pub revisions: u32,
@@ -45,7 +40,7 @@ pub struct Task {
 impl Task {
     /// Pending bids.
     pub fn bid_count(&self) -> u32 {
-        self.ranking.len() as u32
+        self.bids.pending().count() as u32
     }
 
     /// Cents the escrow holds right now.
@@ -58,36 +53,12 @@ impl Task {
         self.assigned.as_ref().map(|a| &a.coach_id)
     }
 
-    /// Pending bids, best first.
+    /// Pending bids, best first: sorted when asked (a window closing, a view of the task's
+    /// bids), not kept sorted on every bid.
     pub fn ranked_bids(&self) -> impl Iterator<Item = &Bid> {
-        self.ranking.values().map(|id| &self.bids[id])
-    }
-}
-
-/// JSON object keys must be strings, and a [`RankKey`] is a struct: the ranking is written as
-/// `[[key, bid_id], …]`, best first (without this a snapshot with a pending bid would not
-/// serialize to JSON at all).
-mod ranking_as_pairs {
-    use std::collections::BTreeMap;
-
-    use gavel_protocol::BidId;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    use crate::ranking::RankKey;
-
-    pub fn serialize<S: Serializer>(
-        ranking: &BTreeMap<RankKey, BidId>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.collect_seq(ranking)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<BTreeMap<RankKey, BidId>, D::Error> {
-        Ok(Vec::<(RankKey, BidId)>::deserialize(d)?
-            .into_iter()
-            .collect())
+        let mut ranked: Vec<&Bid> = self.bids.pending().collect();
+        ranked.sort_unstable_by_key(|b| b.rank_key());
+        ranked.into_iter()
     }
 }
 

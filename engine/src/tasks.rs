@@ -308,7 +308,6 @@ mod tests {
             bidding_closes_at: 0,
             awaiting_owner: false,
             bids: Default::default(),
-            ranking: BTreeMap::new(),
             assigned: None,
             escrow: EscrowView::default(),
             revisions: 0,
