@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
-use gavel_protocol::views::{CoachView, EscrowView, UrgencyCounts};
+use gavel_protocol::views::{CoachView, UrgencyCounts};
 use gavel_protocol::{BidId, BidStatus, Millis, Seq, TaskId, TaskStatus, Urgency, UserId};
 use serde::{Deserialize, Serialize};
 
@@ -144,19 +144,7 @@ impl State {
                     {
                         self.next_task_no = self.next_task_no.max(n + 1);
                     }
-                    let entry = Task {
-                        spec: (**task).clone(),
-                        status: TaskStatus::Open,
-                        bidding_closes_at: *bidding_closes_at,
-                        awaiting_owner: false,
-                        bids: Default::default(),
-                        assigned: None,
-                        escrow: EscrowView::default(),
-                        revisions: 0,
-                        deadline: None,
-                        coaches_ever: Vec::new(),
-                        timer: TimerSlot::default(),
-                    };
+                    let entry = Task::posted((**task).clone(), *bidding_closes_at);
                     self.listing.add_task(&entry);
                     bump_type(&mut self.open_by_type, &entry, true);
                     self.tasks.insert(entry);

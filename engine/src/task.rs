@@ -38,6 +38,23 @@ pub struct Task {
 }
 
 impl Task {
+    /// A task just posted: open, no bid, nothing held, no deadline yet.
+    pub fn posted(spec: TaskSpec, bidding_closes_at: Millis) -> Self {
+        Task {
+            spec,
+            status: TaskStatus::Open,
+            bidding_closes_at,
+            awaiting_owner: false,
+            bids: TaskBids::default(),
+            assigned: None,
+            escrow: EscrowView::default(),
+            revisions: 0,
+            deadline: None,
+            coaches_ever: Vec::new(),
+            timer: TimerSlot::default(),
+        }
+    }
+
     /// Pending bids.
     pub fn bid_count(&self) -> u32 {
         self.bids.pending().count() as u32

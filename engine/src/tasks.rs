@@ -279,20 +279,18 @@ impl<'de> Visitor<'de> for TasksVisitor {
 mod tests {
     use std::collections::BTreeMap;
 
-    use gavel_protocol::views::EscrowView;
-    use gavel_protocol::{Award, TaskStatus, Urgency, UserId};
+    use gavel_protocol::{Award, Urgency, UserId};
 
     use super::*;
     use crate::event::TaskSpec;
-    use crate::timers::TimerSlot;
 
     fn id(n: usize) -> TaskId {
         TaskId::new(&format!("t_{n}")).unwrap()
     }
 
     fn task(n: usize) -> Task {
-        Task {
-            spec: TaskSpec {
+        Task::posted(
+            TaskSpec {
                 task_id: id(n),
                 owner: UserId::new("seeker").unwrap(),
                 resume_id: "r".into(),
@@ -304,17 +302,8 @@ mod tests {
                 price_range: [2000, 3000],
                 created_at: n as u64,
             },
-            status: TaskStatus::Open,
-            bidding_closes_at: 0,
-            awaiting_owner: false,
-            bids: Default::default(),
-            assigned: None,
-            escrow: EscrowView::default(),
-            revisions: 0,
-            deadline: None,
-            coaches_ever: Vec::new(),
-            timer: TimerSlot::default(),
-        }
+            0,
+        )
     }
 
     /// Against a map model: inserts, replacements and removals across several chunks, with
