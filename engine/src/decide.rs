@@ -277,10 +277,13 @@ impl Engine {
             );
         }
         let bid_id = ids::bid_id(self.state.next_bid_no);
+        // The ids the state already holds, not the request's copies: the stored bid keeps
+        // them for as long as the task is in memory (one allocation per task and per coach,
+        // not one more per bid), and `evolve` finds the task by a pointer compare.
         let bid = BidView {
             bid_id: bid_id.clone(),
-            task_id: c.task_id.clone(),
-            coach_id: actor.user.clone(),
+            task_id: task.spec.task_id.clone(),
+            coach_id: coach.profile.coach_id.clone(),
             amount: c.amount,
             eta_hours: c.eta_hours,
             score,
@@ -289,7 +292,7 @@ impl Engine {
             coach: Some(coach.summary()),
         };
         let count = EventKind::BidCount {
-            task_id: c.task_id.clone(),
+            task_id: task.spec.task_id.clone(),
             bid_count: task.bid_count() + 1,
         };
         decided(
