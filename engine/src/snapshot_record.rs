@@ -103,8 +103,9 @@ pub struct StateRecord {
 }
 
 impl StateRecord {
-    /// The state the record describes, with `bid_tasks` and `open_tasks` rebuilt. The other derived indexes are left empty, for
-    /// [`State::rebuild_index`] (which `Engine::restore` runs).
+    /// The state the record describes, with `bid_tasks` and `open_tasks` rebuilt. The other
+    /// derived indexes are left empty, for [`State::rebuild_index`] (which `Engine::restore`
+    /// runs).
     pub fn into_state(self) -> Result<State, String> {
         let mut state = State {
             seq: self.seq,

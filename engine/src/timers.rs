@@ -18,9 +18,9 @@
 //! deadlines touches about ten lines rather than twenty.
 
 use gavel_protocol::{Millis, TaskId};
+use serde::{Deserialize, Serialize};
 
 use crate::tasks::TaskHandle;
-use serde::{Deserialize, Serialize};
 
 /// What happens when a deadline passes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
