@@ -21,6 +21,7 @@ use gavel_protocol::{FeedFilter, Urgency};
 use tokio::sync::{mpsc, watch};
 
 mod client;
+mod frame;
 
 use client::client;
 

@@ -8,13 +8,13 @@ use std::time::Instant;
 
 use futures_util::StreamExt;
 use gavel_protocol::command::{CancelTask, PlaceBid, PostTask, Subscribe, Unsubscribe};
-use gavel_protocol::event::EventPayload;
-use gavel_protocol::reply::{ErrorReply, EventFrame, OkReply};
+use gavel_protocol::reply::{ErrorReply, OkReply};
 use gavel_protocol::views::{PlaceBidResult, PostTaskResult, TaskView};
-use gavel_protocol::{Command, FeedFilter, Role, ServerFrame, TaskId, Topic, Urgency};
+use gavel_protocol::{Command, FeedFilter, Role, TaskId, Topic, Urgency};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
+use super::frame::{EventHead, Frame};
 use super::{Ctx, Outcome, Phase, RoleSpec, TaskRec, admin_id, coach_id, seeker_id};
 use crate::client::{Order, close, encode, parse_task_id, send_text, unexpected_close};
 use crate::digest::{Acc, BASE_PRICES, Digest, TASK_TYPES, filter_class, fnv};
@@ -40,6 +40,14 @@ enum Pending {
     Cancel {
         task: String,
     },
+}
+
+/// Which kind of topic an event came on.
+#[derive(Debug, Clone, Copy)]
+enum On {
+    Feed,
+    Admin,
+    Task,
 }
 
 #[derive(Debug, Default)]
@@ -273,23 +281,20 @@ impl Client {
 
     async fn on_text(&mut self, ws: &mut Ws, text: &str) -> Result<(), String> {
         let now_us = unix_micros();
-        let frame: ServerFrame = match serde_json::from_str(text) {
-            Ok(f) => f,
+        match Frame::parse(text) {
+            Ok(Frame::Ok(ok)) => self.on_ok(ws, ok).await,
+            Ok(Frame::Error(e)) => {
+                self.on_error(e);
+                Ok(())
+            }
+            Ok(Frame::Event(ev)) => self.on_event(ws, ev, now_us).await,
             Err(e) => {
                 let cut: String = text.chars().take(200).collect();
                 self.ctx
                     .stats
                     .violation(format!("undecodable frame ({e}): {cut}"));
-                return Ok(());
-            }
-        };
-        match frame {
-            ServerFrame::Ok(ok) => self.on_ok(ws, ok).await,
-            ServerFrame::Error(e) => {
-                self.on_error(e);
                 Ok(())
             }
-            ServerFrame::Event(ev) => self.on_event(ws, ev, now_us).await,
         }
     }
 
@@ -445,89 +450,131 @@ impl Client {
         Some(now_us.saturating_sub(sent))
     }
 
-    async fn on_event(&mut self, ws: &mut Ws, ev: EventFrame, now_us: u64) -> Result<(), String> {
+    async fn on_event(
+        &mut self,
+        ws: &mut Ws,
+        ev: EventHead<'_>,
+        now_us: u64,
+    ) -> Result<(), String> {
         let stats = self.ctx.stats.clone();
-        if let EventPayload::Stats { .. } = ev.event.payload {
+        if ev.kind == "stats" {
             stats.stats_frames.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
         stats.event_arrived(now_us);
         let now_ms = now_us / 1000;
-        if now_ms >= ev.event.at {
-            self.lat_at.record((now_ms - ev.event.at) * 1000);
+        if now_ms >= ev.at {
+            self.lat_at.record((now_ms - ev.at) * 1000);
         }
-        let topic = ev.topic.to_string();
-        if let Err(last) = self.order.check(&topic, ev.seq) {
+        if let Err(last) = self.order.check(&ev.topic, ev.seq) {
             stats.violation(format!(
-                "{} on {topic}: seq {} after {last} ({})",
-                self.user,
-                ev.seq,
-                ev.event.kind()
+                "{} on {}: seq {} after {last} ({})",
+                self.user, ev.topic, ev.seq, ev.kind
             ));
         }
-        let Some(task) = ev.event.task_id.as_ref().map(|t| t.to_string()) else {
+        let Some(task) = ev.task_id.as_deref() else {
             return Ok(());
         };
-        let Some((group, sent_us)) = parse_task_id(&task, &self.ctx.run) else {
+        let Some((group, sent_us)) = parse_task_id(task, &self.ctx.run) else {
             return Ok(()); // another run's task
         };
         let mine = group == self.ctx.worker;
-        match (&ev.topic, &ev.event.payload) {
-            (Topic::Feed, EventPayload::TaskOpened { task: view }) => {
-                self.digest.opened(&task);
+        let on = match ev.topic.as_ref() {
+            "feed" => On::Feed,
+            "admin" => On::Admin,
+            t if t.starts_with("task:") => On::Task,
+            _ => return Ok(()),
+        };
+        let checked = match (on, ev.kind.as_ref()) {
+            (On::Feed, "task.opened") => {
+                self.digest.opened(task);
                 self.lat_feed.record(now_us.saturating_sub(sent_us));
-                if let Some(f) = &self.filter
-                    && !f.matches_task(view)
-                {
-                    stats.violation(format!("{}: {task} passed its filter", self.user));
-                }
-                if let RoleSpec::Coach(_, Some(slot), _) = self.role
-                    && mine
-                    && self.chosen(slot, &task)
-                {
-                    let [min, max] = view.price_range;
-                    let amount =
-                        min + fnv(&[task.as_bytes(), self.user.as_bytes()]) % (max - min + 1);
-                    self.ctx
-                        .bid_sent
-                        .lock()
-                        .expect("bid map lock")
-                        .insert(format!("{task}|{}", self.user), unix_micros());
-                    let command = Command::PlaceBid(PlaceBid {
-                        task_id: view.task_id.clone(),
-                        amount,
-                        eta_hours: 1,
-                    });
-                    self.command(ws, Pending::Bid { task: task.clone() }, command)
-                        .await?;
-                }
+                self.on_opened(ws, &ev, task, mine).await
             }
-            (Topic::Feed | Topic::Admin, EventPayload::TaskBidCount { bid_count }) => {
-                self.digest.bid_count(&task, *bid_count);
+            (On::Feed | On::Admin, "task.bid_count") => ev
+                .bid_count()
+                .map(|count| self.digest.bid_count(task, count)),
+            (On::Feed | On::Admin, "task.closed") => {
+                self.digest.closed(task);
+                Ok(())
             }
-            (Topic::Feed | Topic::Admin, EventPayload::TaskClosed { .. }) => {
-                self.digest.closed(&task);
-            }
-            (Topic::Admin, EventPayload::TaskOpened { .. }) => {
-                self.digest.opened(&task);
+            (On::Admin, "task.opened") => {
+                self.digest.opened(task);
                 self.lat_admin.record(now_us.saturating_sub(sent_us));
+                Ok(())
             }
-            (Topic::Admin, EventPayload::BidPlaced { bid }) => {
+            (On::Admin, "bid.placed") => ev.bid().map(|bid| {
                 self.digest.bid_placed(bid.bid_id.as_str());
-                if let Some(l) = self.bid_latency(&task, bid.coach_id.as_str(), now_us) {
+                if let Some(l) = self.bid_latency(task, bid.coach_id.as_str(), now_us) {
                     self.lat_admin.record(l);
                 }
-            }
-            (Topic::Task(_), EventPayload::BidPlaced { bid }) => {
-                if let Some(l) = self.bid_latency(&task, bid.coach_id.as_str(), now_us) {
-                    self.lat_task.record(l);
+            }),
+            (On::Task, "bid.placed") => match ev.bid() {
+                Ok(bid) => {
+                    if let Some(l) = self.bid_latency(task, bid.coach_id.as_str(), now_us) {
+                        self.lat_task.record(l);
+                    }
+                    self.bid_seen(task, bid.bid_id.as_str(), bid.coach_id.as_str());
+                    self.maybe_cancel(ws, task).await?;
+                    Ok(())
                 }
-                self.bid_seen(&task, bid.bid_id.as_str(), bid.coach_id.as_str());
-                self.maybe_cancel(ws, &task).await?;
-            }
-            _ => {}
+                Err(e) => Err(e),
+            },
+            _ => Ok(()),
+        };
+        if let Err(e) = checked {
+            stats.violation(format!("{} on {}: {}: {e}", self.user, ev.topic, ev.kind));
         }
         Ok(())
+    }
+
+    /// A task opened on `feed`: a filtered coach checks it passed its filter, a chosen bidder
+    /// bids. The task's view is decoded only for those.
+    async fn on_opened(
+        &mut self,
+        ws: &mut Ws,
+        ev: &EventHead<'_>,
+        task: &str,
+        mine: bool,
+    ) -> Result<(), String> {
+        let bids = match self.role {
+            RoleSpec::Coach(_, Some(slot), _) => mine && self.chosen(slot, task),
+            _ => false,
+        };
+        if self.filter.is_none() && !bids {
+            return Ok(());
+        }
+        let view = ev.opened_task()?;
+        if let Some(f) = &self.filter
+            && !f.matches_task(&view)
+        {
+            self.ctx
+                .stats
+                .violation(format!("{}: {task} passed its filter", self.user));
+        }
+        if !bids {
+            return Ok(());
+        }
+        let [min, max] = view.price_range;
+        let amount = min + fnv(&[task.as_bytes(), self.user.as_bytes()]) % (max - min + 1);
+        self.ctx
+            .bid_sent
+            .lock()
+            .expect("bid map lock")
+            .insert(format!("{task}|{}", self.user), unix_micros());
+        let command = Command::PlaceBid(PlaceBid {
+            task_id: view.task_id,
+            amount,
+            eta_hours: 1,
+        });
+        self.command(
+            ws,
+            Pending::Bid {
+                task: task.to_owned(),
+            },
+            command,
+        )
+        .await
     }
 
     /// Whether this bidder (local slot) is one of the `k` chosen for `task`.
