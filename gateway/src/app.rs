@@ -277,6 +277,8 @@ impl Server {
             snapshots,
             subscription_limits,
         );
+        let publisher =
+            publisher.with_coalescing(Duration::from_millis(options.config.delivery.coalesce_ms));
         let (stats_tx, stats_rx) = mpsc::channel(4);
         tokio::spawn(stats_ticker(
             engine_handle.clone(),

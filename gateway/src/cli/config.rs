@@ -54,6 +54,7 @@ pub struct ServerConfig {
     pub retention: Retention,
     pub pricing: PricingConfig,
     pub cluster: ClusterConfig,
+    pub delivery: Delivery,
     /// `[[webhooks]]` (contract §14).
     pub webhooks: Vec<crate::webhooks::WebhookConfig>,
 }
@@ -86,6 +87,25 @@ impl Default for ClusterConfig {
             heartbeat_ms: 1000,
             channel: "gavel:journal".into(),
         }
+    }
+}
+
+/// How events reach the sockets.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Delivery {
+    /// A `feed` or `admin` event for a subscriber that was written to less than this many
+    /// milliseconds ago waits until this long after the first such event, and everything
+    /// that waited goes out in one write. A subscriber that has been quiet that long gets the
+    /// event at once, so only one that receives faster than an event per window trades up to
+    /// this much latency for fewer writes. `task:`, `seeker:` and `coach:` events and replies
+    /// never wait. 0 writes every event at once.
+    pub coalesce_ms: u64,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Delivery { coalesce_ms: 2 }
     }
 }
 

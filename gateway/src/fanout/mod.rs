@@ -9,12 +9,14 @@
 //!   of replayed events.
 //! - [`history`] — the ring of recent events for `since` resumes.
 //! - [`frames`] — an event encoded once into shared bytes.
-//! - [`outbox`] — one connection's bounded queue and its slow-consumer policy.
+//! - [`outbox`] — one connection's bounded queue and its slow-consumer policy;
+//!   [`coalesce`] — `feed` and `admin` frames for a busy subscriber written together.
 //! - [`stats`] — the admin `stats` ticker.
 
 pub mod archive_reads;
 pub mod catch_up;
 pub mod catch_ups;
+pub mod coalesce;
 pub mod frames;
 pub mod history;
 pub mod outbox;

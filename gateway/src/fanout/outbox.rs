@@ -15,6 +15,7 @@ use axum::extract::ws::Utf8Bytes;
 use gavel_protocol::{CloseCode, UserId};
 use tokio::sync::Notify;
 
+use crate::fanout::coalesce::{Coalescer, mono_us};
 use crate::metrics::Metrics;
 
 /// Frames a connection may have queued before it counts as a slow consumer.
@@ -50,6 +51,11 @@ struct Shared {
     large_queued: AtomicBool,
     /// Woken after each batch the session writes: a catch-up reader waits on it for room.
     written: Notify,
+    /// When the session last wrote ([`mono_us`]): a broadcast frame queued within the
+    /// coalescing window of it waits for the window's end.
+    last_write_us: AtomicU64,
+    /// Whether the connection is listed with the coalescer (frames wait for its flush).
+    deferred: AtomicBool,
     metrics: Arc<Metrics>,
 }
 
@@ -71,6 +77,8 @@ pub fn connection(id: ConnId, user: UserId, metrics: Arc<Metrics>) -> (ConnHandl
         close: AtomicU64::new(0),
         large_queued: AtomicBool::new(false),
         written: Notify::new(),
+        last_write_us: AtomicU64::new(0),
+        deferred: AtomicBool::new(false),
         metrics,
     }));
     (handle.clone(), Outbox { handle })
@@ -88,6 +96,17 @@ impl ConnHandle {
     /// Queues a frame. Returns `false` when the connection is gone or was just closed as a
     /// slow consumer (then the caller forgets it).
     pub fn send(&self, frame: Utf8Bytes) -> bool {
+        self.send_counted(frame, None)
+    }
+
+    /// Queues a broadcast frame (`feed`, `admin`) that may wait for the coalescer's flush
+    /// when the session wrote less than a window before `now_us` (see [`Coalescer`]). Returns
+    /// what [`ConnHandle::send`] does.
+    pub fn send_coalesced(&self, frame: Utf8Bytes, now_us: u64, coalescer: &Coalescer) -> bool {
+        self.send_counted(frame, Some((now_us, coalescer)))
+    }
+
+    fn send_counted(&self, frame: Utf8Bytes, hold: Option<(u64, &Coalescer)>) -> bool {
         if self.0.close.load(Ordering::Acquire) != 0 {
             return false;
         }
@@ -97,7 +116,13 @@ impl ConnHandle {
             self.slow_consumer();
             return false;
         }
-        self.enqueue(frame, len)
+        self.enqueue(frame, len, hold)
+    }
+
+    /// Wakes the session for the frames that waited for the coalescer.
+    pub(super) fn wake_deferred(&self) {
+        self.0.deferred.store(false, Ordering::Release);
+        self.0.queued.notify_one();
     }
 
     /// Queues a reply that may be larger than the whole byte budget — a snapshot of any size
@@ -113,14 +138,14 @@ impl ConnHandle {
             // for snapshot after snapshot without reading is a slow consumer).
             return self.send(frame);
         }
-        if !self.enqueue(frame, 0) {
+        if !self.enqueue(frame, 0, None) {
             self.0.large_queued.store(false, Ordering::Release);
             return false;
         }
         true
     }
 
-    fn enqueue(&self, frame: Utf8Bytes, counted: usize) -> bool {
+    fn enqueue(&self, frame: Utf8Bytes, counted: usize, hold: Option<(u64, &Coalescer)>) -> bool {
         let mut queue = self.0.queue.lock().expect("outbox lock");
         if self.0.receiver_gone.load(Ordering::Acquire) {
             drop(queue);
@@ -135,7 +160,14 @@ impl ConnHandle {
         }
         queue.push_back((frame, counted));
         drop(queue);
-        self.0.queued.notify_one();
+        match hold {
+            Some((now_us, coalescer))
+                if coalescer.holds(self.0.last_write_us.load(Ordering::Relaxed), now_us) =>
+            {
+                coalescer.defer(self, &self.0.deferred);
+            }
+            _ => self.0.queued.notify_one(),
+        }
         true
     }
 
@@ -240,7 +272,9 @@ impl Outbox {
 
     /// Called by the session after each write: wakes a catch-up reader waiting for room.
     pub fn written(&self) {
-        self.handle.0.written.notify_waiters();
+        let shared = &self.handle.0;
+        shared.last_write_us.store(mono_us(), Ordering::Relaxed);
+        shared.written.notify_waiters();
     }
 
     /// The close code the server asked for, if any.

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use gavel_engine::routing::deliveries;
 use gavel_engine::{Event, EventKind};
@@ -20,6 +21,7 @@ use crate::durability::durable_gate::DurableGate;
 use crate::durability::replies::{error_frame, ok_empty_frame, reply};
 use crate::fanout::archive_reads;
 use crate::fanout::catch_up::{self, CancelToken, CatchUpMsg};
+use crate::fanout::coalesce::Coalescer;
 use crate::fanout::history::History;
 use crate::fanout::outbox::ConnId;
 use crate::fanout::stats::StatsTick;
@@ -120,6 +122,13 @@ impl Publisher {
         (publisher, inbox)
     }
 
+    /// Holds `feed` and `admin` frames for subscribers that wrote less than `window` ago, to
+    /// write them together at the window's end (see [`Coalescer`]); a zero window holds none.
+    pub fn with_coalescing(mut self, window: Duration) -> Self {
+        self.router.coalescer = Coalescer::new(window);
+        self
+    }
+
     /// Runs until the engine task is gone and every item is published. `stats` brings the
     /// open-task counts for the admin `stats` event each second.
     pub async fn run(
@@ -128,6 +137,7 @@ impl Publisher {
         mut inbox: CatchUpInbox,
         mut stats: mpsc::Receiver<StatsTick>,
     ) {
+        let flusher = self.router.coalescer.clone().map(|c| tokio::spawn(c.run()));
         loop {
             tokio::select! {
                 Some(msg) = inbox.readers.recv() => self.on_catch_up(msg),
@@ -139,6 +149,9 @@ impl Publisher {
                 },
                 Some(tick) = stats.recv() => self.send_stats(tick),
             }
+        }
+        if let Some(flusher) = flusher {
+            flusher.abort();
         }
         tracing::info!(seq = self.published, "publisher stopped");
     }

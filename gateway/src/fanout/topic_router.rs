@@ -11,6 +11,7 @@ use gavel_engine::routing::{Audience, Delivery};
 use gavel_protocol::{Cents, FeedFilter, Seq, TaskId, Topic, Urgency};
 
 use crate::fanout::catch_up::Released;
+use crate::fanout::coalesce::{Coalescer, mono_us};
 use crate::fanout::frames::encode_event;
 use crate::fanout::outbox::{ConnHandle, ConnId};
 use crate::metrics::Metrics;
@@ -58,6 +59,9 @@ pub struct Router {
     /// Held subscriptions whose held frames overflowed: removed from the topic, their
     /// catch-up reader goes on from the journal and attaches again (see [`Router::release`]).
     overflowed: HashSet<(ConnId, Topic)>,
+    /// Holds `feed` and `admin` frames for subscribers that wrote less than a window ago
+    /// (`[delivery] coalesce_ms`); `None`: every frame wakes its subscriber at once.
+    pub coalescer: Option<Arc<Coalescer>>,
 }
 
 /// Whether a delivery passes a subscriber's view: its audience and its feed filter.
@@ -195,6 +199,11 @@ impl Router {
         };
         let table = self.task_meta.read().expect("feed meta lock");
         let meta = delivery.event.task_id.as_ref().and_then(|id| table.get(id));
+        // Watchers of one task or user are never held back; the broadcast topics may be.
+        let hold = match delivery.topic {
+            Topic::Feed | Topic::Admin => self.coalescer.as_deref().map(|c| (mono_us(), c)),
+            _ => None,
+        };
         let mut frame = None;
         let mut gone = Vec::new();
         let mut overflowed = Vec::new();
@@ -209,7 +218,13 @@ impl Router {
                 Some(held) if held.len() < HANDOVER_BUFFER_FRAMES => held.push(bytes),
                 Some(_) => overflowed.push(*id),
                 None => {
-                    if !sub.conn.send(bytes) {
+                    let sent = match hold {
+                        Some((now_us, coalescer)) => {
+                            sub.conn.send_coalesced(bytes, now_us, coalescer)
+                        }
+                        None => sub.conn.send(bytes),
+                    };
+                    if !sent {
                         gone.push(*id);
                     }
                 }
