@@ -95,8 +95,8 @@ impl Default for ClusterConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct Delivery {
     /// A `feed` or `admin` event for a subscriber that was written to less than this many
-    /// milliseconds ago waits until this long after the first such event, and everything
-    /// that waited goes out in one write. A subscriber that has been quiet that long gets the
+    /// milliseconds ago waits, about this long (to the next millisecond tick after it), and
+    /// everything that waited goes out in one write. A subscriber that has been quiet that long gets the
     /// event at once, so only one that receives faster than an event per window trades up to
     /// this much latency for fewer writes. `task:`, `seeker:` and `coach:` events and replies
     /// never wait. 0 writes every event at once.

@@ -9,7 +9,7 @@ use std::time::Instant;
 use futures_util::StreamExt;
 use gavel_protocol::command::{CancelTask, PlaceBid, PostTask, Subscribe, Unsubscribe};
 use gavel_protocol::reply::{ErrorReply, OkReply};
-use gavel_protocol::views::{PlaceBidResult, PostTaskResult, TaskView};
+use gavel_protocol::views::{FeedTask, PlaceBidResult, PostTaskResult, TaskView};
 use gavel_protocol::{Command, FeedFilter, Role, TaskId, Topic, Urgency};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
@@ -48,6 +48,8 @@ enum On {
     Feed,
     Admin,
     Task,
+    /// `coach:` or `seeker:` (the market subscribes to neither).
+    Other,
 }
 
 #[derive(Debug, Default)]
@@ -457,8 +459,23 @@ impl Client {
         now_us: u64,
     ) -> Result<(), String> {
         let stats = self.ctx.stats.clone();
+        let on = match ev.topic.as_ref() {
+            "feed" => On::Feed,
+            "admin" => On::Admin,
+            other => match other.parse::<Topic>() {
+                Ok(Topic::Task(_)) => On::Task,
+                Ok(_) => On::Other,
+                Err(e) => {
+                    stats.violation(format!("{}: an event on topic {other:?}: {e}", self.user));
+                    return Ok(());
+                }
+            },
+        };
         if ev.kind == "stats" {
             stats.stats_frames.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = ev.whole() {
+                stats.violation(format!("{} on {}: stats: {e}", self.user, ev.topic));
+            }
             return Ok(());
         }
         stats.event_arrived(now_us);
@@ -472,37 +489,35 @@ impl Client {
                 self.user, ev.topic, ev.seq, ev.kind
             ));
         }
-        let Some(task) = ev.task_id.as_deref() else {
+        let Some(task) = ev.task_id() else {
             return Ok(());
         };
         let Some((group, sent_us)) = parse_task_id(task, &self.ctx.run) else {
             return Ok(()); // another run's task
         };
         let mine = group == self.ctx.worker;
-        let on = match ev.topic.as_ref() {
-            "feed" => On::Feed,
-            "admin" => On::Admin,
-            t if t.starts_with("task:") => On::Task,
-            _ => return Ok(()),
-        };
+        // Each arm reads what it acts on, so a malformed field is a violation; every other
+        // kind is read whole, so an unknown kind or field is one too.
         let checked = match (on, ev.kind.as_ref()) {
-            (On::Feed, "task.opened") => {
-                self.digest.opened(task);
-                self.lat_feed.record(now_us.saturating_sub(sent_us));
-                self.on_opened(ws, &ev, task, mine).await
-            }
+            (On::Feed, "task.opened") => match ev.opened_task() {
+                Ok(view) => {
+                    self.digest.opened(task);
+                    self.lat_feed.record(now_us.saturating_sub(sent_us));
+                    self.on_opened(ws, view, task, mine).await?;
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
             (On::Feed | On::Admin, "task.bid_count") => ev
                 .bid_count()
                 .map(|count| self.digest.bid_count(task, count)),
             (On::Feed | On::Admin, "task.closed") => {
-                self.digest.closed(task);
-                Ok(())
+                ev.closed_status().map(|_| self.digest.closed(task))
             }
-            (On::Admin, "task.opened") => {
+            (On::Admin, "task.opened") => ev.opened_task().map(|_| {
                 self.digest.opened(task);
                 self.lat_admin.record(now_us.saturating_sub(sent_us));
-                Ok(())
-            }
+            }),
             (On::Admin, "bid.placed") => ev.bid().map(|bid| {
                 self.digest.bid_placed(bid.bid_id.as_str());
                 if let Some(l) = self.bid_latency(task, bid.coach_id.as_str(), now_us) {
@@ -520,7 +535,7 @@ impl Client {
                 }
                 Err(e) => Err(e),
             },
-            _ => Ok(()),
+            _ => ev.whole().map(|_| ()),
         };
         if let Err(e) = checked {
             stats.violation(format!("{} on {}: {}: {e}", self.user, ev.topic, ev.kind));
@@ -529,22 +544,14 @@ impl Client {
     }
 
     /// A task opened on `feed`: a filtered coach checks it passed its filter, a chosen bidder
-    /// bids. The task's view is decoded only for those.
+    /// bids. An error is the connection's (the bid could not be sent).
     async fn on_opened(
         &mut self,
         ws: &mut Ws,
-        ev: &EventHead<'_>,
+        view: FeedTask,
         task: &str,
         mine: bool,
     ) -> Result<(), String> {
-        let bids = match self.role {
-            RoleSpec::Coach(_, Some(slot), _) => mine && self.chosen(slot, task),
-            _ => false,
-        };
-        if self.filter.is_none() && !bids {
-            return Ok(());
-        }
-        let view = ev.opened_task()?;
         if let Some(f) = &self.filter
             && !f.matches_task(&view)
         {
@@ -552,6 +559,10 @@ impl Client {
                 .stats
                 .violation(format!("{}: {task} passed its filter", self.user));
         }
+        let bids = match self.role {
+            RoleSpec::Coach(_, Some(slot), _) => mine && self.chosen(slot, task),
+            _ => false,
+        };
         if !bids {
             return Ok(());
         }

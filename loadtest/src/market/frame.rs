@@ -9,6 +9,9 @@
 
 use std::borrow::Cow;
 
+use gavel_protocol::ServerFrame;
+use gavel_protocol::event::Event;
+use gavel_protocol::model::TaskStatus;
 use gavel_protocol::reply::{ErrorReply, OkReply};
 use gavel_protocol::views::{BidView, FeedTask};
 use serde::Deserialize;
@@ -24,12 +27,14 @@ pub(super) enum Frame<'a> {
 }
 
 /// What a frame is, with an event's parts; a reply's parts are read by [`Frame::parse`].
+/// Strings are plain `Cow`s (empty when absent): serde borrows from the text only for those,
+/// not inside an `Option`.
 #[derive(Debug, Deserialize)]
 struct Head<'a> {
     #[serde(rename = "type", borrow)]
     ty: Cow<'a, str>,
     #[serde(default, borrow)]
-    topic: Option<Cow<'a, str>>,
+    topic: Cow<'a, str>,
     #[serde(default)]
     seq: Option<u64>,
     #[serde(default, borrow)]
@@ -43,13 +48,15 @@ struct EventBody<'a> {
     kind: Cow<'a, str>,
     at: u64,
     #[serde(default, borrow)]
-    task_id: Option<Cow<'a, str>>,
+    task_id: Cow<'a, str>,
     #[serde(default)]
     bid_count: Option<u32>,
     #[serde(default, borrow)]
     task: Option<&'a RawValue>,
     #[serde(default, borrow)]
     bid: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    status: Option<&'a RawValue>,
 }
 
 /// An event frame: where it was published, its place there, and the event.
@@ -60,10 +67,13 @@ pub(super) struct EventHead<'a> {
     pub kind: Cow<'a, str>,
     /// Engine time (ms).
     pub at: u64,
-    pub task_id: Option<Cow<'a, str>>,
+    task_id: Cow<'a, str>,
     bid_count: Option<u32>,
     task: Option<&'a RawValue>,
     bid: Option<&'a RawValue>,
+    status: Option<&'a RawValue>,
+    /// The whole frame, for the kinds the harness does not read field by field.
+    text: &'a str,
 }
 
 impl<'a> Frame<'a> {
@@ -74,19 +84,23 @@ impl<'a> Frame<'a> {
             "ok" => serde_json::from_str(text).map(Frame::Ok),
             "error" => serde_json::from_str(text).map(Frame::Error),
             "event" => {
-                let (Some(topic), Some(seq), Some(event)) = (head.topic, head.seq, head.event)
-                else {
-                    return Err("an event frame without topic, seq or event".into());
+                let (Some(seq), Some(body)) = (head.seq, head.event) else {
+                    return Err("an event frame without seq or event".into());
                 };
+                if head.topic.is_empty() {
+                    return Err("an event frame without topic".into());
+                }
                 return Ok(Frame::Event(EventHead {
-                    topic,
+                    topic: head.topic,
                     seq,
-                    kind: event.kind,
-                    at: event.at,
-                    task_id: event.task_id,
-                    bid_count: event.bid_count,
-                    task: event.task,
-                    bid: event.bid,
+                    kind: body.kind,
+                    at: body.at,
+                    task_id: body.task_id,
+                    bid_count: body.bid_count,
+                    task: body.task,
+                    bid: body.bid,
+                    status: body.status,
+                    text,
                 }));
             }
             other => return Err(format!("unknown frame type {other:?}")),
@@ -96,6 +110,11 @@ impl<'a> Frame<'a> {
 }
 
 impl EventHead<'_> {
+    /// The task the event concerns, if any.
+    pub fn task_id(&self) -> Option<&str> {
+        (!self.task_id.is_empty()).then_some(self.task_id.as_ref())
+    }
+
     /// `task.opened`'s task.
     pub fn opened_task(&self) -> Result<FeedTask, String> {
         decode(self.task, "task")
@@ -110,6 +129,20 @@ impl EventHead<'_> {
     pub fn bid_count(&self) -> Result<u32, String> {
         self.bid_count
             .ok_or_else(|| format!("{} without bid_count", self.kind))
+    }
+
+    /// `task.closed`'s final status.
+    pub fn closed_status(&self) -> Result<TaskStatus, String> {
+        decode(self.status, "status")
+    }
+
+    /// The whole event as the protocol reads it: for the kinds the harness does not act on,
+    /// so an unknown kind or a malformed field is still caught.
+    pub fn whole(&self) -> Result<Event, String> {
+        match serde_json::from_str(self.text).map_err(|e| e.to_string())? {
+            ServerFrame::Event(frame) => Ok(frame.event),
+            _ => Err("not an event frame".into()),
+        }
     }
 }
 
@@ -152,9 +185,17 @@ mod tests {
         };
         assert_eq!((e.topic.as_ref(), e.seq, e.at), ("feed", 7, 12));
         assert_eq!(e.kind, "task.bid_count");
-        assert_eq!(e.task_id.as_deref(), Some("r1-0-3-99"));
+        assert_eq!(e.task_id(), Some("r1-0-3-99"));
         assert_eq!(e.bid_count(), Ok(3));
         assert!(e.bid().is_err(), "a bid count has no bid");
+        assert!(
+            matches!(e.topic, Cow::Borrowed(_)),
+            "borrowed from the text"
+        );
+        assert!(matches!(
+            e.whole().unwrap().payload,
+            EventPayload::TaskBidCount { bid_count: 3 }
+        ));
     }
 
     #[test]
@@ -191,6 +232,16 @@ mod tests {
             matches!(Frame::parse(err), Ok(Frame::Error(e)) if e.code.as_str() == "RATE_LIMITED")
         );
         assert!(Frame::parse(r#"{"type":"event","topic":"feed"}"#).is_err());
+        let unknown =
+            r#"{"type":"event","topic":"feed","seq":1,"event":{"at":1,"kind":"task.nope"}}"#;
+        let Ok(Frame::Event(e)) = Frame::parse(unknown) else {
+            panic!("the common fields read");
+        };
+        assert_eq!(e.task_id(), None);
+        assert!(
+            e.whole().is_err(),
+            "an unknown kind is caught by the whole read"
+        );
         assert!(Frame::parse(r#"{"type":"nope"}"#).is_err());
         assert!(Frame::parse("not json").is_err());
     }
