@@ -496,9 +496,30 @@ impl Client {
             return Ok(()); // another run's task
         };
         let mine = group == self.ctx.worker;
-        // Each arm reads what it acts on, so a malformed field is a violation; every other
-        // kind is read whole, so an unknown kind or field is one too.
-        let checked = match (on, ev.kind.as_ref()) {
+        if let Err(e) = self
+            .act_on(ws, &ev, on, task, mine, sent_us, now_us)
+            .await?
+        {
+            stats.violation(format!("{} on {}: {}: {e}", self.user, ev.topic, ev.kind));
+        }
+        Ok(())
+    }
+
+    /// Checks and acts on one event of this run's `task`. Each arm reads what it acts on, so a
+    /// malformed field is a violation (the inner `Err`); every other kind is read whole, so an
+    /// unknown kind or field is one too. The outer `Err` is the connection's (a send failed).
+    #[allow(clippy::too_many_arguments)] // the event's parts, worked out once by `on_event`
+    async fn act_on(
+        &mut self,
+        ws: &mut Ws,
+        ev: &EventHead<'_>,
+        on: On,
+        task: &str,
+        mine: bool,
+        sent_us: u64,
+        now_us: u64,
+    ) -> Result<Result<(), String>, String> {
+        Ok(match (on, ev.kind.as_ref()) {
             (On::Feed, "task.opened") => match ev.opened_task() {
                 Ok(view) => {
                     self.digest.opened(task);
@@ -536,11 +557,7 @@ impl Client {
                 Err(e) => Err(e),
             },
             _ => ev.whole().map(|_| ()),
-        };
-        if let Err(e) = checked {
-            stats.violation(format!("{} on {}: {}: {e}", self.user, ev.topic, ev.kind));
-        }
-        Ok(())
+        })
     }
 
     /// A task opened on `feed`: a filtered coach checks it passed its filter, a chosen bidder
