@@ -306,7 +306,7 @@ impl Engine {
         let not_found = || Rejection::not_found(format!("bid {} does not exist", c.bid_id));
         let task_id = self.state.bid_tasks.get(&c.bid_id).ok_or_else(not_found)?;
         let task = &self.state.tasks[task_id];
-        let bid = &task.bids[&c.bid_id].view;
+        let bid = &task.bids.get(&c.bid_id).ok_or_else(not_found)?.view;
         if bid.coach_id != actor.user || actor.role != Role::Coach {
             return Err(Rejection::forbidden("only the bid's coach may withdraw it"));
         }

@@ -484,3 +484,41 @@ async fn the_same_id_from_the_same_user_is_applied_once() {
     assert_kinds(&events, &["bid.accepted", "task.assigned", "payment.held"]);
     server.shutdown().await;
 }
+
+/// A bid id that spells an existing bid's number another way (`b_00` for `b_0`) is a bid that
+/// does not exist: it once found the task by the number and then panicked the engine (and with
+/// it the server) looking for the bid by the id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bid_number_spelled_another_way_is_not_found_and_the_server_lives_on() {
+    let server = start(fresh_dir("bad-bid-spelling")).await;
+    register_coach(&server, "ana", 4.0, false).await;
+    let mut sally = Client::connect(&server, "sally", Role::Seeker).await;
+    let post = json!({"type": "post_task", "resume_id": "cv", "urgency": "urgent"});
+    let task = sally.ok("p", post).await["task_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut ana = Client::connect(&server, "ana", Role::Coach).await;
+    let bid = json!({"type": "place_bid", "task_id": task, "amount": 4000, "eta_hours": 1});
+    let bid_id = ana.ok("b", bid).await["bid_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let number = bid_id.strip_prefix("b_").unwrap();
+    for (i, other) in [format!("b_0{number}"), format!("b_{number}x")]
+        .iter()
+        .enumerate()
+    {
+        let id = format!("w{i}");
+        let reply = ana
+            .request(&id, json!({"type": "withdraw_bid", "bid_id": other}))
+            .await;
+        assert_error(&reply, "NOT_FOUND", Some(&id), None);
+        let accept = json!({"type": "accept_bid", "task_id": task, "bid_id": other});
+        let reply = sally.request(&format!("a{i}"), accept).await;
+        assert_error(&reply, "NOT_FOUND", Some(&format!("a{i}")), None);
+    }
+    ana.ok("w", json!({"type": "withdraw_bid", "bid_id": bid_id}))
+        .await;
+    server.shutdown().await;
+}

@@ -196,6 +196,34 @@ fn withdraw_bid_only_by_its_coach_while_pending() {
 }
 
 #[test]
+fn a_bid_id_spelling_an_existing_number_another_way_names_no_bid() {
+    let mut m = Market::new();
+    m.register_coach("c1", 4.0);
+    m.post_task("alice", "t", Urgency::Urgent, Award::Manual);
+    m.bid("c1", "t", 4000, 1);
+    m.bid("c1", "t", 4100, 1); // an update: still b_0
+    for other_spelling in [
+        "b_00",
+        "b_-0",
+        "b_0a",
+        "b_",
+        "B_0",
+        "b_18446744073709551616",
+    ] {
+        m.refused_with(&coach("c1"), withdraw(other_spelling), ErrorCode::NotFound);
+        m.refused_with(
+            &seeker("alice"),
+            accept("t", other_spelling),
+            ErrorCode::NotFound,
+        );
+    }
+    assert_eq!(
+        m.ok_events(&coach("c1"), withdraw("b_0")),
+        ["bid_withdrawn", "bid_count"]
+    );
+}
+
+#[test]
 fn bids_rank_by_score_then_lower_amount_then_earlier() {
     let mut m = Market::new();
     m.register_coach("b_rated", 4.5);
