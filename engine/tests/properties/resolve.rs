@@ -20,6 +20,16 @@ fn missing_bid() -> BidId {
     BidId::new("b_missing").expect("valid id")
 }
 
+/// Another spelling of an existing bid's number (`b_07` for `b_7`): a bid that does not
+/// exist, though its number does.
+fn respelled(bid: &BidId) -> BidId {
+    let number = bid
+        .as_str()
+        .strip_prefix("b_")
+        .expect("engine bid ids are b_<n>");
+    BidId::new(&format!("b_0{number}")).expect("valid id")
+}
+
 /// Tasks sorted by id (the map's own order is not deterministic across engines).
 fn sorted_tasks(engine: &Engine) -> Vec<TaskId> {
     let mut ids: Vec<TaskId> = engine.state().tasks.keys().cloned().collect();
@@ -68,12 +78,16 @@ fn bid_status(engine: &Engine, bid: &BidId) -> Option<BidStatus> {
 }
 
 /// Picks a bid: a pending one three times in four (when there is one), a missing id one time
-/// in sixteen, else any bid ever placed.
+/// in sixteen (half of those another spelling of an existing bid's number), else any bid
+/// ever placed.
 fn pick_bid(engine: &Engine, p: Pick) -> BidId {
     let all = sorted_bids(engine);
     let n = usize::from(p.0 / 16);
     if p.0.is_multiple_of(16) || all.is_empty() {
-        return missing_bid();
+        return match all.get(n / 2 % all.len().max(1)) {
+            Some((bid, _)) if n % 2 == 1 => respelled(bid),
+            _ => missing_bid(),
+        };
     }
     let pending: Vec<&BidId> = all
         .iter()
@@ -224,9 +238,9 @@ pub(crate) fn resolve(engine: &Engine, op: &Op, now: Millis) -> Option<(Actor, C
         }
         Op::Withdraw { who, bid } => {
             let bid_id = pick_bid(e, *bid);
-            let natural = e.state().bid_tasks.get(&bid_id).map(|t| {
-                let coach = e.state().tasks[t].bids[&bid_id].view.coach_id.clone();
-                Actor::new(coach, Role::Coach)
+            let natural = e.state().bid_tasks.get(&bid_id).and_then(|t| {
+                let coach = e.state().tasks[t].bids.get(&bid_id)?.view.coach_id.clone();
+                Some(Actor::new(coach, Role::Coach))
             });
             (
                 sender(*who, natural),
