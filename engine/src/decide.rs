@@ -162,10 +162,10 @@ impl Engine {
                 return Err(Rejection::conflict(format!("task {id} already exists")));
             }
             Some(id) => id.clone(),
-            None => (self.state.next_task_no..)
+            None => (self.state.next_task_no..=u64::MAX)
                 .map(ids::task_id)
                 .find(|id| !self.state.task_id_taken(id))
-                .expect("some task number is free"),
+                .ok_or_else(|| Rejection::conflict("no server-chosen task id is free"))?,
         };
         let tier = self.config.tiers.get(c.urgency);
         let base_price = c.base_price.unwrap_or(DEFAULT_BASE_PRICE);

@@ -22,10 +22,21 @@ pub fn bid_id(n: BidNo) -> BidId {
 
 /// The number of an engine bid id, if it is one: exactly what [`bid_id`] writes (`b_`, then
 /// the number in decimal without a sign or leading zeros). Another spelling of a number
-/// (`b_07`, `b_+7`) names no bid — lookups by number must not find `b_7` under it — and the
-/// digits are read by hand: `str::parse` was ~130 instructions of a `place_bid`'s `evolve`.
+/// (`b_07`) names no bid — lookups by number must not find `b_7` under it.
 pub fn bid_no(id: &BidId) -> Option<BidNo> {
-    let digits = id.as_str().strip_prefix("b_")?.as_bytes();
+    number_in(id.as_str(), "b_")
+}
+
+/// The number of a task id in the shape [`task_id`] writes (`t_<n>`), if it has that shape.
+/// Clients may choose such ids too (contract §5, `post_task`'s `task_id`).
+pub fn task_no(id: &TaskId) -> Option<u64> {
+    number_in(id.as_str(), "t_")
+}
+
+/// `n` when `id` is `prefix` then `n` in decimal as [`numbered`] writes it. The digits are
+/// read by hand: `str::parse` was ~130 instructions of a `place_bid`'s `evolve`.
+fn number_in(id: &str, prefix: &str) -> Option<u64> {
+    let digits = id.strip_prefix(prefix)?.as_bytes();
     if digits.is_empty() || (digits[0] == b'0' && digits.len() > 1) {
         return None;
     }
@@ -80,5 +91,8 @@ mod tests {
         }
         let too_big = BidId::new("b_18446744073709551616").unwrap(); // u64::MAX + 1
         assert_eq!(bid_no(&too_big), None);
+        assert_eq!(task_no(&task_id(42)), Some(42));
+        assert_eq!(task_no(&TaskId::new("t_042").unwrap()), None);
+        assert_eq!(task_no(&TaskId::new("b_42").unwrap()), None);
     }
 }

@@ -31,6 +31,10 @@ pub use crate::task::{Assignment, Bid, Task};
 /// `IdMap::default()`.
 pub type IdMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
+/// How far ahead of the counter of server-chosen task ids a task id of the same shape
+/// (`t_<n>`, maybe a client's choice) may move it ([`State::note_task_no`]).
+pub const TASK_NO_REACH: u64 = 1 << 20;
+
 /// Everything the engine knows.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
@@ -137,12 +141,8 @@ impl State {
                     t.awaiting_owner = false;
                     t.bidding_closes_at = *bidding_closes_at;
                 } else {
-                    if let Some(n) = id
-                        .as_str()
-                        .strip_prefix("t_")
-                        .and_then(|n| n.parse::<u64>().ok())
-                    {
-                        self.next_task_no = self.next_task_no.max(n + 1);
+                    if let Some(n) = crate::ids::task_no(&id) {
+                        self.note_task_no(n);
                     }
                     let entry = Task::posted((**task).clone(), *bidding_closes_at);
                     self.listing.add_task(&entry);
@@ -386,6 +386,18 @@ impl State {
     }
 
     /// Whether a task with this id exists or ever existed (archived).
+    /// Moves the counter of server-chosen task ids past `n`, the number of a task id just
+    /// opened, when `n` is at most [`TASK_NO_REACH`] ahead of it. A client may choose an id of
+    /// that shape: one far ahead (`t_18446744073709551614`) must not move the counter there,
+    /// where it would overflow (a panic with overflow checks; without them, every later
+    /// server-chosen id a walk over every id ever taken). An id left behind is skipped when the
+    /// server's choice reaches it (`task_id_taken`).
+    fn note_task_no(&mut self, n: u64) {
+        if n >= self.next_task_no && n - self.next_task_no < TASK_NO_REACH {
+            self.next_task_no = n.saturating_add(1);
+        }
+    }
+
     pub fn task_id_taken(&self, id: &TaskId) -> bool {
         self.tasks.contains_key(id) || self.archived_ids.contains(&archived_id_hash(id))
     }

@@ -88,3 +88,32 @@ fn post_task_fills_defaults_and_only_seekers_and_admins_post() {
     on_behalf.task_id = Some(tid("t_x"));
     m.refused_with(&admin(), Command::PostTask(on_behalf), ErrorCode::Conflict);
 }
+
+#[test]
+fn a_client_chosen_id_far_ahead_does_not_move_the_server_counter() {
+    let mut m = Market::new();
+    let alice = seeker("alice");
+    let top = u64::MAX;
+    for n in [top - 1, top] {
+        let id = format!("t_{n}");
+        let r = posted(m.ok(&alice, post_priced(&id, Urgency::Standard, 2000)));
+        assert_eq!(r.task_id, tid(&id));
+    }
+    // Server-chosen ids carry on from the bottom, one per post (no walk, no overflow).
+    for n in 0..3 {
+        let r = posted(m.ok(&alice, post_defaults(Urgency::Standard)));
+        assert_eq!(r.task_id, tid(&format!("t_{n}")));
+    }
+    // A client's id just ahead is skipped (and moves the counter past it).
+    posted(m.ok(&alice, post_priced("t_4", Urgency::Standard, 2000)));
+    let r = posted(m.ok(&alice, post_defaults(Urgency::Standard)));
+    assert_eq!(r.task_id, tid("t_5"));
+    // One beyond the reach is left where it is, and skipped when the counter gets there.
+    let far = 6 + gavel_engine::state::TASK_NO_REACH;
+    posted(m.ok(
+        &alice,
+        post_priced(&format!("t_{far}"), Urgency::Standard, 2000),
+    ));
+    let r = posted(m.ok(&alice, post_defaults(Urgency::Standard)));
+    assert_eq!(r.task_id, tid("t_6"));
+}
