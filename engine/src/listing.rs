@@ -94,10 +94,14 @@ pub fn encode_cursor(key: &ListKey) -> String {
     format!("{}~{}", key.0, key.1)
 }
 
-/// Parses a cursor made by [`encode_cursor`].
+/// Parses a cursor made by [`encode_cursor`]. Its time is at most `i64::MAX` (a task's
+/// `created_at` is; the archive's SQL compares it as a signed integer, where a larger one
+/// would wrap to a negative time and silently leave the archived tasks out).
 pub fn parse_cursor(s: &str) -> Option<ListKey> {
     let (at, id) = s.split_once('~')?;
-    Some((at.parse().ok()?, TaskId::new(id).ok()?))
+    let at: u64 = at.parse().ok()?;
+    i64::try_from(at).ok()?;
+    Some((at, TaskId::new(id).ok()?))
 }
 
 /// Whose tasks a listing walks.
@@ -253,5 +257,14 @@ mod tests {
         assert_eq!(parse_cursor("nope"), None);
         assert_eq!(parse_cursor("12~"), None);
         assert_eq!(parse_cursor("x~t_1"), None);
+        assert_eq!(
+            parse_cursor("9223372036854775807~t_1").map(|k| k.0),
+            Some(i64::MAX as u64)
+        );
+        assert_eq!(
+            parse_cursor("9223372036854775808~t_1"),
+            None,
+            "over i64::MAX"
+        );
     }
 }
