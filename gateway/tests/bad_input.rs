@@ -301,6 +301,19 @@ async fn a_token_that_expires_while_connected_closes_with_4001() {
     server.shutdown().await;
 }
 
+/// A token that never expires (`exp` saturated at u64::MAX: `gavel token --ttl` with a huge
+/// value) is a connection like any other: working out when it expires once panicked the
+/// connection's task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_expiring_at_the_end_of_time_connects_and_works() {
+    let server = start(fresh_dir("bad-far-expiry")).await;
+    let forever = Duration::from_secs(u64::MAX);
+    let token = token_signed(SECRET, "sally", Role::Seeker, forever, now_secs());
+    let mut c = Client::connect_with_token(&server, &token).await;
+    assert_eq!(c.ok("p", json!({"type": "ping"})).await, json!({}));
+    server.shutdown().await;
+}
+
 /// The server pings every `ping_interval_secs` and closes (1000, "idle") a client not heard
 /// from within `idle_timeout_secs`: a client that reads answers the pings (its WebSocket
 /// library pongs) and stays; one that never reads sends no pong and is let go.

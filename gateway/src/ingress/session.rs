@@ -514,7 +514,10 @@ impl Heartbeat {
         let now_secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let expires = now + Duration::from_secs(exp.saturating_sub(now_secs));
+        // A token's remaining life, at most a century: `Instant + Duration` panics past what
+        // the clock can hold, and a token may say `exp` = u64::MAX (`gavel token --ttl`).
+        let life_secs = exp.saturating_sub(now_secs).min(100 * 365 * 86_400);
+        let expires = now + Duration::from_secs(life_secs);
         let next_ping = now + every;
         Heartbeat {
             timer: Box::pin(tokio::time::sleep_until(next_ping.min(expires))),
