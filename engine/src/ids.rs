@@ -33,8 +33,8 @@ pub fn task_no(id: &TaskId) -> Option<u64> {
     number_in(id.as_str(), "t_")
 }
 
-/// `n` when `id` is `prefix` then `n` in decimal as [`numbered`] writes it. The digits are
-/// read by hand: `str::parse` was ~130 instructions of a `place_bid`'s `evolve`.
+/// `n` when `id` is `prefix` then `n` in decimal as [`numbered`] writes it (no sign, no
+/// leading zeros: `str::parse` takes both).
 fn number_in(id: &str, prefix: &str) -> Option<u64> {
     let digits = id.strip_prefix(prefix)?.as_bytes();
     if digits.is_empty() || (digits[0] == b'0' && digits.len() > 1) {
