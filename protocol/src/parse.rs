@@ -237,6 +237,21 @@ fn parse_statuses(f: &Fields<'_>) -> Result<Option<Vec<TaskStatus>>, FrameError>
     }
 }
 
+/// The most task types a `feed` filter may list: every event is matched against each, for
+/// every subscriber, on the shared publisher (a 64 KiB frame could otherwise list ~16,000).
+pub const MAX_FILTER_TASK_TYPES: usize = 64;
+
+/// The list without repeats, in first-seen order (at most [`MAX_FILTER_TASK_TYPES`] items).
+fn first_of_each<T: PartialEq>(items: Vec<T>) -> Vec<T> {
+    let mut kept = Vec::with_capacity(items.len());
+    for item in items {
+        if !kept.contains(&item) {
+            kept.push(item);
+        }
+    }
+    kept
+}
+
 fn parse_filter(map: &Map<String, Value>) -> Result<FeedFilter, FrameError> {
     let f = Fields {
         map,
@@ -258,6 +273,12 @@ fn parse_filter(map: &Map<String, Value>) -> Result<FeedFilter, FrameError> {
     let task_type = f
         .opt_array("task_type")?
         .map(|items| {
+            if items.len() > MAX_FILTER_TASK_TYPES {
+                return Err(f.invalid(
+                    "task_type",
+                    format!("must list at most {MAX_FILTER_TASK_TYPES} task types"),
+                ));
+            }
             items
                 .iter()
                 .map(|v| match v.as_str() {
@@ -271,8 +292,8 @@ fn parse_filter(map: &Map<String, Value>) -> Result<FeedFilter, FrameError> {
         })
         .transpose()?;
     Ok(FeedFilter {
-        urgency,
-        task_type,
+        urgency: urgency.map(first_of_each),
+        task_type: task_type.map(first_of_each),
         min_price: f.opt_u64("min_price", 0, u64::MAX)?,
     })
 }

@@ -114,6 +114,17 @@ const CASES: &[(&str, ErrorCode, Option<&str>)] = &[
         Some("filter.task_type"),
     ),
     (
+        concat!(
+            r#"{"type":"subscribe","topic":"feed","filter":{"task_type":["#,
+            r#""a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","#,
+            r#""a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","#,
+            r#""a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","#,
+            r#""a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a"]}}"#
+        ),
+        INVALID,
+        Some("filter.task_type"),
+    ),
+    (
         r#"{"type":"subscribe","topic":"feed","filter":{"min_price":-5}}"#,
         INVALID,
         Some("filter.min_price"),
