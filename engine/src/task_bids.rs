@@ -77,6 +77,20 @@ impl TaskBids {
         self.pending().rev().find(|b| b.view.coach_id == *coach)
     }
 
+    /// The coach's pending bid, if it has one, and how many bids it has placed here in all
+    /// (withdrawn and rejected ones too): one scan.
+    pub fn of_coach(&self, coach: &UserId) -> (Option<&Bid>, usize) {
+        let mut pending = None;
+        let mut placed = 0;
+        for b in self.0.iter().filter(|b| b.view.coach_id == *coach) {
+            placed += 1;
+            if b.view.status == BidStatus::Pending {
+                pending = Some(b);
+            }
+        }
+        (pending, placed)
+    }
+
     /// The pending bids, oldest first.
     pub fn pending(&self) -> impl DoubleEndedIterator<Item = &Bid> {
         self.0
@@ -212,6 +226,12 @@ mod tests {
         bids.get_mut(&bid_id(4)).unwrap().view.status = BidStatus::Rejected;
         assert!(bids.pending_of(&coach).is_none());
         assert!(bids.pending_of(&UserId::new("c9").unwrap()).is_none());
+        let mut again = bid(8);
+        again.view.coach_id = coach.clone();
+        bids.insert(again);
+        assert_eq!(bids.of_coach(&coach).0.map(|b| b.no), Some(8));
+        assert_eq!(bids.of_coach(&coach).1, 3, "the withdrawn and the rejected ones count");
+        assert_eq!(bids.of_coach(&UserId::new("c9").unwrap()), (None, 0));
     }
 
     #[test]

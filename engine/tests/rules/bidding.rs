@@ -327,3 +327,25 @@ fn top3_is_the_first_three_ranked_bids() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_coach_places_at_most_ten_bids_on_one_task_withdrawn_ones_included() {
+    let mut m = Market::new();
+    m.register_coach("c1", 4.0);
+    m.register_coach("c2", 4.0);
+    m.post_task("alice", "t", Urgency::Urgent, Award::Manual);
+    for n in 0..10u64 {
+        m.bid("c1", "t", 4000 + n, 1);
+        m.bid("c1", "t", 4100 + n, 1); // an update is not a new bid
+        m.ok(&coach("c1"), withdraw(&format!("b_{n}")));
+    }
+    let refused = m.refused_with(&coach("c1"), place_bid("t", 4000, 1), ErrorCode::Conflict);
+    assert!(
+        refused.message.contains("at most 10 bids"),
+        "{}",
+        refused.message
+    );
+    // Another coach is not affected.
+    m.bid("c2", "t", 4000, 1);
+    assert_eq!(m.task("t").bids.len(), 11);
+}
