@@ -385,7 +385,6 @@ impl State {
         }
     }
 
-    /// Whether a task with this id exists or ever existed (archived).
     /// Moves the counter of server-chosen task ids past `n`, the number of a task id just
     /// opened, when `n` is at most [`TASK_NO_REACH`] ahead of it. A client may choose an id of
     /// that shape: one far ahead (`t_18446744073709551614`) must not move the counter there,
@@ -398,6 +397,7 @@ impl State {
         }
     }
 
+    /// Whether a task with this id exists or ever existed (archived).
     pub fn task_id_taken(&self, id: &TaskId) -> bool {
         self.tasks.contains_key(id) || self.archived_ids.contains(&archived_id_hash(id))
     }

@@ -128,8 +128,9 @@ pub struct FeedFilter {
     /// Only these urgencies (absent: all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub urgency: Option<Vec<Urgency>>,
-    /// Only these task types (absent: all).
+    /// Only these task types (absent: all); at most 64 (`MAX_FILTER_TASK_TYPES`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::parse::MAX_FILTER_TASK_TYPES))]
     pub task_type: Option<Vec<String>>,
     /// Only tasks whose suggested price is at least this many cents.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -369,7 +369,7 @@ export type EventFrame = {
 export type FeedFilter = {
   /** Only tasks whose suggested price is at least this many cents. */
   min_price?: number | null;
-  /** Only these task types (absent: all). */
+  /** Only these task types (absent: all); at most 64 (`MAX_FILTER_TASK_TYPES`). */
   task_type?: string[] | null;
   /** Only these urgencies (absent: all). */
   urgency?: Urgency[] | null;
