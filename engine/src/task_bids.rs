@@ -230,7 +230,11 @@ mod tests {
         again.view.coach_id = coach.clone();
         bids.insert(again);
         assert_eq!(bids.of_coach(&coach).0.map(|b| b.no), Some(8));
-        assert_eq!(bids.of_coach(&coach).1, 3, "the withdrawn and the rejected ones count");
+        assert_eq!(
+            bids.of_coach(&coach).1,
+            3,
+            "the withdrawn and the rejected ones count"
+        );
         assert_eq!(bids.of_coach(&UserId::new("c9").unwrap()), (None, 0));
     }
 
