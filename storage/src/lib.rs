@@ -11,8 +11,10 @@
 //! - [`recovery`] — [`recover`]: latest snapshot + journal tail → an [`gavel_engine::Engine`].
 //! - [`snapshot_codec`] — a snapshot's bytes: versioned, checksummed, compressed binary.
 //! - [`webhooks`] — each webhook's durable delivery cursor.
-//! - [`task_events`] — the journal indexed by task (each task's history): written with each
-//!   batch, and caught up at start-up where an older journal left it behind.
+//! - [`task_events`] — the journal indexed by task (each task's history) and by `seeker:` /
+//!   `coach:` topic: written with each batch, and caught up at start-up where an older
+//!   journal left it behind.
+//! - [`topic_events`] — reading a topic's events through those indexes.
 //! - [`error`] — [`StorageError`].
 //!
 //! Flow: the engine task hands each batch of `(seq, event)` to the [`JournalHandle`]; the
@@ -27,13 +29,14 @@ pub mod recovery;
 pub mod snapshot_codec;
 pub mod store;
 pub mod task_events;
+pub mod topic_events;
 pub mod webhooks;
 pub mod writer;
 
 pub use cluster::{LeaseRow, NodeRow};
 pub use error::StorageError;
 pub use recovery::{RecoveryReport, encode_snapshot, recover};
-pub use store::{RowTask, Store, StoredEvent, StoredSnapshot};
+pub use store::{IndexKeys, RowTopics, Store, StoredEvent, StoredSnapshot};
 pub use writer::{
     AppendFault, AppendFaults, AppendSlot, Batch, CommitSink, JournalHandle, WriterOptions,
     WriterStats,

@@ -23,11 +23,14 @@ use sqlx::query::Query;
 use crate::error::StorageError;
 use crate::store::{Store, StoredEvent, sqlite_insert_chunks};
 
-/// A batch's task-index rows and the position move it makes.
+/// A batch's index rows (`task_events` and `topic_events`) and the position move it makes.
 #[derive(Debug, Default)]
 pub(crate) struct BatchIndex {
     task_ids: Vec<TaskId>,
     seqs: Vec<i64>,
+    /// `topic_events`' rows: a `seeker:`/`coach:` topic's name and the row's `seq`.
+    topics: Vec<String>,
+    topic_seqs: Vec<i64>,
     /// The `seq` before the batch: the position must stand there for the batch to move it.
     prev: i64,
     /// The batch's last `seq`.
@@ -35,9 +38,9 @@ pub(crate) struct BatchIndex {
 }
 
 impl BatchIndex {
-    /// The rows of `events` that have a `task:<id>` delivery. A row that cannot be decoded
-    /// (only rows not made by [`StoredEvent::encode`] are decoded) is reported and left out,
-    /// as every history leaves it out.
+    /// The rows of `events` that have a `task:<id>`, `seeker:<id>` or `coach:<id>` delivery.
+    /// A row that cannot be decoded (only rows not made by [`StoredEvent::encode`] are
+    /// decoded) is reported and left out, as every history and resume leaves it out.
     pub(crate) fn of(events: &[StoredEvent]) -> Self {
         let mut index = BatchIndex {
             prev: events.first().map_or(0, |e| e.seq as i64 - 1),
@@ -45,20 +48,55 @@ impl BatchIndex {
             ..BatchIndex::default()
         };
         for e in events {
-            match e.task_id() {
-                Ok(Some(id)) => {
-                    index.task_ids.push(id);
-                    index.seqs.push(e.seq as i64);
-                }
-                Ok(None) => {}
+            let keys = match e.index_keys() {
+                Ok(keys) => keys,
                 Err(error) => {
-                    tracing::error!(seq = e.seq, %error, "task index: a journal row cannot be decoded; left out");
+                    tracing::error!(seq = e.seq, %error, "topic index: a journal row cannot be decoded; left out");
+                    continue;
                 }
+            };
+            if let Some(id) = keys.task {
+                index.task_ids.push(id);
+                index.seqs.push(e.seq as i64);
+            }
+            for topic in keys.watchers {
+                index.topics.push(topic.to_string());
+                index.topic_seqs.push(e.seq as i64);
             }
         }
         index
     }
+
+    fn task_rows(&self) -> Vec<(&str, i64)> {
+        let ids = self.task_ids.iter().map(TaskId::as_str);
+        ids.zip(self.seqs.iter().copied()).collect()
+    }
+
+    fn topic_rows(&self) -> Vec<(&str, i64)> {
+        let topics = self.topics.iter().map(String::as_str);
+        topics.zip(self.topic_seqs.iter().copied()).collect()
+    }
 }
+
+/// SQLite: inserts `(key, seq)` rows into `task_events` or `topic_events` (`insert`: the
+/// statement up to `VALUES`), skipping rows already there.
+async fn sqlite_insert_rows(
+    tx: &mut sqlx::SqliteConnection,
+    insert: &str,
+    rows: &[(&str, i64)],
+) -> Result<(), StorageError> {
+    for run in sqlite_insert_chunks(rows) {
+        let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(insert);
+        query.push_values(run, |mut row, (key, seq)| {
+            row.push_bind(*key).push_bind(*seq);
+        });
+        query.build().execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+const SQLITE_TASK_ROWS: &str = "INSERT OR IGNORE INTO task_events (task_id, seq) ";
+const SQLITE_TOPIC_ROWS: &str = "INSERT OR IGNORE INTO topic_events (topic, seq) ";
 
 /// SQLite: the upsert that moves the position from `prev` to `last` (binds: prev, last,
 /// prev, last); a position elsewhere stays where it is.
@@ -71,20 +109,8 @@ pub(crate) async fn sqlite_index(
     tx: &mut sqlx::SqliteConnection,
     index: &BatchIndex,
 ) -> Result<(), StorageError> {
-    let rows: Vec<(&TaskId, i64)> = index
-        .task_ids
-        .iter()
-        .zip(index.seqs.iter().copied())
-        .collect();
-    for run in sqlite_insert_chunks(&rows) {
-        let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT OR IGNORE INTO task_events (task_id, seq) ",
-        );
-        insert.push_values(run, |mut row, (id, seq)| {
-            row.push_bind(id.as_str()).push_bind(*seq);
-        });
-        insert.build().execute(&mut *tx).await?;
-    }
+    sqlite_insert_rows(tx, SQLITE_TASK_ROWS, &index.task_rows()).await?;
+    sqlite_insert_rows(tx, SQLITE_TOPIC_ROWS, &index.topic_rows()).await?;
     sqlx::query(SQLITE_ADVANCE)
         .bind(index.prev)
         .bind(index.last)
@@ -95,13 +121,20 @@ pub(crate) async fn sqlite_index(
     Ok(())
 }
 
+/// The parameters [`postgres_index_ctes`] reads.
+pub(crate) const POSTGRES_INDEX_PARAMS: usize = 6;
+
 /// Postgres: the index's parts of a batch's append statement ([`crate::append`]), each under
-/// `guard`, reading the parameters `$base`.. `$base+3` ([`bind_index`]).
+/// `guard`, reading the parameters `$base`.. `$base+5` ([`bind_index`]).
 pub(crate) fn postgres_index_ctes(base: usize, guard: &str) -> String {
     let (ids, seqs, prev, last) = (base, base + 1, base + 2, base + 3);
+    let (topics, topic_seqs) = (base + 4, base + 5);
     format!(
         "t AS (INSERT INTO task_events (task_id, seq) \
          SELECT * FROM UNNEST(${ids}::text[], ${seqs}::bigint[]) {guard} ON CONFLICT DO NOTHING), \
+         w AS (INSERT INTO topic_events (topic, seq) \
+         SELECT * FROM UNNEST(${topics}::text[], ${topic_seqs}::bigint[]) {guard} \
+         ON CONFLICT DO NOTHING), \
          p AS (INSERT INTO task_index (id, indexed_seq) \
          SELECT 1, CASE WHEN ${prev}::bigint = 0 THEN ${last}::bigint ELSE 0 END {guard} \
          ON CONFLICT (id) DO UPDATE SET indexed_seq = CASE \
@@ -126,6 +159,8 @@ pub(crate) fn bind_index<'q>(
         .bind(index.seqs.as_slice())
         .bind(index.prev)
         .bind(index.last)
+        .bind(index.topics.as_slice())
+        .bind(index.topic_seqs.as_slice())
 }
 
 /// Journal rows a catch-up step indexes in one transaction.
@@ -142,14 +177,7 @@ impl Store {
         let Some(last) = rows.last().map(|r| r.seq) else {
             return Ok(None);
         };
-        let index = BatchIndex::of(&rows);
-        let pairs: Vec<(String, Seq)> = index
-            .task_ids
-            .iter()
-            .zip(&index.seqs)
-            .map(|(id, seq)| (id.to_string(), *seq as Seq))
-            .collect();
-        self.index_task_events(&pairs, last).await?;
+        self.index_rows(&rows, last).await?;
         Ok(Some(last))
     }
 
@@ -166,10 +194,13 @@ impl Store {
                 sqlx::query("DELETE FROM task_events")
                     .execute(&mut *tx)
                     .await?;
+                sqlx::query("DELETE FROM topic_events")
+                    .execute(&mut *tx)
+                    .await?;
                 tx.commit().await?;
             }
             Store::Postgres(pool) => {
-                sqlx::query("TRUNCATE task_index, task_events")
+                sqlx::query("TRUNCATE task_index, task_events, topic_events")
                     .execute(pool)
                     .await?;
             }
@@ -194,25 +225,17 @@ impl Store {
         Ok(seq.unwrap_or(0) as Seq)
     }
 
-    /// Records the `(task_id, seq)` rows of the journal from the position to `upto`, and that
+    /// Records the index rows of `rows` — the journal from the position to `upto` — and that
     /// it is indexed up to there, in one transaction (repeating rows already there is harmless;
     /// the position never goes back). The caller read the rows after a position it read from
     /// this table, so every row up to `upto` is indexed when this commits.
-    pub async fn index_task_events(
-        &self,
-        rows: &[(String, Seq)],
-        upto: Seq,
-    ) -> Result<(), StorageError> {
+    pub async fn index_rows(&self, rows: &[StoredEvent], upto: Seq) -> Result<(), StorageError> {
+        let index = BatchIndex::of(rows);
         match self {
             Store::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
-                for (task_id, seq) in rows {
-                    sqlx::query("INSERT OR IGNORE INTO task_events (task_id, seq) VALUES (?, ?)")
-                        .bind(task_id)
-                        .bind(*seq as i64)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                sqlite_insert_rows(&mut tx, SQLITE_TASK_ROWS, &index.task_rows()).await?;
+                sqlite_insert_rows(&mut tx, SQLITE_TOPIC_ROWS, &index.topic_rows()).await?;
                 sqlx::query(
                     "INSERT INTO task_index (id, indexed_seq) VALUES (1, ?) ON CONFLICT (id) \
                      DO UPDATE SET indexed_seq = MAX(task_index.indexed_seq, excluded.indexed_seq)",
@@ -228,8 +251,22 @@ impl Store {
                     "INSERT INTO task_events (task_id, seq) \
                      SELECT * FROM UNNEST($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING",
                 )
-                .bind(rows.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>())
-                .bind(rows.iter().map(|(_, s)| *s as i64).collect::<Vec<_>>())
+                .bind(
+                    index
+                        .task_ids
+                        .iter()
+                        .map(TaskId::as_str)
+                        .collect::<Vec<_>>(),
+                )
+                .bind(index.seqs.as_slice())
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO topic_events (topic, seq) \
+                     SELECT * FROM UNNEST($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING",
+                )
+                .bind(index.topics.as_slice())
+                .bind(index.topic_seqs.as_slice())
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(
@@ -243,46 +280,5 @@ impl Store {
             }
         }
         Ok(())
-    }
-
-    /// Up to `limit` indexed journal rows of `task_id` with `after < seq <= upto`, in order.
-    pub async fn indexed_task_events(
-        &self,
-        task_id: &str,
-        after: Seq,
-        upto: Seq,
-        limit: u32,
-    ) -> Result<Vec<StoredEvent>, StorageError> {
-        let rows = match self {
-            Store::Sqlite(pool) => sqlx::query(
-                "SELECT j.seq, j.at, j.kind, j.payload FROM task_events t \
-                     JOIN journal j ON j.seq = t.seq \
-                     WHERE t.task_id = ? AND t.seq > ? AND t.seq <= ? ORDER BY t.seq LIMIT ?",
-            )
-            .bind(task_id)
-            .bind(after as i64)
-            .bind(upto as i64)
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(crate::store::stored_event)
-            .collect::<Result<Vec<_>, _>>()?,
-            Store::Postgres(pool) => sqlx::query(
-                "SELECT j.seq, j.at, j.kind, j.payload FROM task_events t \
-                     JOIN journal j ON j.seq = t.seq \
-                     WHERE t.task_id = $1 AND t.seq > $2 AND t.seq <= $3 ORDER BY t.seq LIMIT $4",
-            )
-            .bind(task_id)
-            .bind(after as i64)
-            .bind(upto as i64)
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(crate::store::stored_event)
-            .collect::<Result<Vec<_>, _>>()?,
-        };
-        Ok(rows)
     }
 }

@@ -1,4 +1,5 @@
-//! The task index (`task_events`, `task_index`) on both backends: a batch's rows and the
+//! The topic indexes (`task_events` and `topic_events`, with `task_index`'s position) on both
+//! backends: a batch's rows and the
 //! position land in the append's own transaction (or not at all), a journal whose index was
 //! left behind is caught up without a hole — also while appends go on — and the position
 //! never passes a row that is not indexed.
@@ -11,26 +12,34 @@ use common::{fresh_store, market_events};
 use gavel_engine::Event;
 use gavel_engine::routing::deliveries;
 use gavel_protocol::{Seq, Topic};
-use gavel_storage::{RowTask, StorageError, Store, StoredEvent};
+use gavel_storage::{RowTopics, StorageError, Store, StoredEvent};
 
 const BACKENDS: [&str; 2] = ["sqlite", "postgres"];
 
-/// The index rows a journal of `events` must have, worked out from the deliveries themselves.
+/// The index rows a journal of `events` must have, worked out from the deliveries themselves:
+/// `(task id, seq)` for `task:<id>`, `(topic, seq)` for `seeker:<id>` and `coach:<id>`, by seq.
 fn expected(events: &[(Seq, Event)]) -> Vec<(String, i64)> {
-    events
-        .iter()
-        .filter_map(|(seq, e)| {
-            deliveries(e).into_iter().find_map(|d| match d.topic {
-                Topic::Task(id) => Some((id.to_string(), *seq as i64)),
-                _ => None,
+    let mut rows = Vec::new();
+    for (seq, e) in events {
+        let mut keys: Vec<String> = deliveries(e)
+            .into_iter()
+            .filter_map(|d| match d.topic {
+                Topic::Task(id) => Some(id.to_string()),
+                t @ (Topic::Seeker(_) | Topic::Coach(_)) => Some(t.to_string()),
+                Topic::Feed | Topic::Admin => None,
             })
-        })
-        .collect()
+            .collect();
+        keys.sort();
+        keys.dedup();
+        rows.extend(keys.into_iter().map(|k| (k, *seq as i64)));
+    }
+    rows
 }
 
-/// Every `(task_id, seq)` row of the index, by `seq`.
+/// Every row of both indexes (`task_events`' task ids, `topic_events`' topics), by `seq`.
 async fn index_rows(store: &Store) -> Vec<(String, i64)> {
-    const SQL: &str = "SELECT task_id, seq FROM task_events ORDER BY seq, task_id";
+    const SQL: &str = "SELECT task_id AS k, seq FROM task_events \
+        UNION ALL SELECT topic, seq FROM topic_events ORDER BY seq, k";
     match store {
         Store::Sqlite(pool) => sqlx::query_as(SQL).fetch_all(pool).await.unwrap(),
         Store::Postgres(pool) => sqlx::query_as(SQL).fetch_all(pool).await.unwrap(),
@@ -103,7 +112,7 @@ async fn appending_a_batch_indexes_its_task_events_in_the_same_transaction() {
         let mut rows = encoded(&events);
         // Rows read back or received from a leader carry no task: the append decodes them.
         for row in rows.iter_mut().skip(10).take(5) {
-            row.task = RowTask::Unknown;
+            row.topics = RowTopics::Unknown;
         }
         for chunk in rows.chunks(4) {
             store.append(chunk).await.unwrap();
@@ -219,5 +228,56 @@ async fn an_index_left_behind_is_caught_up_at_start_without_a_hole() {
         assert_eq!(store.task_index_seq().await.unwrap(), end, "{backend}");
         assert_eq!(index_rows(&store).await, expected(&events), "{backend}");
         assert!(store.task_index_catch_up(1000).await.unwrap().is_none());
+    }
+}
+
+/// A topic's indexed rows and their count, read back: exactly the journal rows delivered to the
+/// topic, in order, in pages, bounded by the range and the cap; `feed` and `admin` have no index.
+#[tokio::test]
+async fn a_topics_events_are_read_through_its_index() {
+    use gavel_storage::topic_events::IndexedTopic;
+    let (_, events) = market_events(6);
+    for backend in BACKENDS {
+        let store = fresh_store(backend, "index_read").await;
+        store.append(&encoded(&events)).await.unwrap();
+        let end = store.latest_seq().await.unwrap();
+        let seeker = events
+            .iter()
+            .find_map(|(_, e)| e.owner.clone())
+            .expect("a task with an owner");
+        let topics = [
+            Topic::Seeker(seeker),
+            Topic::Coach(gavel_protocol::UserId::new("ana").unwrap()),
+            Topic::Task(gavel_protocol::TaskId::new("t_1").unwrap()),
+        ];
+        for topic in topics {
+            let want: Vec<Seq> = events
+                .iter()
+                .filter(|(_, e)| deliveries(e).iter().any(|d| d.topic == topic))
+                .map(|(seq, _)| *seq)
+                .collect();
+            assert!(want.len() > 2, "{backend} {topic}: the fixture reaches it");
+            let index = IndexedTopic::of(&topic).expect("indexed");
+            let mut read = Vec::new();
+            let mut after = 0;
+            loop {
+                let page = store.indexed_events(&index, after, end, 2).await.unwrap();
+                assert!(page.len() <= 2);
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                read.extend(page.iter().map(|r| r.seq));
+            }
+            assert_eq!(read, want, "{backend} {topic}: every row, in order");
+            let upto = want[want.len() - 2];
+            let counted = |after, upto, cap| store.count_indexed_events(&index, after, upto, cap);
+            assert_eq!(counted(0, end, 1000).await.unwrap(), want.len() as u64);
+            assert_eq!(
+                counted(want[0], upto, 1000).await.unwrap(),
+                want.len() as u64 - 2
+            );
+            assert_eq!(counted(0, end, 2).await.unwrap(), 2, "{backend}: the cap");
+        }
+        assert_eq!(IndexedTopic::of(&Topic::Feed), None);
+        assert_eq!(IndexedTopic::of(&Topic::Admin), None);
     }
 }

@@ -78,7 +78,7 @@ pub fn decode(bytes: &[u8]) -> Option<Published> {
             at: parts.next()?.parse().ok()?,
             kind: parts.next()?.to_owned(),
             payload: parts.next()?.to_owned(),
-            task: gavel_storage::RowTask::Unknown,
+            topics: gavel_storage::RowTopics::Unknown,
         });
     }
     Some(Published {
@@ -322,14 +322,14 @@ mod tests {
                 at: 100,
                 kind: "task_posted".into(),
                 payload: r#"{"a":"b c\nd"}"#.into(),
-                task: gavel_storage::RowTask::Unknown,
+                topics: gavel_storage::RowTopics::Unknown,
             },
             StoredEvent {
                 seq: 8,
                 at: 101,
                 kind: "bid_placed".into(),
                 payload: "{}".into(),
-                task: gavel_storage::RowTask::Unknown,
+                topics: gavel_storage::RowTopics::Unknown,
             },
         ];
         let decoded = decode(&encode(&rows, 5)).expect("decodes");
