@@ -34,6 +34,7 @@ pub struct Metrics {
     pub write_timeouts: IntCounter,
     pub catch_ups: IntGauge,
     pub replayed_events: IntCounter,
+    pub catch_up_rows_read: IntCounter,
     pub feed_snapshot_seconds: Histogram,
 }
 
@@ -169,6 +170,11 @@ impl Metrics {
                 "event frames sent by resumes (history ring or journal)",
             )
             .unwrap(),
+            catch_up_rows_read: IntCounter::new(
+                "catch_up_rows_read_total",
+                "journal rows resumes read (a topic's index rows, or the journal's where no index reaches)",
+            )
+            .unwrap(),
             feed_snapshot_seconds: Histogram::with_opts(
                 HistogramOpts::new(
                     "feed_snapshot_seconds",
@@ -202,6 +208,7 @@ impl Metrics {
             Box::new(m.write_timeouts.clone()),
             Box::new(m.catch_ups.clone()),
             Box::new(m.replayed_events.clone()),
+            Box::new(m.catch_up_rows_read.clone()),
             Box::new(m.feed_snapshot_seconds.clone()),
         ] {
             m.registry.register(c).expect("metric names are unique");

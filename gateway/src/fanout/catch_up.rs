@@ -9,9 +9,13 @@
 //! gap, no duplicate. If the held frames overflow meanwhile (the client reads slower than the
 //! topic's events arrive), they are dropped and the reader goes on from P and attaches again.
 //!
+//! A `task:`, `seeker:` or `coach:` topic is read through the journal's topic index (its own
+//! rows only, however many other events lie between); `feed` and `admin`, which most events
+//! reach, and any stretch the index has not reached yet, from the journal itself.
+//!
 //! A resume further behind than `[limits] max_replay_events` events of the topic is sent back
 //! for a fresh snapshot with `reset: true` (counted first, without sending anything, when the
-//! journal span alone exceeds the bound).
+//! journal span alone exceeds the bound: in the index where it reaches).
 //!
 //! Every subscribe gets exactly one reply: the reader's `ok`, a reset's snapshot, or — when a
 //! later subscribe or unsubscribe of the topic supersedes it first — a `CONFLICT`.
@@ -25,7 +29,8 @@ use gavel_engine::Event;
 use gavel_engine::routing::Delivery;
 use gavel_protocol::views::SubscribeResult;
 use gavel_protocol::{CloseCode, ErrorCode, FeedFilter, Seq, Topic};
-use gavel_storage::Store;
+use gavel_storage::topic_events::IndexedTopic;
+use gavel_storage::{StorageError, Store, StoredEvent};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::durability::replies::{error_frame, ok_value_frame};
@@ -198,8 +203,10 @@ impl CatchUp {
             self.request.filter.clone(),
             self.meta.clone(),
         );
+        let index = IndexedTopic::of(&self.request.topic);
+        let index = index.as_ref();
         if self.decided_at - since > self.max_replay_events {
-            let count = self.count_topic_events(since, &mut filter).await?;
+            let count = self.count_topic_events(index, since, &mut filter).await?;
             if count > self.max_replay_events {
                 return Err(Stop::Unreadable);
             }
@@ -231,8 +238,8 @@ impl CatchUp {
                     }
                 }
             }
-            for (seq, event) in self.read_page(cursor, upto).await? {
-                cursor = seq;
+            let (page, covered) = self.topic_page(index, cursor, upto).await?;
+            for (seq, event) in page {
                 let ends = filter.ends_view(seq, self.decided_at, &event);
                 if ends == Some(false) {
                     return Err(Stop::Lost);
@@ -244,6 +251,7 @@ impl CatchUp {
                     return Err(Stop::Lost);
                 }
             }
+            cursor = covered;
         }
     }
 
@@ -318,38 +326,77 @@ impl CatchUp {
         answer.await.map_err(|_| Stop::Ended)
     }
 
-    /// The journal's events in `(after, upto]`, one page, checked contiguous; retried a few
-    /// times, then given up.
+    /// The topic's events in `(after, upto]`, one page, and the position the page covers up
+    /// to. Through the topic's index where it has one ([`IndexedTopic`]: `task:`, `seeker:`,
+    /// `coach:`) and the index reaches past `after` — only the topic's own rows are read —
+    /// else from the journal itself.
+    async fn topic_page(
+        &self,
+        index: Option<&IndexedTopic>,
+        after: Seq,
+        upto: Seq,
+    ) -> Result<(Vec<(Seq, Event)>, Seq), Stop> {
+        if let Some(index) = index {
+            let indexed = self.index_position().await?.min(upto);
+            if indexed > after {
+                let rows = self
+                    .retrying(move || self.store.indexed_events(index, after, indexed, PAGE))
+                    .await?;
+                self.metrics.catch_up_rows_read.inc_by(rows.len() as u64);
+                let covered = match rows.last() {
+                    Some(last) if rows.len() == PAGE as usize => last.seq,
+                    _ => indexed,
+                };
+                return Ok((decoded(rows)?, covered));
+            }
+        }
+        let page = self.read_page(after, upto).await?;
+        let covered = page.last().map_or(upto, |(seq, _)| *seq);
+        Ok((page, covered))
+    }
+
+    /// How far the journal is indexed by topic.
+    async fn index_position(&self) -> Result<Seq, Stop> {
+        self.retrying(move || self.store.task_index_seq()).await
+    }
+
+    /// The journal's events in `(after, upto]`, one page, checked contiguous.
     async fn read_page(&self, after: Seq, upto: Seq) -> Result<Vec<(Seq, Event)>, Stop> {
         let limit = PAGE.min((upto - after).min(u64::from(u32::MAX)) as u32);
+        let rows = self
+            .retrying(move || self.store.read_after(after, limit))
+            .await?;
+        self.metrics.catch_up_rows_read.inc_by(rows.len() as u64);
+        // Everything up to the live position is durable: a short or broken page is a journal
+        // that does not hold what it acknowledged.
+        let contiguous = !rows.is_empty()
+            && rows
+                .iter()
+                .zip(after + 1..)
+                .all(|(row, seq)| row.seq == seq);
+        if !contiguous {
+            return Err(Stop::Unreadable);
+        }
+        decoded(rows.into_iter().filter(|r| r.seq <= upto).collect())
+    }
+
+    /// One journal read on a read permit, retried a few times, then given up.
+    async fn retrying<T, F, R>(&self, mut read: R) -> Result<T, Stop>
+    where
+        R: FnMut() -> F,
+        F: Future<Output = Result<T, StorageError>>,
+    {
         let mut backoff = Duration::from_millis(50);
         for _ in 0..5 {
             if self.stopped() {
                 return Err(Stop::Ended);
             }
-            let read = {
+            let result = {
                 let _permit = self.reads.acquire().await.map_err(|_| Stop::Ended)?;
-                self.store.read_after(after, limit).await
+                read().await
             };
-            match read {
-                Ok(rows) => {
-                    // Everything up to the live position is durable: a short or broken page
-                    // is a journal that does not hold what it acknowledged.
-                    let contiguous = !rows.is_empty()
-                        && rows
-                            .iter()
-                            .zip(after + 1..)
-                            .all(|(row, seq)| row.seq == seq);
-                    if !contiguous {
-                        return Err(Stop::Unreadable);
-                    }
-                    return rows
-                        .into_iter()
-                        .filter(|r| r.seq <= upto)
-                        .map(|r| r.decode().map(|e| (r.seq, e)))
-                        .collect::<Result<_, _>>()
-                        .map_err(|_| Stop::Unreadable);
-                }
+            match result {
+                Ok(value) => return Ok(value),
                 Err(error) => tracing::warn!(%error, "catch-up: reading the journal failed"),
             }
             tokio::time::sleep(backoff).await;
@@ -358,10 +405,26 @@ impl CatchUp {
         Err(Stop::Unreadable)
     }
 
-    /// Counts the topic's events in `(since, decided_at]`, stopping past the bound.
-    async fn count_topic_events(&self, since: Seq, filter: &mut ReplayFilter) -> Result<u64, Stop> {
+    /// Counts the topic's events in `(since, decided_at]`, stopping past the bound: through
+    /// the topic's index as far as it reaches (its rows only, none decoded), then the journal.
+    async fn count_topic_events(
+        &self,
+        index: Option<&IndexedTopic>,
+        since: Seq,
+        filter: &mut ReplayFilter,
+    ) -> Result<u64, Stop> {
         let mut count = 0;
         let mut cursor = since;
+        if let Some(index) = index {
+            let indexed = self.index_position().await?.min(self.decided_at);
+            if indexed > since {
+                let cap = self.max_replay_events + 1;
+                count = self
+                    .retrying(move || self.store.count_indexed_events(index, since, indexed, cap))
+                    .await?;
+                cursor = indexed;
+            }
+        }
         while cursor < self.decided_at && count <= self.max_replay_events {
             for (seq, event) in self.read_page(cursor, self.decided_at).await? {
                 cursor = seq;
@@ -385,4 +448,12 @@ impl CatchUp {
         self.metrics.replayed_events.inc();
         Ok(())
     }
+}
+
+/// The engine events of journal rows.
+fn decoded(rows: Vec<StoredEvent>) -> Result<Vec<(Seq, Event)>, Stop> {
+    rows.into_iter()
+        .map(|r| r.decode().map(|e| (r.seq, e)))
+        .collect::<Result<_, _>>()
+        .map_err(|_| Stop::Unreadable)
 }
