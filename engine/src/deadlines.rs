@@ -61,9 +61,10 @@ impl Engine {
         handle: TaskHandle,
         deadline: Deadline,
         at: Millis,
+        now: Millis,
     ) -> (DeadlineEvents, UserId) {
         let task = self.state.tasks.at(handle);
-        let events = self.deadline_events(task, &task.spec.task_id, deadline, at);
+        let events = self.deadline_events(task, &task.spec.task_id, deadline, at, now);
         (events, task.spec.owner.clone())
     }
 
@@ -73,6 +74,7 @@ impl Engine {
         task_id: &TaskId,
         deadline: Deadline,
         at: Millis,
+        now: Millis,
     ) -> DeadlineEvents {
         use DeadlineEvents::One;
         let tier = self.config.tiers.get(task.spec.urgency);
@@ -128,7 +130,7 @@ impl Engine {
                     }
                     None => One(EventKind::TaskUnfilled {
                         task_id: task_id.clone(),
-                        bidding_closes_at: at + tier.bidding_ms(),
+                        bidding_closes_at: next_window_close(at, now, tier.bidding_ms()),
                     }),
                 }
             }
@@ -194,9 +196,37 @@ impl Engine {
     }
 }
 
+/// When the bidding window after one that closed unfilled at `at` ends: the first close on the
+/// task's schedule (`at` + one window, + two, …) after `now`, the moment the deadline ran. A
+/// close driven late by whole windows — the server was down, say — opens one window running
+/// from now instead of closing every window it missed, one `task.unfilled` each in the same
+/// instant, none of which anyone could bid in.
+fn next_window_close(at: Millis, now: Millis, window: u64) -> Millis {
+    let missed = now.saturating_sub(at).checked_div(window).unwrap_or(0);
+    at.saturating_add(window.saturating_mul(missed.saturating_add(1)))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::on_call_price;
+    use super::{next_window_close, on_call_price};
+
+    #[test]
+    fn a_late_close_opens_the_first_window_of_the_schedule_after_now() {
+        assert_eq!(next_window_close(1_000, 1_000, 600), 1_600, "on time");
+        assert_eq!(
+            next_window_close(1_000, 1_599, 600),
+            1_600,
+            "late within a window"
+        );
+        assert_eq!(
+            next_window_close(1_000, 1_600, 600),
+            2_200,
+            "a whole window late"
+        );
+        assert_eq!(next_window_close(1_000, 3_500, 600), 4_000);
+        assert_eq!(next_window_close(1_000, 900, 600), 1_600, "now before at");
+        assert_eq!(next_window_close(u64::MAX - 5, u64::MAX, 600), u64::MAX);
+    }
 
     #[test]
     fn on_call_price_is_suggested_times_1_2_rounded() {

@@ -140,9 +140,11 @@ impl Engine {
     pub fn fire_into(&mut self, now: Millis, applied: &mut Vec<(Seq, Event)>) {
         while let Some((task, deadline)) = self.state.timers.pop_due(now) {
             // The event happened at the deadline (not when the timer was driven), so the
-            // outcome does not depend on how promptly the caller polls.
+            // outcome does not depend on how promptly the caller polls — but for a close late
+            // by whole bidding windows, which opens the next window from `now`
+            // (`next_window_close`).
             let at = deadline.at.max(self.state.now);
-            let (kinds, owner) = self.decide_deadline(task, deadline, at);
+            let (kinds, owner) = self.decide_deadline(task, deadline, at, now);
             debug_assert!(
                 !kinds.as_slice().is_empty(),
                 "every deadline produces an event that consumes it"

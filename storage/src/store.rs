@@ -46,7 +46,7 @@ pub struct StoredEvent {
     pub payload: String,
     /// The topics the row is indexed under, when known without decoding: set by
     /// [`StoredEvent::encode`]; a row read back or received is [`RowTopics::Unknown`] and
-    /// [`StoredEvent::topics`] decodes it.
+    /// [`StoredEvent::index_keys`] decodes it.
     pub topics: RowTopics,
 }
 

@@ -105,6 +105,29 @@ fn window_closing_without_bids_assigns_on_call_coach_at_1_2x() {
     m.check_replay_and_snapshot();
 }
 
+/// A bidding close driven windows late (the server was down): one `task.unfilled`, and the new
+/// window ends at the first close of the task's schedule after that moment — not one unfilled
+/// window after another, all in the same instant, that nobody could bid in.
+#[test]
+fn a_close_driven_windows_late_opens_one_window_from_now() {
+    let mut m = Market::new();
+    m.register_coach("c1", 4.0); // not on call
+    m.post_task("alice", "t", Urgency::Urgent, Award::Manual);
+    // Closes at T0 + 10 min; driven at T0 + 45 min, three and a half windows late.
+    let fired = m.fire_until(T0 + 45 * MIN);
+    assert_eq!(kinds(&fired), ["task_unfilled"]);
+    assert_eq!(
+        fired[0].1.at,
+        T0 + 10 * MIN,
+        "it happened when the window closed"
+    );
+    assert_eq!(m.view("t").bidding_closes_at, T0 + 50 * MIN);
+    assert!(m.fire_until(T0 + 50 * MIN - 1).is_empty());
+    m.bid("c1", "t", 4000, 1);
+    assert_eq!(kinds(&m.fire_until(T0 + 50 * MIN)), ["bidding_closed"]);
+    m.check_replay_and_snapshot();
+}
+
 #[test]
 fn no_free_on_call_coach_leaves_task_open_with_new_window_and_unfilled() {
     let mut m = Market::new();
