@@ -5,8 +5,14 @@
 //! replayed event, with the journal rows the resumes read (`catch_up_rows_read_total`, where
 //! the server exports it).
 //!
+//! With `--posted-hours-ago H` the tasks were posted `H` hours before the server starts, as
+//! after an outage: every bidding window has closed unbid (no coach is on call), and the start
+//! fires them all; the report then says how many events that made, and the first resume's
+//! time is how long a command waited behind them.
+//!
 //! ```text
-//! cargo run --release -p gavel-gateway --example resume_bench -- [--events N] [--sparse S] [--resumes R]
+//! cargo run --release -p gavel-gateway --example resume_bench -- [--events N] [--sparse S] \
+//!     [--resumes R] [--posted-hours-ago H]
 //! ```
 #![allow(clippy::print_stdout)] // a benchmark program reports on stdout
 
@@ -31,19 +37,20 @@ fn arg(name: &str, default: usize) -> usize {
         .map_or(default, |v| v.parse().expect("a number"))
 }
 
-/// Journals `events` tasks of `sally` with `sparse` of `bob`'s among them; answers how many
-/// events reach `seeker:bob`.
-async fn populate(store: &Store, events: usize, sparse: usize) -> usize {
+/// Journals `events` tasks of `sally` with `sparse` of `bob`'s among them, the last posted
+/// `ago` ms back; answers how many events reach `seeker:bob`.
+async fn populate(store: &Store, events: usize, sparse: usize, ago: u64) -> usize {
     let mut engine = gavel_engine::Engine::new(gavel_engine::EngineConfig::default());
     let (sally, bob) = (UserId::new("sally").unwrap(), UserId::new("bob").unwrap());
     let every = events / sparse.max(1);
-    // Posted just now (one a millisecond, back from the present): no deadline falls due
-    // while the benchmark runs.
+    // One a millisecond, the last `ago` back (by default just now: no deadline falls due
+    // while the benchmark runs).
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
-        - events as u64;
+        - events as u64
+        - ago;
     let (mut rows, mut bobs) = (Vec::<StoredEvent>::new(), 0);
     for i in 0..events {
         let owner = if i % every == every / 2 { &bob } else { &sally };
@@ -131,12 +138,12 @@ async fn main() {
     let events = arg("--events", 200_000);
     let sparse = arg("--sparse", 10);
     let resumes = arg("--resumes", 10);
+    let ago = arg("--posted-hours-ago", 0) as u64 * 3_600_000;
     let dir = std::env::temp_dir().join(format!("gavel-resume-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let store = Store::open_sqlite(&dir).await.unwrap();
-    let expected = populate(&store, events, sparse).await;
+    let expected = populate(&store, events, sparse, ago).await;
     let end = store.latest_seq().await.unwrap();
-    drop(store);
     println!("journal: {end} rows, {expected} of them on seeker:bob");
 
     let mut options = ServerOptions {
@@ -160,6 +167,18 @@ async fn main() {
         times.push(resume(&server, expected).await);
     }
     let after = rows_read(&server).await;
+    // The start's fires may still be going on in batches: wait for the journal to settle.
+    let mut last = 0;
+    while store.latest_seq().await.unwrap() != last {
+        last = store.latest_seq().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    println!(
+        "first resume (the first command after the start): {:.1?}; the start journaled {} events",
+        times[0],
+        store.latest_seq().await.unwrap() - end
+    );
+    drop(store);
     times.sort_unstable();
     println!(
         "{resumes} resumes of seeker:bob from since 1: p50 {:.1?}, max {:.1?}; rows read per resume: {}",
