@@ -67,6 +67,11 @@ impl BatchIndex {
         index
     }
 
+    /// `task_events`' keys, as Postgres binds them.
+    fn task_id_strs(&self) -> Vec<&str> {
+        self.task_ids.iter().map(TaskId::as_str).collect()
+    }
+
     fn task_rows(&self) -> Vec<(&str, i64)> {
         let ids = self.task_ids.iter().map(TaskId::as_str);
         ids.zip(self.seqs.iter().copied()).collect()
@@ -149,13 +154,7 @@ pub(crate) fn bind_index<'q>(
     index: &'q BatchIndex,
 ) -> Query<'q, Postgres, PgArguments> {
     query
-        .bind(
-            index
-                .task_ids
-                .iter()
-                .map(TaskId::as_str)
-                .collect::<Vec<_>>(),
-        )
+        .bind(index.task_id_strs())
         .bind(index.seqs.as_slice())
         .bind(index.prev)
         .bind(index.last)
@@ -251,13 +250,7 @@ impl Store {
                     "INSERT INTO task_events (task_id, seq) \
                      SELECT * FROM UNNEST($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING",
                 )
-                .bind(
-                    index
-                        .task_ids
-                        .iter()
-                        .map(TaskId::as_str)
-                        .collect::<Vec<_>>(),
-                )
+                .bind(index.task_id_strs())
                 .bind(index.seqs.as_slice())
                 .execute(&mut *tx)
                 .await?;
