@@ -120,31 +120,6 @@ pub fn task_topic(event: &Event) -> Option<TaskId> {
         })
 }
 
-/// The `seeker:<id>` and `coach:<id>` topics `event` is delivered to, each once: the topics of
-/// [`deliveries`] that only a few events reach, found without rendering the event (the journal
-/// indexes them when a batch is appended, so a resume on such a topic reads only its events).
-pub fn watcher_topics(event: &Event) -> Vec<Topic> {
-    let Some(task_id) = rendered_task(&event.kind) else {
-        return Vec::new();
-    };
-    let routes = routes(&event.kind, task_id);
-    let to_task = routes.iter().any(|(t, _)| matches!(t, Topic::Task(_)));
-    let mut topics: Vec<Topic> = routes
-        .into_iter()
-        .filter_map(|(topic, _)| matches!(topic, Topic::Coach(_)).then_some(topic))
-        .collect();
-    if let Some(owner) = event.owner.as_ref().filter(|_| to_task) {
-        topics.push(Topic::Seeker(owner.clone()));
-    }
-    let mut unique = Vec::with_capacity(topics.len());
-    for topic in topics {
-        if !unique.contains(&topic) {
-            unique.push(topic);
-        }
-    }
-    unique
-}
-
 /// The task of an event that is rendered on the wire (`None` for bookkeeping events).
 fn rendered_task(kind: &EventKind) -> Option<&TaskId> {
     use EventKind as K;

@@ -1,9 +1,9 @@
 //! A resume on a sparse topic over a long journal (docs/benchmarks.md, "A resume on a sparse
 //! topic"): a SQLite journal of `--events` tasks posted by one seeker with, spread evenly
 //! through it, `--sparse` tasks of another (`bob`); then a server on it, and `--resumes`
-//! resumes of `seeker:bob` with `since: 1`, each timed from the `subscribe` to its last
-//! replayed event, with the journal rows the resumes read (`catch_up_rows_read_total`, where
-//! the server exports it).
+//! resumes of `--topic` (`seeker`: `seeker:bob`; `task`: `task:` of bob's first task) with
+//! `since: 1`, each timed from the `subscribe` to its last replayed event, with the journal
+//! rows the resumes read (`catch_up_rows_read_total`, where the server exports it).
 //!
 //! With `--posted-hours-ago H` the tasks were posted `H` hours before the server starts, as
 //! after an outage: every bidding window has closed unbid (no coach is on call), and the start
@@ -12,7 +12,7 @@
 //!
 //! ```text
 //! cargo run --release -p gavel-gateway --example resume_bench -- [--events N] [--sparse S] \
-//!     [--resumes R] [--posted-hours-ago H]
+//!     [--resumes R] [--posted-hours-ago H] [--topic seeker|task]
 //! ```
 #![allow(clippy::print_stdout)] // a benchmark program reports on stdout
 
@@ -29,6 +29,20 @@ use tokio_tungstenite::tungstenite::Message;
 
 const SECRET: &[u8] = b"resume-bench-secret-of-32-bytes!";
 
+/// The topic to resume: `seeker:bob`, or with `--topic task` the topic of bob's first task.
+fn topic_arg(first_task: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    let topic = args
+        .iter()
+        .position(|a| a == "--topic")
+        .and_then(|i| args.get(i + 1));
+    match topic.map(String::as_str) {
+        None | Some("seeker") => "seeker:bob".into(),
+        Some("task") => format!("task:{first_task}"),
+        Some(other) => panic!("--topic seeker|task, not {other}"),
+    }
+}
+
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
@@ -38,8 +52,8 @@ fn arg(name: &str, default: usize) -> usize {
 }
 
 /// Journals `events` tasks of `sally` with `sparse` of `bob`'s among them, the last posted
-/// `ago` ms back; answers how many events reach `seeker:bob`.
-async fn populate(store: &Store, events: usize, sparse: usize, ago: u64) -> usize {
+/// `ago` ms back; answers the topic to resume and how many events reach it.
+async fn populate(store: &Store, events: usize, sparse: usize, ago: u64) -> (String, usize) {
     let mut engine = gavel_engine::Engine::new(gavel_engine::EngineConfig::default());
     let (sally, bob) = (UserId::new("sally").unwrap(), UserId::new("bob").unwrap());
     let every = events / sparse.max(1);
@@ -51,6 +65,8 @@ async fn populate(store: &Store, events: usize, sparse: usize, ago: u64) -> usiz
         .as_millis() as u64
         - events as u64
         - ago;
+    let first_task = format!("t_{}", every / 2);
+    let topic = topic_arg(&first_task);
     let (mut rows, mut bobs) = (Vec::<StoredEvent>::new(), 0);
     for i in 0..events {
         let owner = if i % every == every / 2 { &bob } else { &sally };
@@ -71,7 +87,7 @@ async fn populate(store: &Store, events: usize, sparse: usize, ago: u64) -> usiz
         for (seq, event) in &outcome.events {
             let to_bob = gavel_engine::routing::deliveries(event)
                 .iter()
-                .any(|d| d.topic.to_string() == "seeker:bob");
+                .any(|d| d.topic.to_string() == topic);
             bobs += usize::from(to_bob);
             rows.push(StoredEvent::encode(*seq, event));
         }
@@ -81,7 +97,7 @@ async fn populate(store: &Store, events: usize, sparse: usize, ago: u64) -> usiz
         }
     }
     store.append(&rows).await.unwrap();
-    bobs
+    (topic, bobs)
 }
 
 /// The server's `catch_up_rows_read_total`, if it exports it.
@@ -99,8 +115,8 @@ async fn rows_read(server: &Server) -> Option<u64> {
     })
 }
 
-/// One resume of `seeker:bob` from `since: 1`, timed to its `expected`-th event.
-async fn resume(server: &Server, expected: usize) -> Duration {
+/// One resume of `topic` from `since: 1` as bob, timed to its `expected`-th event.
+async fn resume(server: &Server, topic: &str, expected: usize) -> Duration {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -113,7 +129,8 @@ async fn resume(server: &Server, expected: usize) -> Duration {
     );
     let url = format!("ws://{}/v1/ws?token={token}", server.addr);
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let subscribe = json!({"type": "subscribe", "id": "r", "topic": "seeker:bob", "since": 1, "epoch": server.epoch});
+    let subscribe =
+        json!({"type": "subscribe", "id": "r", "topic": topic, "since": 1, "epoch": server.epoch});
     let started = Instant::now();
     ws.send(Message::text(subscribe.to_string())).await.unwrap();
     let mut events = 0;
@@ -142,9 +159,9 @@ async fn main() {
     let dir = std::env::temp_dir().join(format!("gavel-resume-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let store = Store::open_sqlite(&dir).await.unwrap();
-    let expected = populate(&store, events, sparse, ago).await;
+    let (topic, expected) = populate(&store, events, sparse, ago).await;
     let end = store.latest_seq().await.unwrap();
-    println!("journal: {end} rows, {expected} of them on seeker:bob");
+    println!("journal: {end} rows, {expected} of them on {topic}");
 
     let mut options = ServerOptions {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -164,7 +181,7 @@ async fn main() {
     let before = rows_read(&server).await;
     let mut times = Vec::with_capacity(resumes);
     for _ in 0..resumes {
-        times.push(resume(&server, expected).await);
+        times.push(resume(&server, &topic, expected).await);
     }
     let after = rows_read(&server).await;
     // The start's fires may still be going on in batches: wait for the journal to settle.
@@ -181,7 +198,7 @@ async fn main() {
     drop(store);
     times.sort_unstable();
     println!(
-        "{resumes} resumes of seeker:bob from since 1: p50 {:.1?}, max {:.1?}; rows read per resume: {}",
+        "{resumes} resumes of {topic} from since 1: p50 {:.1?}, max {:.1?}; rows read per resume: {}",
         times[times.len() / 2],
         times[times.len() - 1],
         match (before, after) {

@@ -172,7 +172,7 @@ impl Metrics {
             .unwrap(),
             catch_up_rows_read: IntCounter::new(
                 "catch_up_rows_read_total",
-                "journal rows resumes read (a topic's index rows, or the journal's where no index reaches)",
+                "journal rows resumes read (a task topic's own through the task index, else the journal's)",
             )
             .unwrap(),
             feed_snapshot_seconds: Histogram::with_opts(

@@ -11,10 +11,9 @@
 //! - [`recovery`] — [`recover`]: latest snapshot + journal tail → an [`gavel_engine::Engine`].
 //! - [`snapshot_codec`] — a snapshot's bytes: versioned, checksummed, compressed binary.
 //! - [`webhooks`] — each webhook's durable delivery cursor.
-//! - [`task_events`] — the journal indexed by task (each task's history) and by `seeker:` /
-//!   `coach:` topic: written with each batch, and caught up at start-up where an older
-//!   journal left it behind.
-//! - [`topic_events`] — reading a topic's events through those indexes.
+//! - [`task_events`] — the journal indexed by task (each task's history): written with each
+//!   batch, and caught up at start-up where an older journal left it behind.
+//! - [`topic_events`] — reading a `task:<id>` topic's events through that index.
 //! - [`error`] — [`StorageError`].
 //!
 //! Flow: the engine task hands each batch of `(seq, event)` to the [`JournalHandle`]; the
@@ -36,7 +35,7 @@ pub mod writer;
 pub use cluster::{LeaseRow, NodeRow};
 pub use error::StorageError;
 pub use recovery::{RecoveryReport, encode_snapshot, recover};
-pub use store::{IndexKeys, RowTopics, Store, StoredEvent, StoredSnapshot};
+pub use store::{RowTask, Store, StoredEvent, StoredSnapshot};
 pub use writer::{
     AppendFault, AppendFaults, AppendSlot, Batch, CommitSink, JournalHandle, WriterOptions,
     WriterStats,

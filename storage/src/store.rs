@@ -9,8 +9,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use gavel_engine::Event;
-use gavel_engine::routing::{task_topic, watcher_topics};
-use gavel_protocol::{Seq, TaskId, Topic};
+use gavel_engine::routing::task_topic;
+use gavel_protocol::{Seq, TaskId};
 use rand::RngCore;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -44,39 +44,22 @@ pub struct StoredEvent {
     pub at: u64,
     pub kind: String,
     pub payload: String,
-    /// The topics the row is indexed under, when known without decoding: set by
-    /// [`StoredEvent::encode`]; a row read back or received is [`RowTopics::Unknown`] and
-    /// [`StoredEvent::index_keys`] decodes it.
-    pub topics: RowTopics,
+    /// The task whose history the event belongs to (its `task:<id>` delivery), when known
+    /// without decoding: set by [`StoredEvent::encode`]; a row read back or received is
+    /// [`RowTask::Unknown`] and [`StoredEvent::task_id`] decodes it.
+    pub task: RowTask,
 }
 
-/// The topics a journal row is indexed under: the task whose history it belongs to
-/// (`task_events`) and the `seeker:`/`coach:` topics it reaches (`topic_events`).
+/// Which task's history (`task_events`) a journal row belongs to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum RowTopics {
+pub enum RowTask {
     /// Not worked out yet (a row read from the journal or received from the leader).
     #[default]
     Unknown,
-    Known(IndexKeys),
-}
-
-/// A journal row's keys in the topic indexes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IndexKeys {
-    /// The task whose `task:<id>` topic the event is delivered to, if any.
-    pub task: Option<TaskId>,
-    /// The `seeker:<id>` and `coach:<id>` topics it is delivered to.
-    pub watchers: Vec<Topic>,
-}
-
-impl IndexKeys {
-    /// [`gavel_engine::routing::task_topic`] and [`gavel_engine::routing::watcher_topics`].
-    pub fn of(event: &Event) -> Self {
-        IndexKeys {
-            task: task_topic(event),
-            watchers: watcher_topics(event),
-        }
-    }
+    /// The event reaches no `task:<id>` topic.
+    NoTask,
+    /// The event is delivered to `task:<id>`.
+    Task(TaskId),
 }
 
 impl PartialEq for StoredEvent {
@@ -89,18 +72,21 @@ impl PartialEq for StoredEvent {
 impl Eq for StoredEvent {}
 
 impl StoredEvent {
-    /// Encodes an engine event for the journal, with the topics it is indexed under
-    /// ([`IndexKeys::of`]).
+    /// Encodes an engine event for the journal, with the task whose history it belongs to
+    /// ([`gavel_engine::routing::task_topic`]).
     pub fn encode(seq: Seq, event: &Event) -> Self {
         let payload = serde_json::to_string(event).expect("engine events always serialize");
         let kind = event_kind_tag(&payload);
-        let topics = RowTopics::Known(IndexKeys::of(event));
+        let task = match task_topic(event) {
+            Some(id) => RowTask::Task(id),
+            None => RowTask::NoTask,
+        };
         StoredEvent {
             seq,
             at: event.at,
             kind,
             payload,
-            topics,
+            task,
         }
     }
 
@@ -110,12 +96,13 @@ impl StoredEvent {
             .map_err(|e| StorageError::Corrupt(format!("event at seq {}: {e}", self.seq)))
     }
 
-    /// The topics the event is indexed under (decoding the payload only when
-    /// [`StoredEvent::topics`] is unknown).
-    pub fn index_keys(&self) -> Result<IndexKeys, StorageError> {
-        match &self.topics {
-            RowTopics::Known(keys) => Ok(keys.clone()),
-            RowTopics::Unknown => Ok(IndexKeys::of(&self.decode()?)),
+    /// The task whose `task:<id>` topic the event is delivered to, if any (decoding the
+    /// payload only when [`StoredEvent::task`] is unknown).
+    pub fn task_id(&self) -> Result<Option<TaskId>, StorageError> {
+        match &self.task {
+            RowTask::Task(id) => Ok(Some(id.clone())),
+            RowTask::NoTask => Ok(None),
+            RowTask::Unknown => Ok(task_topic(&self.decode()?)),
         }
     }
 }
@@ -416,7 +403,7 @@ where
         at: row.try_get::<i64, _>(1)? as u64,
         kind: row.try_get(2)?,
         payload: row.try_get(3)?,
-        topics: RowTopics::Unknown,
+        task: RowTask::Unknown,
     })
 }
 
@@ -469,7 +456,7 @@ mod tests {
             at: 0,
             kind: String::new(),
             payload: String::new(),
-            topics: RowTopics::Unknown,
+            task: RowTask::Unknown,
         };
         let events: Vec<StoredEvent> = (1..=200).map(event).collect();
         let runs = |n: usize| -> Vec<usize> {

@@ -23,14 +23,11 @@ use sqlx::query::Query;
 use crate::error::StorageError;
 use crate::store::{Store, StoredEvent, sqlite_insert_chunks};
 
-/// A batch's index rows (`task_events` and `topic_events`) and the position move it makes.
+/// A batch's task-index rows and the position move it makes.
 #[derive(Debug, Default)]
 pub(crate) struct BatchIndex {
     task_ids: Vec<TaskId>,
     seqs: Vec<i64>,
-    /// `topic_events`' rows: a `seeker:`/`coach:` topic's name and the row's `seq`.
-    topics: Vec<String>,
-    topic_seqs: Vec<i64>,
     /// The `seq` before the batch: the position must stand there for the batch to move it.
     prev: i64,
     /// The batch's last `seq`.
@@ -38,9 +35,9 @@ pub(crate) struct BatchIndex {
 }
 
 impl BatchIndex {
-    /// The rows of `events` that have a `task:<id>`, `seeker:<id>` or `coach:<id>` delivery.
-    /// A row that cannot be decoded (only rows not made by [`StoredEvent::encode`] are
-    /// decoded) is reported and left out, as every history and resume leaves it out.
+    /// The rows of `events` that have a `task:<id>` delivery. A row that cannot be decoded
+    /// (only rows not made by [`StoredEvent::encode`] are decoded) is reported and left out,
+    /// as every history and resume leaves it out.
     pub(crate) fn of(events: &[StoredEvent]) -> Self {
         let mut index = BatchIndex {
             prev: events.first().map_or(0, |e| e.seq as i64 - 1),
@@ -48,20 +45,15 @@ impl BatchIndex {
             ..BatchIndex::default()
         };
         for e in events {
-            let keys = match e.index_keys() {
-                Ok(keys) => keys,
-                Err(error) => {
-                    tracing::error!(seq = e.seq, %error, "topic index: a journal row cannot be decoded; left out");
-                    continue;
+            match e.task_id() {
+                Ok(Some(id)) => {
+                    index.task_ids.push(id);
+                    index.seqs.push(e.seq as i64);
                 }
-            };
-            if let Some(id) = keys.task {
-                index.task_ids.push(id);
-                index.seqs.push(e.seq as i64);
-            }
-            for topic in keys.watchers {
-                index.topics.push(topic.to_string());
-                index.topic_seqs.push(e.seq as i64);
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::error!(seq = e.seq, %error, "task index: a journal row cannot be decoded; left out");
+                }
             }
         }
         index
@@ -76,22 +68,17 @@ impl BatchIndex {
         let ids = self.task_ids.iter().map(TaskId::as_str);
         ids.zip(self.seqs.iter().copied()).collect()
     }
-
-    fn topic_rows(&self) -> Vec<(&str, i64)> {
-        let topics = self.topics.iter().map(String::as_str);
-        topics.zip(self.topic_seqs.iter().copied()).collect()
-    }
 }
 
-/// SQLite: inserts `(key, seq)` rows into `task_events` or `topic_events` (`insert`: the
-/// statement up to `VALUES`), skipping rows already there.
+/// SQLite: inserts `(task_id, seq)` rows, skipping rows already there, many per statement.
 async fn sqlite_insert_rows(
     tx: &mut sqlx::SqliteConnection,
-    insert: &str,
     rows: &[(&str, i64)],
 ) -> Result<(), StorageError> {
     for run in sqlite_insert_chunks(rows) {
-        let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(insert);
+        let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT OR IGNORE INTO task_events (task_id, seq) ",
+        );
         query.push_values(run, |mut row, (key, seq)| {
             row.push_bind(*key).push_bind(*seq);
         });
@@ -99,9 +86,6 @@ async fn sqlite_insert_rows(
     }
     Ok(())
 }
-
-const SQLITE_TASK_ROWS: &str = "INSERT OR IGNORE INTO task_events (task_id, seq) ";
-const SQLITE_TOPIC_ROWS: &str = "INSERT OR IGNORE INTO topic_events (topic, seq) ";
 
 /// SQLite: the upsert that moves the position from `prev` to `last` (binds: prev, last,
 /// prev, last); a position elsewhere stays where it is.
@@ -114,8 +98,7 @@ pub(crate) async fn sqlite_index(
     tx: &mut sqlx::SqliteConnection,
     index: &BatchIndex,
 ) -> Result<(), StorageError> {
-    sqlite_insert_rows(tx, SQLITE_TASK_ROWS, &index.task_rows()).await?;
-    sqlite_insert_rows(tx, SQLITE_TOPIC_ROWS, &index.topic_rows()).await?;
+    sqlite_insert_rows(tx, &index.task_rows()).await?;
     sqlx::query(SQLITE_ADVANCE)
         .bind(index.prev)
         .bind(index.last)
@@ -126,20 +109,13 @@ pub(crate) async fn sqlite_index(
     Ok(())
 }
 
-/// The parameters [`postgres_index_ctes`] reads.
-pub(crate) const POSTGRES_INDEX_PARAMS: usize = 6;
-
 /// Postgres: the index's parts of a batch's append statement ([`crate::append`]), each under
-/// `guard`, reading the parameters `$base`.. `$base+5` ([`bind_index`]).
+/// `guard`, reading the parameters `$base`.. `$base+3` ([`bind_index`]).
 pub(crate) fn postgres_index_ctes(base: usize, guard: &str) -> String {
     let (ids, seqs, prev, last) = (base, base + 1, base + 2, base + 3);
-    let (topics, topic_seqs) = (base + 4, base + 5);
     format!(
         "t AS (INSERT INTO task_events (task_id, seq) \
          SELECT * FROM UNNEST(${ids}::text[], ${seqs}::bigint[]) {guard} ON CONFLICT DO NOTHING), \
-         w AS (INSERT INTO topic_events (topic, seq) \
-         SELECT * FROM UNNEST(${topics}::text[], ${topic_seqs}::bigint[]) {guard} \
-         ON CONFLICT DO NOTHING), \
          p AS (INSERT INTO task_index (id, indexed_seq) \
          SELECT 1, CASE WHEN ${prev}::bigint = 0 THEN ${last}::bigint ELSE 0 END {guard} \
          ON CONFLICT (id) DO UPDATE SET indexed_seq = CASE \
@@ -158,8 +134,6 @@ pub(crate) fn bind_index<'q>(
         .bind(index.seqs.as_slice())
         .bind(index.prev)
         .bind(index.last)
-        .bind(index.topics.as_slice())
-        .bind(index.topic_seqs.as_slice())
 }
 
 /// Journal rows a catch-up step indexes in one transaction.
@@ -193,13 +167,10 @@ impl Store {
                 sqlx::query("DELETE FROM task_events")
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query("DELETE FROM topic_events")
-                    .execute(&mut *tx)
-                    .await?;
                 tx.commit().await?;
             }
             Store::Postgres(pool) => {
-                sqlx::query("TRUNCATE task_index, task_events, topic_events")
+                sqlx::query("TRUNCATE task_index, task_events")
                     .execute(pool)
                     .await?;
             }
@@ -233,8 +204,7 @@ impl Store {
         match self {
             Store::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
-                sqlite_insert_rows(&mut tx, SQLITE_TASK_ROWS, &index.task_rows()).await?;
-                sqlite_insert_rows(&mut tx, SQLITE_TOPIC_ROWS, &index.topic_rows()).await?;
+                sqlite_insert_rows(&mut tx, &index.task_rows()).await?;
                 sqlx::query(
                     "INSERT INTO task_index (id, indexed_seq) VALUES (1, ?) ON CONFLICT (id) \
                      DO UPDATE SET indexed_seq = MAX(task_index.indexed_seq, excluded.indexed_seq)",
@@ -252,14 +222,6 @@ impl Store {
                 )
                 .bind(index.task_id_strs())
                 .bind(index.seqs.as_slice())
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO topic_events (topic, seq) \
-                     SELECT * FROM UNNEST($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING",
-                )
-                .bind(index.topics.as_slice())
-                .bind(index.topic_seqs.as_slice())
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(

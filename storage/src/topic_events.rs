@@ -1,65 +1,23 @@
-//! Reading the journal by topic through its indexes: `task_events` for `task:<id>`,
-//! `topic_events` for `seeker:<id>` and `coach:<id>` (both kept by [`crate::task_events`]).
-//! A reader reads the indexed rows up to the position ([`Store::task_index_seq`]) and the
-//! journal itself after it, so an answer is complete whatever the index's state.
+//! Reading a topic's events through the journal's index: `task_events` for `task:<id>` (kept
+//! by [`crate::task_events`]). A reader reads the indexed rows up to the position
+//! ([`Store::task_index_seq`]) and the journal itself after it, so an answer is complete
+//! whatever the index's state.
 //!
-//! `feed` and `admin` are not indexed: most events reach them, so their readers read the
-//! journal.
+//! `feed`, `admin`, `seeker:` and `coach:` are not indexed: most events reach the first two,
+//! and an index of the last two written with each append cost more than it saves (each event a
+//! row per topic, scattered through the index: docs/benchmarks.md, "a resume on a sparse
+//! topic"); their readers read the journal.
 
 use gavel_protocol::{Seq, Topic};
 
 use crate::error::StorageError;
 use crate::store::{Store, StoredEvent};
 
-/// The statement reading an index's rows (table, key column, the four placeholders).
-macro_rules! rows_sql {
-    ($table:literal, $column:literal, $key:literal, $after:literal, $upto:literal, $limit:literal) => {
-        concat!(
-            "SELECT j.seq, j.at, j.kind, j.payload FROM ",
-            $table,
-            " t JOIN journal j ON j.seq = t.seq ",
-            "WHERE t.",
-            $column,
-            " = ",
-            $key,
-            " AND t.seq > ",
-            $after,
-            " AND t.seq <= ",
-            $upto,
-            " ORDER BY t.seq LIMIT ",
-            $limit
-        )
-    };
-}
-
-/// The statement counting an index's rows in a range, no further than its `LIMIT`.
-macro_rules! count_sql {
-    ($table:literal, $column:literal, $key:literal, $after:literal, $upto:literal, $limit:literal) => {
-        concat!(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM ",
-            $table,
-            " WHERE ",
-            $column,
-            " = ",
-            $key,
-            " AND seq > ",
-            $after,
-            " AND seq <= ",
-            $upto,
-            " LIMIT ",
-            $limit,
-            ") c"
-        )
-    };
-}
-
 /// A topic whose events are indexed, and its key in the index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IndexedTopic {
     /// `task:<id>`: `task_events`, by task id.
     Task(String),
-    /// `seeker:<id>` or `coach:<id>`: `topic_events`, by the topic's name.
-    Watcher(String),
 }
 
 impl IndexedTopic {
@@ -67,50 +25,35 @@ impl IndexedTopic {
     pub fn of(topic: &Topic) -> Option<Self> {
         match topic {
             Topic::Task(id) => Some(IndexedTopic::Task(id.to_string())),
-            Topic::Seeker(_) | Topic::Coach(_) => Some(IndexedTopic::Watcher(topic.to_string())),
-            Topic::Feed | Topic::Admin => None,
+            Topic::Seeker(_) | Topic::Coach(_) | Topic::Feed | Topic::Admin => None,
         }
     }
 
     fn key(&self) -> &str {
         match self {
-            IndexedTopic::Task(key) | IndexedTopic::Watcher(key) => key,
+            IndexedTopic::Task(key) => key,
         }
     }
 
     /// The indexed rows' journal rows with `after < seq <= upto`, oldest first, `LIMIT`ed.
     fn rows_sql(&self, postgres: bool) -> &'static str {
-        match (self, postgres) {
-            (IndexedTopic::Task(_), false) => {
-                rows_sql!("task_events", "task_id", "?", "?", "?", "?")
-            }
-            (IndexedTopic::Task(_), true) => {
-                rows_sql!("task_events", "task_id", "$1", "$2", "$3", "$4")
-            }
-            (IndexedTopic::Watcher(_), false) => {
-                rows_sql!("topic_events", "topic", "?", "?", "?", "?")
-            }
-            (IndexedTopic::Watcher(_), true) => {
-                rows_sql!("topic_events", "topic", "$1", "$2", "$3", "$4")
-            }
+        if postgres {
+            "SELECT j.seq, j.at, j.kind, j.payload FROM task_events t JOIN journal j ON j.seq = t.seq \
+             WHERE t.task_id = $1 AND t.seq > $2 AND t.seq <= $3 ORDER BY t.seq LIMIT $4"
+        } else {
+            "SELECT j.seq, j.at, j.kind, j.payload FROM task_events t JOIN journal j ON j.seq = t.seq \
+             WHERE t.task_id = ? AND t.seq > ? AND t.seq <= ? ORDER BY t.seq LIMIT ?"
         }
     }
 
     /// How many indexed rows have `after < seq <= upto`, counting at most `LIMIT`.
     fn count_sql(&self, postgres: bool) -> &'static str {
-        match (self, postgres) {
-            (IndexedTopic::Task(_), false) => {
-                count_sql!("task_events", "task_id", "?", "?", "?", "?")
-            }
-            (IndexedTopic::Task(_), true) => {
-                count_sql!("task_events", "task_id", "$1", "$2", "$3", "$4")
-            }
-            (IndexedTopic::Watcher(_), false) => {
-                count_sql!("topic_events", "topic", "?", "?", "?", "?")
-            }
-            (IndexedTopic::Watcher(_), true) => {
-                count_sql!("topic_events", "topic", "$1", "$2", "$3", "$4")
-            }
+        if postgres {
+            "SELECT COUNT(*) FROM (SELECT 1 FROM task_events \
+             WHERE task_id = $1 AND seq > $2 AND seq <= $3 LIMIT $4) c"
+        } else {
+            "SELECT COUNT(*) FROM (SELECT 1 FROM task_events \
+             WHERE task_id = ? AND seq > ? AND seq <= ? LIMIT ?) c"
         }
     }
 }

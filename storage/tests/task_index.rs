@@ -1,5 +1,4 @@
-//! The topic indexes (`task_events` and `topic_events`, with `task_index`'s position) on both
-//! backends: a batch's rows and the
+//! The task index (`task_events`, `task_index`) on both backends: a batch's rows and the
 //! position land in the append's own transaction (or not at all), a journal whose index was
 //! left behind is caught up without a hole — also while appends go on — and the position
 //! never passes a row that is not indexed.
@@ -12,34 +11,26 @@ use common::{fresh_store, market_events};
 use gavel_engine::Event;
 use gavel_engine::routing::deliveries;
 use gavel_protocol::{Seq, Topic};
-use gavel_storage::{RowTopics, StorageError, Store, StoredEvent};
+use gavel_storage::{RowTask, StorageError, Store, StoredEvent};
 
 const BACKENDS: [&str; 2] = ["sqlite", "postgres"];
 
-/// The index rows a journal of `events` must have, worked out from the deliveries themselves:
-/// `(task id, seq)` for `task:<id>`, `(topic, seq)` for `seeker:<id>` and `coach:<id>`, by seq.
+/// The index rows a journal of `events` must have, worked out from the deliveries themselves.
 fn expected(events: &[(Seq, Event)]) -> Vec<(String, i64)> {
-    let mut rows = Vec::new();
-    for (seq, e) in events {
-        let mut keys: Vec<String> = deliveries(e)
-            .into_iter()
-            .filter_map(|d| match d.topic {
-                Topic::Task(id) => Some(id.to_string()),
-                t @ (Topic::Seeker(_) | Topic::Coach(_)) => Some(t.to_string()),
-                Topic::Feed | Topic::Admin => None,
+    events
+        .iter()
+        .filter_map(|(seq, e)| {
+            deliveries(e).into_iter().find_map(|d| match d.topic {
+                Topic::Task(id) => Some((id.to_string(), *seq as i64)),
+                _ => None,
             })
-            .collect();
-        keys.sort();
-        keys.dedup();
-        rows.extend(keys.into_iter().map(|k| (k, *seq as i64)));
-    }
-    rows
+        })
+        .collect()
 }
 
-/// Every row of both indexes (`task_events`' task ids, `topic_events`' topics), by `seq`.
+/// Every `(task_id, seq)` row of the index, by `seq`.
 async fn index_rows(store: &Store) -> Vec<(String, i64)> {
-    const SQL: &str = "SELECT task_id AS k, seq FROM task_events \
-        UNION ALL SELECT topic, seq FROM topic_events ORDER BY seq, k";
+    const SQL: &str = "SELECT task_id, seq FROM task_events ORDER BY seq, task_id";
     match store {
         Store::Sqlite(pool) => sqlx::query_as(SQL).fetch_all(pool).await.unwrap(),
         Store::Postgres(pool) => sqlx::query_as(SQL).fetch_all(pool).await.unwrap(),
@@ -112,7 +103,7 @@ async fn appending_a_batch_indexes_its_task_events_in_the_same_transaction() {
         let mut rows = encoded(&events);
         // Rows read back or received from a leader carry no task: the append decodes them.
         for row in rows.iter_mut().skip(10).take(5) {
-            row.topics = RowTopics::Unknown;
+            row.task = RowTask::Unknown;
         }
         for chunk in rows.chunks(4) {
             store.append(chunk).await.unwrap();
@@ -231,8 +222,8 @@ async fn an_index_left_behind_is_caught_up_at_start_without_a_hole() {
     }
 }
 
-/// A topic's indexed rows and their count, read back: exactly the journal rows delivered to the
-/// topic, in order, in pages, bounded by the range and the cap; `feed` and `admin` have no index.
+/// A task topic's indexed rows and their count, read back: exactly the journal rows delivered to
+/// the topic, in order, in pages, bounded by the range and the cap; other topics have no index.
 #[tokio::test]
 async fn a_topics_events_are_read_through_its_index() {
     use gavel_storage::topic_events::IndexedTopic;
@@ -241,16 +232,10 @@ async fn a_topics_events_are_read_through_its_index() {
         let store = fresh_store(backend, "index_read").await;
         store.append(&encoded(&events)).await.unwrap();
         let end = store.latest_seq().await.unwrap();
-        let seeker = events
-            .iter()
-            .find_map(|(_, e)| e.owner.clone())
-            .expect("a task with an owner");
-        let topics = [
-            Topic::Seeker(seeker),
-            Topic::Coach(gavel_protocol::UserId::new("ana").unwrap()),
+        for topic in [
             Topic::Task(gavel_protocol::TaskId::new("t_1").unwrap()),
-        ];
-        for topic in topics {
+            Topic::Task(gavel_protocol::TaskId::new("t_4").unwrap()),
+        ] {
             let want: Vec<Seq> = events
                 .iter()
                 .filter(|(_, e)| deliveries(e).iter().any(|d| d.topic == topic))
@@ -279,5 +264,7 @@ async fn a_topics_events_are_read_through_its_index() {
         }
         assert_eq!(IndexedTopic::of(&Topic::Feed), None);
         assert_eq!(IndexedTopic::of(&Topic::Admin), None);
+        let ana = gavel_protocol::UserId::new("ana").unwrap();
+        assert_eq!(IndexedTopic::of(&Topic::Coach(ana)), None);
     }
 }

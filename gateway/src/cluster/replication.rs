@@ -78,7 +78,7 @@ pub fn decode(bytes: &[u8]) -> Option<Published> {
             at: parts.next()?.parse().ok()?,
             kind: parts.next()?.to_owned(),
             payload: parts.next()?.to_owned(),
-            topics: gavel_storage::RowTopics::Unknown,
+            task: gavel_storage::RowTask::Unknown,
         });
     }
     Some(Published {
@@ -322,14 +322,14 @@ mod tests {
                 at: 100,
                 kind: "task_posted".into(),
                 payload: r#"{"a":"b c\nd"}"#.into(),
-                topics: gavel_storage::RowTopics::Unknown,
+                task: gavel_storage::RowTask::Unknown,
             },
             StoredEvent {
                 seq: 8,
                 at: 101,
                 kind: "bid_placed".into(),
                 payload: "{}".into(),
-                topics: gavel_storage::RowTopics::Unknown,
+                task: gavel_storage::RowTask::Unknown,
             },
         ];
         let decoded = decode(&encode(&rows, 5)).expect("decodes");

@@ -9,9 +9,9 @@
 //! gap, no duplicate. If the held frames overflow meanwhile (the client reads slower than the
 //! topic's events arrive), they are dropped and the reader goes on from P and attaches again.
 //!
-//! A `task:`, `seeker:` or `coach:` topic is read through the journal's topic index (its own
-//! rows only, however many other events lie between); `feed` and `admin`, which most events
-//! reach, and any stretch the index has not reached yet, from the journal itself.
+//! A `task:<id>` topic is read through the journal's task index (its own rows only, however
+//! many other events lie between); the other topics, and any stretch the index has not reached
+//! yet, from the journal itself.
 //!
 //! A resume further behind than `[limits] max_replay_events` events of the topic is sent back
 //! for a fresh snapshot with `reset: true` (counted first, without sending anything, when the
@@ -327,9 +327,9 @@ impl CatchUp {
     }
 
     /// The topic's events in `(after, upto]`, one page, and the position the page covers up
-    /// to. Through the topic's index where it has one ([`IndexedTopic`]: `task:`, `seeker:`,
-    /// `coach:`) and the index reaches past `after` — only the topic's own rows are read —
-    /// else from the journal itself.
+    /// to. Through the topic's index where it has one ([`IndexedTopic`]: `task:<id>`) and the
+    /// index reaches past `after` — only the topic's own rows are read — else from the journal
+    /// itself.
     async fn topic_page(
         &self,
         index: Option<&IndexedTopic>,
@@ -355,7 +355,7 @@ impl CatchUp {
         Ok((page, covered))
     }
 
-    /// How far the journal is indexed by topic.
+    /// How far the journal is indexed by task.
     async fn index_position(&self) -> Result<Seq, Stop> {
         self.retrying(move || self.store.task_index_seq()).await
     }

@@ -1,5 +1,4 @@
-//! The topic indexes' catch-up at start-up (`task_events`, `topic_events`: one position).
-//! Each journal append indexes its own batch in its
+//! The task index's catch-up at start-up. Each journal append indexes its own batch in its
 //! transaction (`gavel_storage::task_events`); a journal written before that (or by an older
 //! binary) has its index position behind the journal's end, and this task indexes from there
 //! to the end, a page per transaction ([`Store::task_index_catch_up`]), then stops: nothing
