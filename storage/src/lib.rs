@@ -13,7 +13,6 @@
 //! - [`webhooks`] — each webhook's durable delivery cursor.
 //! - [`task_events`] — the journal indexed by task (each task's history): written with each
 //!   batch, and caught up at start-up where an older journal left it behind.
-//! - [`topic_events`] — reading a `task:<id>` topic's events through that index.
 //! - [`error`] — [`StorageError`].
 //!
 //! Flow: the engine task hands each batch of `(seq, event)` to the [`JournalHandle`]; the
@@ -28,7 +27,6 @@ pub mod recovery;
 pub mod snapshot_codec;
 pub mod store;
 pub mod task_events;
-pub mod topic_events;
 pub mod webhooks;
 pub mod writer;
 

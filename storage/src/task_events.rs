@@ -13,8 +13,9 @@
 //!   time), so a catch-up that finds nothing after the position it moved cannot have raced
 //!   an append that saw an older one: the appends take over without a hole.
 //!
-//! Readers ([`Store::indexed_task_events`]) read the indexed rows up to the position and the
-//! journal's tail after it themselves, so an answer is complete whatever the index's state.
+//! Readers ([`Store::indexed_task_events`], [`Store::count_indexed_task_events`]: histories
+//! and `task:<id>` resumes) read the indexed rows up to the position and the journal's tail
+//! after it themselves, so an answer is complete whatever the index's state.
 
 use gavel_protocol::{Seq, TaskId};
 use sqlx::postgres::{PgArguments, Postgres};
@@ -235,5 +236,85 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// Up to `limit` indexed journal rows of `task_id` with `after < seq <= upto`, in order.
+    pub async fn indexed_task_events(
+        &self,
+        task_id: &str,
+        after: Seq,
+        upto: Seq,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StorageError> {
+        let rows = match self {
+            Store::Sqlite(pool) => sqlx::query(
+                "SELECT j.seq, j.at, j.kind, j.payload FROM task_events t \
+                     JOIN journal j ON j.seq = t.seq \
+                     WHERE t.task_id = ? AND t.seq > ? AND t.seq <= ? ORDER BY t.seq LIMIT ?",
+            )
+            .bind(task_id)
+            .bind(after as i64)
+            .bind(upto as i64)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(crate::store::stored_event)
+            .collect::<Result<Vec<_>, _>>()?,
+            Store::Postgres(pool) => sqlx::query(
+                "SELECT j.seq, j.at, j.kind, j.payload FROM task_events t \
+                     JOIN journal j ON j.seq = t.seq \
+                     WHERE t.task_id = $1 AND t.seq > $2 AND t.seq <= $3 ORDER BY t.seq LIMIT $4",
+            )
+            .bind(task_id)
+            .bind(after as i64)
+            .bind(upto as i64)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(crate::store::stored_event)
+            .collect::<Result<Vec<_>, _>>()?,
+        };
+        Ok(rows)
+    }
+
+    /// How many indexed journal rows `task_id` has with `after < seq <= upto`, counting no
+    /// further than `cap`: the index's range alone, no journal row read (a resume's bound).
+    pub async fn count_indexed_task_events(
+        &self,
+        task_id: &str,
+        after: Seq,
+        upto: Seq,
+        cap: u64,
+    ) -> Result<u64, StorageError> {
+        let cap = cap.min(i64::MAX as u64) as i64;
+        let count: i64 = match self {
+            Store::Sqlite(pool) => {
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM task_events \
+                     WHERE task_id = ? AND seq > ? AND seq <= ? LIMIT ?) c",
+                )
+                .bind(task_id)
+                .bind(after as i64)
+                .bind(upto as i64)
+                .bind(cap)
+                .fetch_one(pool)
+                .await?
+            }
+            Store::Postgres(pool) => {
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM task_events \
+                     WHERE task_id = $1 AND seq > $2 AND seq <= $3 LIMIT $4) c",
+                )
+                .bind(task_id)
+                .bind(after as i64)
+                .bind(upto as i64)
+                .bind(cap)
+                .fetch_one(pool)
+                .await?
+            }
+        };
+        Ok(count as u64)
     }
 }

@@ -222,31 +222,30 @@ async fn an_index_left_behind_is_caught_up_at_start_without_a_hole() {
     }
 }
 
-/// A task topic's indexed rows and their count, read back: exactly the journal rows delivered to
-/// the topic, in order, in pages, bounded by the range and the cap; other topics have no index.
+/// A task's indexed rows and their count, read back (a `task:<id>` resume's reads): exactly the
+/// journal rows delivered to `task:<id>`, in order, in pages, bounded by the range and the cap.
 #[tokio::test]
-async fn a_topics_events_are_read_through_its_index() {
-    use gavel_storage::topic_events::IndexedTopic;
+async fn a_tasks_events_and_their_count_are_read_through_the_index() {
     let (_, events) = market_events(6);
     for backend in BACKENDS {
         let store = fresh_store(backend, "index_read").await;
         store.append(&encoded(&events)).await.unwrap();
         let end = store.latest_seq().await.unwrap();
-        for topic in [
-            Topic::Task(gavel_protocol::TaskId::new("t_1").unwrap()),
-            Topic::Task(gavel_protocol::TaskId::new("t_4").unwrap()),
-        ] {
+        for task in ["t_1", "t_4"] {
+            let topic = Topic::Task(gavel_protocol::TaskId::new(task).unwrap());
             let want: Vec<Seq> = events
                 .iter()
                 .filter(|(_, e)| deliveries(e).iter().any(|d| d.topic == topic))
                 .map(|(seq, _)| *seq)
                 .collect();
             assert!(want.len() > 2, "{backend} {topic}: the fixture reaches it");
-            let index = IndexedTopic::of(&topic).expect("indexed");
             let mut read = Vec::new();
             let mut after = 0;
             loop {
-                let page = store.indexed_events(&index, after, end, 2).await.unwrap();
+                let page = store
+                    .indexed_task_events(task, after, end, 2)
+                    .await
+                    .unwrap();
                 assert!(page.len() <= 2);
                 let Some(last) = page.last() else { break };
                 after = last.seq;
@@ -254,7 +253,8 @@ async fn a_topics_events_are_read_through_its_index() {
             }
             assert_eq!(read, want, "{backend} {topic}: every row, in order");
             let upto = want[want.len() - 2];
-            let counted = |after, upto, cap| store.count_indexed_events(&index, after, upto, cap);
+            let counted =
+                |after, upto, cap| store.count_indexed_task_events(task, after, upto, cap);
             assert_eq!(counted(0, end, 1000).await.unwrap(), want.len() as u64);
             assert_eq!(
                 counted(want[0], upto, 1000).await.unwrap(),
@@ -262,9 +262,5 @@ async fn a_topics_events_are_read_through_its_index() {
             );
             assert_eq!(counted(0, end, 2).await.unwrap(), 2, "{backend}: the cap");
         }
-        assert_eq!(IndexedTopic::of(&Topic::Feed), None);
-        assert_eq!(IndexedTopic::of(&Topic::Admin), None);
-        let ana = gavel_protocol::UserId::new("ana").unwrap();
-        assert_eq!(IndexedTopic::of(&Topic::Coach(ana)), None);
     }
 }

@@ -28,8 +28,7 @@ use axum::extract::ws::Utf8Bytes;
 use gavel_engine::Event;
 use gavel_engine::routing::Delivery;
 use gavel_protocol::views::SubscribeResult;
-use gavel_protocol::{CloseCode, ErrorCode, FeedFilter, Seq, Topic};
-use gavel_storage::topic_events::IndexedTopic;
+use gavel_protocol::{CloseCode, ErrorCode, FeedFilter, Seq, TaskId, Topic};
 use gavel_storage::{StorageError, Store, StoredEvent};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -203,10 +202,13 @@ impl CatchUp {
             self.request.filter.clone(),
             self.meta.clone(),
         );
-        let index = IndexedTopic::of(&self.request.topic);
-        let index = index.as_ref();
+        // A task's topic is read through the journal's task index.
+        let task = match &self.request.topic {
+            Topic::Task(id) => Some(id),
+            _ => None,
+        };
         if self.decided_at - since > self.max_replay_events {
-            let count = self.count_topic_events(index, since, &mut filter).await?;
+            let count = self.count_topic_events(task, since, &mut filter).await?;
             if count > self.max_replay_events {
                 return Err(Stop::Unreadable);
             }
@@ -238,7 +240,7 @@ impl CatchUp {
                     }
                 }
             }
-            let (page, covered) = self.topic_page(index, cursor, upto).await?;
+            let (page, covered) = self.topic_page(task, cursor, upto).await?;
             for (seq, event) in page {
                 let ends = filter.ends_view(seq, self.decided_at, &event);
                 if ends == Some(false) {
@@ -327,20 +329,22 @@ impl CatchUp {
     }
 
     /// The topic's events in `(after, upto]`, one page, and the position the page covers up
-    /// to. Through the topic's index where it has one ([`IndexedTopic`]: `task:<id>`) and the
-    /// index reaches past `after` — only the topic's own rows are read — else from the journal
-    /// itself.
+    /// to. For a task's topic (`task`) through the task index where it reaches past `after` —
+    /// only the task's own rows are read — else from the journal itself.
     async fn topic_page(
         &self,
-        index: Option<&IndexedTopic>,
+        task: Option<&TaskId>,
         after: Seq,
         upto: Seq,
     ) -> Result<(Vec<(Seq, Event)>, Seq), Stop> {
-        if let Some(index) = index {
+        if let Some(task) = task {
             let indexed = self.index_position().await?.min(upto);
             if indexed > after {
                 let rows = self
-                    .retrying(move || self.store.indexed_events(index, after, indexed, PAGE))
+                    .retrying(move || {
+                        self.store
+                            .indexed_task_events(task.as_str(), after, indexed, PAGE)
+                    })
                     .await?;
                 self.metrics.catch_up_rows_read.inc_by(rows.len() as u64);
                 let covered = match rows.last() {
@@ -406,21 +410,25 @@ impl CatchUp {
     }
 
     /// Counts the topic's events in `(since, decided_at]`, stopping past the bound: through
-    /// the topic's index as far as it reaches (its rows only, none decoded), then the journal.
+    /// the task index as far as it reaches for a task's topic (its rows only, none decoded),
+    /// then the journal.
     async fn count_topic_events(
         &self,
-        index: Option<&IndexedTopic>,
+        task: Option<&TaskId>,
         since: Seq,
         filter: &mut ReplayFilter,
     ) -> Result<u64, Stop> {
         let mut count = 0;
         let mut cursor = since;
-        if let Some(index) = index {
+        if let Some(task) = task {
             let indexed = self.index_position().await?.min(self.decided_at);
             if indexed > since {
                 let cap = self.max_replay_events + 1;
                 count = self
-                    .retrying(move || self.store.count_indexed_events(index, since, indexed, cap))
+                    .retrying(move || {
+                        self.store
+                            .count_indexed_task_events(task.as_str(), since, indexed, cap)
+                    })
                     .await?;
                 cursor = indexed;
             }
