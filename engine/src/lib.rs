@@ -56,6 +56,7 @@ pub mod state;
 mod tag_first;
 pub mod task;
 pub mod task_bids;
+pub mod task_numbers;
 pub mod tasks;
 pub mod tiers;
 pub mod timers;
