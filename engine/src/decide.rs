@@ -262,7 +262,7 @@ impl Engine {
             c.eta_hours,
             window_h,
         );
-        let (pending, placed) = task.bids.of_coach(&actor.user);
+        let (pending, placed) = task.bids.of_coach(coach.no);
         if let Some(old) = pending {
             let old = &old.view;
             let bid_id = &old.bid_id;

@@ -6,9 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use gavel_protocol::{BidStatus, TaskStatus, UserId};
 
+use crate::coach::CoachNo;
 use crate::engine::Engine;
 use crate::listing::Listing;
 use crate::on_call::OnCallPool;
+use crate::state::State;
 use crate::timers::DeadlineKind;
 
 impl Engine {
@@ -163,6 +165,7 @@ impl Engine {
         if s.open_by_urgency.total() != s.open_tasks.len() as u64 {
             return Err("open counts by urgency disagree with the open tasks".into());
         }
+        check_coach_numbers(s)?;
         for (cid, coach) in &s.coaches {
             let holding: BTreeSet<_> = s
                 .tasks
@@ -188,7 +191,7 @@ impl Engine {
             let live: BTreeSet<_> = s
                 .tasks
                 .values()
-                .filter_map(|t| t.bids.pending_of(cid).map(|b| b.no))
+                .filter_map(|t| t.bids.pending_of(coach.no).map(|b| b.no))
                 .collect();
             if live != coach.live_bids.0 {
                 return Err(format!(
@@ -266,4 +269,28 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Coaches have distinct numbers, and every bid carries its coach's (none for a coach not
+/// registered).
+fn check_coach_numbers(s: &State) -> Result<(), String> {
+    let numbers: BTreeSet<CoachNo> = s.coaches.values().map(|c| c.no).collect();
+    if numbers.len() != s.coaches.len() || numbers.contains(&CoachNo::NONE) {
+        return Err("coaches' numbers are not distinct".into());
+    }
+    for task in s.tasks.values() {
+        for bid in task.bids.values() {
+            let expect = s
+                .coaches
+                .get(&bid.view.coach_id)
+                .map_or(CoachNo::NONE, |c| c.no);
+            if bid.coach != expect {
+                return Err(format!(
+                    "bid {} carries coach number {:?}, its coach's is {expect:?}",
+                    bid.view.bid_id, bid.coach
+                ));
+            }
+        }
+    }
+    Ok(())
 }

@@ -22,6 +22,7 @@ use gavel_protocol::{BidId, BidStatus, Cents, Millis, RequestId, Seq, TaskId, Ta
 use serde::ser::{SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
 
+use crate::coach::CoachNo;
 use crate::event::TaskSpec;
 use crate::idempotency::{Entry, Idempotency};
 use crate::ids::BidNo;
@@ -311,6 +312,8 @@ impl BidRecord {
                 created_at: self.created_at,
                 coach: self.coach,
             },
+            // Numbered by `State::rebuild_index`, which `Engine::restore` runs.
+            coach: CoachNo::NONE,
         })
     }
 }

@@ -11,6 +11,7 @@ use gavel_protocol::{BidId, BidStatus, Millis, Seq, TaskId, TaskStatus, Urgency,
 use serde::{Deserialize, Serialize};
 
 use crate::bid_tasks::BidTasks;
+use crate::coach::CoachNo;
 use crate::event::{Event, EventKind};
 use crate::idempotency::Idempotency;
 use crate::ids::BidNo;
@@ -177,13 +178,16 @@ impl State {
                 let no = crate::ids::bid_no(&bid.bid_id).expect("engine bid ids are b_<n>");
                 self.next_bid_no = self.next_bid_no.max(no + 1);
                 self.bid_tasks.insert(no, bid.task_id.clone());
+                let mut coach_no = CoachNo::NONE;
                 if let Some(coach) = self.coaches.get_mut(&bid.coach_id) {
                     coach.live_bids.0.insert(no);
+                    coach_no = coach.no;
                 }
                 let task = self.task_mut(&bid.task_id);
                 let entry = Bid {
                     no,
                     view: bid.clone(),
+                    coach: coach_no,
                 };
                 task.bids.insert(entry);
             }
@@ -365,6 +369,7 @@ impl State {
             }
             TasksArchived { task_ids, .. } => self.archive(task_ids),
             CoachUpserted { coach } => {
+                let next = CoachNo::nth(self.coaches.len());
                 let entry = self
                     .coaches
                     .entry(coach.coach_id.clone())
@@ -373,6 +378,7 @@ impl State {
                         assignments: BTreeSet::new(),
                         live_bids: Default::default(),
                         filed: Default::default(),
+                        no: next,
                     });
                 entry.profile = CoachView {
                     active: 0,
@@ -508,7 +514,7 @@ impl State {
                 task.coaches_ever.push(coach.clone());
             }
         }
-        crate::coach::rebuild_live_bids(&mut self.coaches, self.tasks.values());
+        crate::coach::rebuild_live_bids(&mut self.coaches, self.tasks.values_mut());
         self.listing = Listing::rebuild(self.tasks.values());
         self.open_by_type = OpenByType::default();
         for id in &self.open_tasks {

@@ -6,6 +6,7 @@ use gavel_protocol::views::{BidView, EscrowView};
 use gavel_protocol::{BidId, Cents, Millis, TaskStatus, UserId};
 use serde::{Deserialize, Serialize};
 
+use crate::coach::CoachNo;
 use crate::event::TaskSpec;
 use crate::ids::BidNo;
 use crate::ranking::RankKey;
@@ -80,11 +81,23 @@ impl Task {
 }
 
 /// A bid and its place in the ranking.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Bid {
     pub no: BidNo,
     pub view: BidView,
+    /// The number of the bid's coach (derived, never serialized: see [`CoachNo`]).
+    #[serde(skip)]
+    pub coach: CoachNo,
 }
+
+/// Bids compare by what they are, not by the derived coach number.
+impl PartialEq for Bid {
+    fn eq(&self, other: &Self) -> bool {
+        self.no == other.no && self.view == other.view
+    }
+}
+
+impl Eq for Bid {}
 
 impl Bid {
     pub fn rank_key(&self) -> RankKey {

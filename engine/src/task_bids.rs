@@ -9,10 +9,11 @@
 use std::fmt;
 use std::ops::Index;
 
-use gavel_protocol::{BidId, BidStatus, UserId};
+use gavel_protocol::{BidId, BidStatus};
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::coach::CoachNo;
 use crate::ids::bid_no;
 use crate::task::Bid;
 
@@ -73,16 +74,22 @@ impl TaskBids {
 
     /// The coach's pending bid, if it has one (a coach has at most one per task). A scan from
     /// the newest: a task's bids are few and contiguous, cheaper to read than a map to keep.
-    pub fn pending_of(&self, coach: &UserId) -> Option<&Bid> {
-        self.pending().rev().find(|b| b.view.coach_id == *coach)
+    pub fn pending_of(&self, coach: CoachNo) -> Option<&Bid> {
+        if coach == CoachNo::NONE {
+            return None;
+        }
+        self.pending().rev().find(|b| b.coach == coach)
     }
 
     /// The coach's pending bid, if it has one, and how many bids it has placed here in all
     /// (withdrawn and rejected ones too): one scan.
-    pub fn of_coach(&self, coach: &UserId) -> (Option<&Bid>, usize) {
+    pub fn of_coach(&self, coach: CoachNo) -> (Option<&Bid>, usize) {
+        if coach == CoachNo::NONE {
+            return (None, 0);
+        }
         let mut pending = None;
         let mut placed = 0;
-        for b in self.0.iter().filter(|b| b.view.coach_id == *coach) {
+        for b in self.0.iter().filter(|b| b.coach == coach) {
             placed += 1;
             if b.view.status == BidStatus::Pending {
                 pending = Some(b);
@@ -101,6 +108,12 @@ impl TaskBids {
     /// Every bid, oldest first.
     pub fn values(&self) -> std::slice::Iter<'_, Bid> {
         self.0.iter()
+    }
+
+    /// Every bid, oldest first, to change its derived data (its number and id stay: they
+    /// place it).
+    pub(crate) fn values_mut(&mut self) -> std::slice::IterMut<'_, Bid> {
+        self.0.iter_mut()
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &BidId> {
@@ -180,6 +193,7 @@ mod tests {
                 created_at: no,
                 coach: None,
             },
+            coach: CoachNo::nth(no as usize),
         }
     }
 
@@ -213,29 +227,34 @@ mod tests {
     #[test]
     fn a_coach_pending_bid_is_its_newest_pending_one() {
         let mut bids = TaskBids::default();
-        let coach = UserId::new("c1").unwrap();
+        let coach = CoachNo::nth(1);
         let mut first = bid(1);
         first.view.status = BidStatus::Withdrawn;
         let mut second = bid(4);
-        second.view.coach_id = coach.clone();
+        second.coach = coach;
         for b in [first, second, bid(6)] {
             bids.insert(b);
         }
-        assert_eq!(bids.pending_of(&coach).map(|b| b.no), Some(4));
+        assert_eq!(bids.pending_of(coach).map(|b| b.no), Some(4));
         assert_eq!(bids.pending().count(), 2);
         bids.get_mut(&bid_id(4)).unwrap().view.status = BidStatus::Rejected;
-        assert!(bids.pending_of(&coach).is_none());
-        assert!(bids.pending_of(&UserId::new("c9").unwrap()).is_none());
+        assert!(bids.pending_of(coach).is_none());
+        assert!(bids.pending_of(CoachNo::nth(9)).is_none());
         let mut again = bid(8);
-        again.view.coach_id = coach.clone();
+        again.coach = coach;
         bids.insert(again);
-        assert_eq!(bids.of_coach(&coach).0.map(|b| b.no), Some(8));
+        assert_eq!(bids.of_coach(coach).0.map(|b| b.no), Some(8));
         assert_eq!(
-            bids.of_coach(&coach).1,
+            bids.of_coach(coach).1,
             3,
             "the withdrawn and the rejected ones count"
         );
-        assert_eq!(bids.of_coach(&UserId::new("c9").unwrap()), (None, 0));
+        assert_eq!(bids.of_coach(CoachNo::nth(9)), (None, 0));
+        let mut orphan = bid(10);
+        orphan.coach = CoachNo::NONE;
+        bids.insert(orphan);
+        assert!(bids.pending_of(CoachNo::NONE).is_none(), "NONE is no coach");
+        assert_eq!(bids.of_coach(CoachNo::NONE), (None, 0));
     }
 
     #[test]

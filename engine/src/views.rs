@@ -10,6 +10,7 @@ use gavel_protocol::views::{
 };
 use gavel_protocol::{FeedFilter, Role, TaskId, Topic, UserId};
 
+use crate::coach::CoachNo;
 use crate::command::Actor;
 use crate::engine::Engine;
 use crate::rejection::Rejection;
@@ -72,7 +73,7 @@ pub fn task_view(task: &Task, viewer: Viewer<'_>) -> TaskView {
 }
 
 /// An open task as a coach sees it on `feed` (`me`: the subscriber, for `my_bid`).
-pub fn feed_task(task: &Task, me: Option<&UserId>) -> FeedTask {
+pub fn feed_task(task: &Task, me: Option<CoachNo>) -> FeedTask {
     let s = &task.spec;
     FeedTask {
         task_id: s.task_id.clone(),
@@ -132,7 +133,10 @@ impl Engine {
         filter: Option<&FeedFilter>,
         limit: Option<usize>,
     ) -> FeedSnapshot {
-        let me = (actor.role == Role::Coach).then_some(&actor.user);
+        let me = (actor.role == Role::Coach)
+            .then(|| self.state.coaches.get(&actor.user))
+            .flatten()
+            .map(|coach| coach.no);
         let matching = self
             .state
             .open_tasks

@@ -164,7 +164,8 @@ pub(crate) fn render_views(engine: &Engine) {
         if let Some(coach) = task.coach() {
             let _ = task_view(task, Viewer::Coach(coach));
         }
-        let _ = feed_task(task, Some(&user("c1")));
+        let c1 = engine.state().coaches.get(&user("c1")).map(|c| c.no);
+        let _ = feed_task(task, c1);
     }
     for coach in COACHES {
         let _ = engine.coach_snapshot(&user(coach));
