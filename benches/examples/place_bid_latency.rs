@@ -61,11 +61,13 @@ fn place_bids(commands: usize) {
         "market: {TASKS} open tasks, {COACHES} coaches, built in {:.2} s",
         t.elapsed().as_secs_f64()
     );
+    prefault_heap();
     let now = m.now + 1_000;
     let mut cycle = BidCycle { i: 0 };
     let requests: Vec<_> = (0..commands).map(|_| cycle.next(&m)).collect();
     let mut nanos = Vec::with_capacity(commands);
     let mut refused = 0usize;
+    let faults = minor_faults();
     let wall = Instant::now();
     for request in &requests {
         let start = Instant::now();
@@ -77,7 +79,40 @@ fn place_bids(commands: usize) {
     }
     let wall_s = wall.elapsed().as_secs_f64();
     assert_eq!(refused, 0, "every bid is valid");
+    if let (Some(before), Some(after)) = (faults, minor_faults()) {
+        println!("page faults in the measured loop: {}", after - before);
+    }
     report("place_bid", nanos, wall_s);
+}
+
+/// With `PREFAULT_MB=N`, touches N MiB of heap in 16 KiB blocks and frees it before the
+/// measured loop, so the state's growth reuses memory the kernel has already mapped: the run
+/// then measures the engine without the page faults of a heap that grows by ~450 MB (one per
+/// ~9 bids without it; docs/benchmarks.md). Keeping the freed memory in the heap needs glibc
+/// told not to return it: `GLIBC_TUNABLES=glibc.malloc.trim_threshold=4294967295`.
+fn prefault_heap() {
+    let Some(mb) = std::env::var("PREFAULT_MB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    else {
+        return;
+    };
+    const BLOCK: usize = 16 * 1024;
+    let blocks: Vec<Vec<u8>> = (0..mb * 1024 * 1024 / BLOCK)
+        .map(|_| vec![1u8; BLOCK])
+        .collect();
+    println!(
+        "prefaulted {} MiB of heap",
+        blocks.len() * BLOCK / (1024 * 1024)
+    );
+}
+
+/// The process's minor page faults so far (`/proc/self/stat`, field 10), where there is one.
+fn minor_faults() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    after_name.split(' ').nth(7)?.parse().ok()
 }
 
 fn fire(commands: usize) {
