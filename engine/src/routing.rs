@@ -120,34 +120,6 @@ pub fn task_topic(event: &Event) -> Option<TaskId> {
         })
 }
 
-/// The `seeker:<id>` and `coach:<id>` topics `event` is delivered to, each once, in the order
-/// of [`deliveries`]: the topics only a few events reach, found without rendering the event
-/// (a follower of the journal indexes them, so a resume on such a topic reads only its
-/// events).
-pub fn watcher_topics(event: &Event) -> Vec<Topic> {
-    let Some(task_id) = rendered_task(&event.kind) else {
-        return Vec::new();
-    };
-    let routes = routes(&event.kind, task_id);
-    let to_task = routes.iter().any(|(t, _)| matches!(t, Topic::Task(_)));
-    let mut topics: Vec<Topic> = Vec::new();
-    let mut add = |topic: Topic| {
-        if !topics.contains(&topic) {
-            topics.push(topic);
-        }
-    };
-    for (topic, _) in routes {
-        if matches!(topic, Topic::Coach(_)) {
-            add(topic);
-        }
-    }
-    // What reaches `task:<id>` also reaches its owner's `seeker:<id>` (contract §9).
-    if let Some(owner) = event.owner.as_ref().filter(|_| to_task) {
-        add(Topic::Seeker(owner.clone()));
-    }
-    topics
-}
-
 /// The task of an event that is rendered on the wire (`None` for bookkeeping events).
 fn rendered_task(kind: &EventKind) -> Option<&TaskId> {
     use EventKind as K;

@@ -10,13 +10,9 @@
 //! fires them all; the report then says how many events that made, and the first resume's
 //! time is how long a command waited behind them.
 //!
-//! With `--indexed` the resumes wait until the watcher index's follower has indexed the whole
-//! journal (the report says how long that took): a `seeker:` resume then reads its topic's
-//! rows through it, not the journal.
-//!
 //! ```text
 //! cargo run --release -p gavel-gateway --example resume_bench -- [--events N] [--sparse S] \
-//!     [--resumes R] [--posted-hours-ago H] [--topic seeker|task] [--indexed]
+//!     [--resumes R] [--posted-hours-ago H] [--topic seeker|task]
 //! ```
 #![allow(clippy::print_stdout)] // a benchmark program reports on stdout
 
@@ -182,16 +178,6 @@ async fn main() {
     };
     options.config.limits.subscribes_per_minute = 1_000_000;
     let server = Server::start(options).await.unwrap();
-    if std::env::args().any(|a| a == "--indexed") {
-        let started = Instant::now();
-        while store.watcher_index_seq().await.unwrap() < end {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        println!(
-            "the watcher index's follower indexed the {end}-row journal in {:.1?}",
-            started.elapsed()
-        );
-    }
     let before = rows_read(&server).await;
     let mut times = Vec::with_capacity(resumes);
     for _ in 0..resumes {

@@ -306,11 +306,6 @@ impl Server {
             // (written before, or by an older binary) is caught up here once, where it is
             // written, like the webhooks. Followers never index.
             tokio::spawn(crate::history::indexer::run(store.clone(), stopped.clone()));
-            // The seeker:/coach: index is not written by the appends: its follower runs here.
-            tokio::spawn(crate::history::watcher_indexer::run(
-                store.clone(),
-                stopped.clone(),
-            ));
             Webhooks::start(hooks, &store, &epoch, &metrics, &stopped)
         };
         let state = Arc::new(AppState {

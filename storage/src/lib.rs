@@ -13,8 +13,6 @@
 //! - [`webhooks`] — each webhook's durable delivery cursor.
 //! - [`task_events`] — the journal indexed by task (each task's history): written with each
 //!   batch, and caught up at start-up where an older journal left it behind.
-//! - [`watcher_events`] — the journal indexed by `seeker:`/`coach:` topic (resumes far behind):
-//!   written by a follower of the journal, off the append path.
 //! - [`error`] — [`StorageError`].
 //!
 //! Flow: the engine task hands each batch of `(seq, event)` to the [`JournalHandle`]; the
@@ -29,7 +27,6 @@ pub mod recovery;
 pub mod snapshot_codec;
 pub mod store;
 pub mod task_events;
-pub mod watcher_events;
 pub mod webhooks;
 pub mod writer;
 

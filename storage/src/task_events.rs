@@ -76,23 +76,10 @@ async fn sqlite_insert_rows(
     tx: &mut sqlx::SqliteConnection,
     rows: &[(&str, i64)],
 ) -> Result<(), StorageError> {
-    sqlite_insert_keyed(
-        tx,
-        "INSERT OR IGNORE INTO task_events (task_id, seq) ",
-        rows,
-    )
-    .await
-}
-
-/// SQLite: inserts `(key, seq)` rows with `insert` (an `INSERT OR IGNORE INTO … (…, seq) `),
-/// many per statement.
-pub(crate) async fn sqlite_insert_keyed(
-    tx: &mut sqlx::SqliteConnection,
-    insert: &str,
-    rows: &[(&str, i64)],
-) -> Result<(), StorageError> {
     for run in sqlite_insert_chunks(rows) {
-        let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(insert);
+        let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT OR IGNORE INTO task_events (task_id, seq) ",
+        );
         query.push_values(run, |mut row, (key, seq)| {
             row.push_bind(*key).push_bind(*seq);
         });
@@ -149,30 +136,6 @@ pub(crate) fn bind_index<'q>(
         .bind(index.prev)
         .bind(index.last)
 }
-
-/// An index's two reads, `[SQLite, Postgres]`, each binding the key, `after`, `upto` and a
-/// limit: its journal rows in the range, in order, and how many it files there (at most the
-/// limit).
-pub(crate) struct IndexReads {
-    pub rows: [&'static str; 2],
-    pub count: [&'static str; 2],
-}
-
-/// The task index's reads.
-const TASK_READS: IndexReads = IndexReads {
-    rows: [
-        "SELECT j.seq, j.at, j.kind, j.payload FROM task_events t JOIN journal j ON j.seq = t.seq \
-         WHERE t.task_id = ? AND t.seq > ? AND t.seq <= ? ORDER BY t.seq LIMIT ?",
-        "SELECT j.seq, j.at, j.kind, j.payload FROM task_events t JOIN journal j ON j.seq = t.seq \
-         WHERE t.task_id = $1 AND t.seq > $2 AND t.seq <= $3 ORDER BY t.seq LIMIT $4",
-    ],
-    count: [
-        "SELECT COUNT(*) FROM (SELECT 1 FROM task_events \
-         WHERE task_id = ? AND seq > ? AND seq <= ? LIMIT ?) c",
-        "SELECT COUNT(*) FROM (SELECT 1 FROM task_events \
-         WHERE task_id = $1 AND seq > $2 AND seq <= $3 LIMIT $4) c",
-    ],
-};
 
 /// Journal rows a catch-up step indexes in one transaction.
 pub const CATCH_UP_PAGE: u32 = 1000;
@@ -283,8 +246,37 @@ impl Store {
         upto: Seq,
         limit: u32,
     ) -> Result<Vec<StoredEvent>, StorageError> {
-        self.indexed_rows(&TASK_READS, task_id, after, upto, limit)
-            .await
+        let rows = match self {
+            Store::Sqlite(pool) => sqlx::query(
+                "SELECT j.seq, j.at, j.kind, j.payload FROM task_events t \
+                     JOIN journal j ON j.seq = t.seq \
+                     WHERE t.task_id = ? AND t.seq > ? AND t.seq <= ? ORDER BY t.seq LIMIT ?",
+            )
+            .bind(task_id)
+            .bind(after as i64)
+            .bind(upto as i64)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(crate::store::stored_event)
+            .collect::<Result<Vec<_>, _>>()?,
+            Store::Postgres(pool) => sqlx::query(
+                "SELECT j.seq, j.at, j.kind, j.payload FROM task_events t \
+                     JOIN journal j ON j.seq = t.seq \
+                     WHERE t.task_id = $1 AND t.seq > $2 AND t.seq <= $3 ORDER BY t.seq LIMIT $4",
+            )
+            .bind(task_id)
+            .bind(after as i64)
+            .bind(upto as i64)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(crate::store::stored_event)
+            .collect::<Result<Vec<_>, _>>()?,
+        };
+        Ok(rows)
     }
 
     /// How many indexed journal rows `task_id` has with `after < seq <= upto`, counting no
@@ -296,74 +288,31 @@ impl Store {
         upto: Seq,
         cap: u64,
     ) -> Result<u64, StorageError> {
-        self.count_indexed(&TASK_READS, task_id, after, upto, cap)
-            .await
-    }
-
-    /// Up to `limit` journal rows an index (`reads`) files under `key` with
-    /// `after < seq <= upto`, in order.
-    pub(crate) async fn indexed_rows(
-        &self,
-        reads: &IndexReads,
-        key: &str,
-        after: Seq,
-        upto: Seq,
-        limit: u32,
-    ) -> Result<Vec<StoredEvent>, StorageError> {
-        let rows = match self {
-            Store::Sqlite(pool) => sqlx::query(reads.rows[0])
-                .bind(key)
-                .bind(after as i64)
-                .bind(upto as i64)
-                .bind(i64::from(limit))
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(crate::store::stored_event)
-                .collect::<Result<Vec<_>, _>>()?,
-            Store::Postgres(pool) => sqlx::query(reads.rows[1])
-                .bind(key)
-                .bind(after as i64)
-                .bind(upto as i64)
-                .bind(i64::from(limit))
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(crate::store::stored_event)
-                .collect::<Result<Vec<_>, _>>()?,
-        };
-        Ok(rows)
-    }
-
-    /// How many rows an index (`reads`) files under `key` with `after < seq <= upto`,
-    /// counting no further than `cap`.
-    pub(crate) async fn count_indexed(
-        &self,
-        reads: &IndexReads,
-        key: &str,
-        after: Seq,
-        upto: Seq,
-        cap: u64,
-    ) -> Result<u64, StorageError> {
         let cap = cap.min(i64::MAX as u64) as i64;
         let count: i64 = match self {
             Store::Sqlite(pool) => {
-                sqlx::query_scalar(reads.count[0])
-                    .bind(key)
-                    .bind(after as i64)
-                    .bind(upto as i64)
-                    .bind(cap)
-                    .fetch_one(pool)
-                    .await?
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM task_events \
+                     WHERE task_id = ? AND seq > ? AND seq <= ? LIMIT ?) c",
+                )
+                .bind(task_id)
+                .bind(after as i64)
+                .bind(upto as i64)
+                .bind(cap)
+                .fetch_one(pool)
+                .await?
             }
             Store::Postgres(pool) => {
-                sqlx::query_scalar(reads.count[1])
-                    .bind(key)
-                    .bind(after as i64)
-                    .bind(upto as i64)
-                    .bind(cap)
-                    .fetch_one(pool)
-                    .await?
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM task_events \
+                     WHERE task_id = $1 AND seq > $2 AND seq <= $3 LIMIT $4) c",
+                )
+                .bind(task_id)
+                .bind(after as i64)
+                .bind(upto as i64)
+                .bind(cap)
+                .fetch_one(pool)
+                .await?
             }
         };
         Ok(count as u64)

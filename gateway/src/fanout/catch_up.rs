@@ -9,11 +9,9 @@
 //! gap, no duplicate. If the held frames overflow meanwhile (the client reads slower than the
 //! topic's events arrive), they are dropped and the reader goes on from P and attaches again.
 //!
-//! A `task:<id>` topic is read through the journal's task index, a `seeker:<id>` or
-//! `coach:<id>` topic through its watcher index (each its own rows only, however many other
-//! events lie between); `feed` and `admin`, which most events reach, and any stretch an index
-//! has not reached yet (the watcher index follows the journal moments behind), from the
-//! journal itself.
+//! A `task:<id>` topic is read through the journal's task index (its own rows only, however
+//! many other events lie between); the other topics, and any stretch the index has not reached
+//! yet, from the journal itself.
 //!
 //! A resume further behind than `[limits] max_replay_events` events of the topic is sent back
 //! for a fresh snapshot with `reset: true` (counted first, without sending anything, when the
@@ -204,11 +202,13 @@ impl CatchUp {
             self.request.filter.clone(),
             self.meta.clone(),
         );
-        let index = TopicIndex::of(&self.request.topic);
+        // A task's topic is read through the journal's task index.
+        let task = match &self.request.topic {
+            Topic::Task(id) => Some(id),
+            _ => None,
+        };
         if self.decided_at - since > self.max_replay_events {
-            let count = self
-                .count_topic_events(index.as_ref(), since, &mut filter)
-                .await?;
+            let count = self.count_topic_events(task, since, &mut filter).await?;
             if count > self.max_replay_events {
                 return Err(Stop::Unreadable);
             }
@@ -240,7 +240,7 @@ impl CatchUp {
                     }
                 }
             }
-            let (page, covered) = self.topic_page(index.as_ref(), cursor, upto).await?;
+            let (page, covered) = self.topic_page(task, cursor, upto).await?;
             for (seq, event) in page {
                 let ends = filter.ends_view(seq, self.decided_at, &event);
                 if ends == Some(false) {
@@ -329,19 +329,22 @@ impl CatchUp {
     }
 
     /// The topic's events in `(after, upto]`, one page, and the position the page covers up
-    /// to. Through the topic's index (`index`) where it reaches past `after` — only the
-    /// topic's own rows are read — else from the journal itself.
+    /// to. For a task's topic (`task`) through the task index where it reaches past `after` —
+    /// only the task's own rows are read — else from the journal itself.
     async fn topic_page(
         &self,
-        index: Option<&TopicIndex<'_>>,
+        task: Option<&TaskId>,
         after: Seq,
         upto: Seq,
     ) -> Result<(Vec<(Seq, Event)>, Seq), Stop> {
-        if let Some(index) = index {
-            let indexed = self.index_position(index).await?.min(upto);
+        if let Some(task) = task {
+            let indexed = self.index_position().await?.min(upto);
             if indexed > after {
                 let rows = self
-                    .retrying(move || index.rows(&self.store, after, indexed, PAGE))
+                    .retrying(move || {
+                        self.store
+                            .indexed_task_events(task.as_str(), after, indexed, PAGE)
+                    })
                     .await?;
                 self.metrics.catch_up_rows_read.inc_by(rows.len() as u64);
                 let covered = match rows.last() {
@@ -356,9 +359,9 @@ impl CatchUp {
         Ok((page, covered))
     }
 
-    /// How far the journal is indexed by `index`.
-    async fn index_position(&self, index: &TopicIndex<'_>) -> Result<Seq, Stop> {
-        self.retrying(move || index.position(&self.store)).await
+    /// How far the journal is indexed by task.
+    async fn index_position(&self) -> Result<Seq, Stop> {
+        self.retrying(move || self.store.task_index_seq()).await
     }
 
     /// The journal's events in `(after, upto]`, one page, checked contiguous.
@@ -407,21 +410,25 @@ impl CatchUp {
     }
 
     /// Counts the topic's events in `(since, decided_at]`, stopping past the bound: through
-    /// the topic's index as far as it reaches (its rows only, none decoded), then the journal.
+    /// the task index as far as it reaches for a task's topic (its rows only, none decoded),
+    /// then the journal.
     async fn count_topic_events(
         &self,
-        index: Option<&TopicIndex<'_>>,
+        task: Option<&TaskId>,
         since: Seq,
         filter: &mut ReplayFilter,
     ) -> Result<u64, Stop> {
         let mut count = 0;
         let mut cursor = since;
-        if let Some(index) = index {
-            let indexed = self.index_position(index).await?.min(self.decided_at);
+        if let Some(task) = task {
+            let indexed = self.index_position().await?.min(self.decided_at);
             if indexed > since {
                 let cap = self.max_replay_events + 1;
                 count = self
-                    .retrying(move || index.count(&self.store, since, indexed, cap))
+                    .retrying(move || {
+                        self.store
+                            .count_indexed_task_events(task.as_str(), since, indexed, cap)
+                    })
                     .await?;
                 cursor = indexed;
             }
@@ -452,76 +459,6 @@ impl CatchUp {
 }
 
 /// The engine events of journal rows.
-/// The journal index a topic's resume reads through: `task:<id>` the task index, `seeker:`
-/// and `coach:` the watcher index; `feed` and `admin` none (most events reach them).
-enum TopicIndex<'a> {
-    Task(&'a TaskId),
-    /// The topic's name, as the watcher index files it.
-    Watcher(String),
-}
-
-impl<'a> TopicIndex<'a> {
-    fn of(topic: &'a Topic) -> Option<Self> {
-        match topic {
-            Topic::Task(id) => Some(TopicIndex::Task(id)),
-            Topic::Seeker(_) | Topic::Coach(_) => Some(TopicIndex::Watcher(topic.to_string())),
-            Topic::Feed | Topic::Admin => None,
-        }
-    }
-
-    /// How far the journal is indexed.
-    async fn position(&self, store: &Store) -> Result<Seq, StorageError> {
-        match self {
-            TopicIndex::Task(_) => store.task_index_seq().await,
-            TopicIndex::Watcher(_) => store.watcher_index_seq().await,
-        }
-    }
-
-    /// Up to `limit` of the topic's indexed journal rows in `(after, upto]`, in order.
-    async fn rows(
-        &self,
-        store: &Store,
-        after: Seq,
-        upto: Seq,
-        limit: u32,
-    ) -> Result<Vec<StoredEvent>, StorageError> {
-        match self {
-            TopicIndex::Task(id) => {
-                store
-                    .indexed_task_events(id.as_str(), after, upto, limit)
-                    .await
-            }
-            TopicIndex::Watcher(topic) => {
-                store
-                    .indexed_watcher_events(topic, after, upto, limit)
-                    .await
-            }
-        }
-    }
-
-    /// How many of the topic's rows the index holds in `(after, upto]`, at most `cap`.
-    async fn count(
-        &self,
-        store: &Store,
-        after: Seq,
-        upto: Seq,
-        cap: u64,
-    ) -> Result<u64, StorageError> {
-        match self {
-            TopicIndex::Task(id) => {
-                store
-                    .count_indexed_task_events(id.as_str(), after, upto, cap)
-                    .await
-            }
-            TopicIndex::Watcher(topic) => {
-                store
-                    .count_indexed_watcher_events(topic, after, upto, cap)
-                    .await
-            }
-        }
-    }
-}
-
 fn decoded(rows: Vec<StoredEvent>) -> Result<Vec<(Seq, Event)>, Stop> {
     rows.into_iter()
         .map(|r| r.decode().map(|e| (r.seq, e)))

@@ -38,7 +38,7 @@ pub async fn run(store: Store, mut stop: watch::Receiver<bool>) {
 }
 
 /// Sleeps `d`; true when the server is stopping.
-pub(super) async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
+async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(d) => *stop.borrow(),
         _ = stop.changed() => true,

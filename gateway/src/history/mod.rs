@@ -7,9 +7,6 @@
 //! - [`indexer`] — the catch-up at start-up of a journal whose index is behind (written before
 //!   the index, or by an older binary), which stops at the journal's end (only the node that
 //!   writes the journal runs it);
-//! - [`watcher_indexer`] — the follower that keeps the journal's `seeker:`/`coach:` index
-//!   (`gavel_storage::watcher_events`) moments behind the journal, for resumes far behind on
-//!   those topics (only the node that writes the journal runs it);
 //! - [`task_history`] — a page of one task's events: the indexed ones, then the journal's tail
 //!   past the index position (normally empty; a journal still being caught up), so an answer
 //!   never misses a durable event.
@@ -18,7 +15,6 @@
 //! publisher leaves it out of every stream), never a reason to stop.
 
 pub mod indexer;
-pub mod watcher_indexer;
 
 use gavel_engine::routing::deliveries;
 use gavel_protocol::http::HistoryEvent;
