@@ -88,7 +88,7 @@ fn place_bids(commands: usize) {
 /// With `PREFAULT_MB=N`, touches N MiB of heap in 16 KiB blocks and frees it before the
 /// measured loop, so the state's growth reuses memory the kernel has already mapped: the run
 /// then measures the engine without the page faults of a heap that grows by ~450 MB (one per
-/// ~9 bids without it; docs/benchmarks.md). Keeping the freed memory in the heap needs glibc
+/// ~13 bids without it; docs/benchmarks.md). Keeping the freed memory in the heap needs glibc
 /// told not to return it: `GLIBC_TUNABLES=glibc.malloc.trim_threshold=4294967295`.
 fn prefault_heap() {
     let Some(mb) = std::env::var("PREFAULT_MB")
