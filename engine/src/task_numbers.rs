@@ -11,17 +11,20 @@
 //!
 //! A page is freed when its last task leaves (is archived), so memory follows the numbers of
 //! tasks in memory, not every number ever handed out: a task kept for months pins one 16 KiB
-//! page, not the slots of every task posted since. Numbers far beyond the pages in use (a
-//! client may choose an id of this shape, contract §5) are not filed here: [`NumberedHandles::takes`]
-//! says no and the caller keeps them in its hash index.
+//! page, not the slots of every task posted since. A client may choose an id of this shape
+//! (contract §5), so a number is filed here only where that keeps the pages dense:
+//! [`NumberedHandles::takes`] refuses a number far beyond the pages in use, and one that would
+//! need a new page while the pages in use are less than a quarter full (ids chosen a page
+//! apart would otherwise cost 16 KiB each); the caller keeps those in its hash index. The
+//! engine's own numbers come in order and fill their pages, so they always fit.
 
 /// log2 of the slots of a page.
 const PAGE_BITS: u32 = 12;
 /// Slots per page: 16 KiB of handles.
 const PAGE: usize = 1 << PAGE_BITS;
-/// How far past the pages in use a number may be and still be filed (pages are made for it):
-/// at most this many empty pages' worth of page pointers, 8 bytes each, for one far number.
-const REACH: u64 = 1 << 24;
+/// How many pages past the last one in use a number may be and still be filed: at most this
+/// many empty page pointers, 8 bytes each, for one far number.
+const REACH_PAGES: u64 = 256;
 /// An empty slot.
 const EMPTY: u32 = u32::MAX;
 
@@ -36,6 +39,8 @@ struct Page {
 #[derive(Clone, Default)]
 pub struct NumberedHandles {
     pages: Vec<Option<Page>>,
+    /// Pages allocated (the `Some`s of `pages`).
+    pages_in_use: usize,
     len: usize,
 }
 
@@ -43,7 +48,15 @@ impl NumberedHandles {
     /// Whether number `n` is filed here (else the caller's hash index holds it). Depends only
     /// on the pages in use, so ask before [`NumberedHandles::insert`].
     pub fn takes(&self, n: u64) -> bool {
-        n < ((self.pages.len() as u64) << PAGE_BITS) + REACH
+        let p = n >> PAGE_BITS;
+        if p >= self.pages.len() as u64 + REACH_PAGES {
+            return false;
+        }
+        if self.pages.get(p as usize).is_some_and(Option::is_some) {
+            return true;
+        }
+        // A new page, only while the pages stay at least a quarter full (two pages of slack).
+        (self.pages_in_use + 1) * PAGE <= 4 * (self.len + 1) + 2 * PAGE
     }
 
     /// The handle filed under `n`.
@@ -63,6 +76,9 @@ impl NumberedHandles {
         let p = (n >> PAGE_BITS) as usize;
         if p >= self.pages.len() {
             self.pages.resize_with(p + 1, || None);
+        }
+        if self.pages[p].is_none() {
+            self.pages_in_use += 1;
         }
         let page = self.pages[p].get_or_insert_with(|| Page {
             taken: 0,
@@ -89,6 +105,7 @@ impl NumberedHandles {
         self.len -= 1;
         if page.taken == 0 {
             self.pages[p] = None;
+            self.pages_in_use -= 1;
             while let Some(None) = self.pages.last() {
                 self.pages.pop();
             }
@@ -136,7 +153,7 @@ mod tests {
             let n = x % (6 * PAGE as u64);
             if x.is_multiple_of(3) {
                 assert_eq!(numbered.remove(n), model.remove(&n));
-            } else {
+            } else if numbered.takes(n) {
                 assert_eq!(numbered.insert(n, round), model.insert(n, round));
             }
             assert_eq!(numbered.get(n), model.get(&n).copied());
@@ -145,6 +162,7 @@ mod tests {
         for n in 0..6 * PAGE as u64 {
             assert_eq!(numbered.get(n), model.get(&n).copied());
         }
+        assert_eq!(numbered.pages_in_use, 6, "the model spans six pages");
         let keep = *model.keys().next_back().unwrap();
         for n in model
             .keys()
@@ -158,8 +176,33 @@ mod tests {
         assert_eq!(pages_in_use, 1, "only the last task's page is kept");
         numbered.remove(keep);
         assert!(numbered.pages.is_empty() && numbered.is_empty());
+        assert_eq!(numbered.pages_in_use, 0);
         assert_eq!(numbered.get(u64::MAX), None);
-        assert!(numbered.takes(REACH - 1) && !numbered.takes(REACH));
+        let reach = REACH_PAGES << PAGE_BITS;
+        assert!(numbered.takes(reach - 1) && !numbered.takes(reach));
         assert!(!numbered.takes(u64::MAX));
+    }
+
+    /// Numbers a page apart (a client choosing its ids so) are refused once the pages would
+    /// be less than a quarter full; numbers in order fill their pages and are always taken.
+    #[test]
+    fn sparse_numbers_do_not_make_a_page_each() {
+        let mut numbered = NumberedHandles::default();
+        let mut filed = 0;
+        for k in 0..200u64 {
+            let n = k * PAGE as u64;
+            if numbered.takes(n) {
+                numbered.insert(n, k as u32);
+                filed += 1;
+            }
+        }
+        assert!(filed <= 3, "{filed} pages for {filed} tasks");
+        assert_eq!(numbered.pages_in_use, filed);
+        let mut dense = NumberedHandles::default();
+        for n in 0..10 * PAGE as u64 {
+            assert!(dense.takes(n), "{n} in order");
+            dense.insert(n, n as u32);
+        }
+        assert_eq!(dense.pages_in_use, 10);
     }
 }
