@@ -31,6 +31,11 @@ impl CoachNo {
         assert!(n != u32::MAX, "fewer than 2^32 - 1 coaches");
         CoachNo(n)
     }
+
+    /// The number as an index (the count of coaches registered before it).
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
 }
 
 impl Default for CoachNo {
@@ -131,7 +136,7 @@ pub fn rebuild_live_bids<'a>(
         coach.no = CoachNo::nth(n);
     }
     for task in tasks {
-        for bid in task.bids.values_mut() {
+        task.bids.update_each(|bid| {
             let coach = coaches.get_mut(&bid.view.coach_id);
             bid.coach = coach.as_ref().map_or(CoachNo::NONE, |c| c.no);
             if let Some(coach) = coach
@@ -139,6 +144,6 @@ pub fn rebuild_live_bids<'a>(
             {
                 coach.live_bids.0.insert(bid.no);
             }
-        }
+        });
     }
 }

@@ -271,14 +271,18 @@ impl Engine {
     }
 }
 
-/// Coaches have distinct numbers, and every bid carries its coach's (none for a coach not
-/// registered).
+/// Coaches have distinct numbers, every bid carries its coach's (none for a coach not
+/// registered), and what each task keeps beside its bids (their coaches' filter, the pending
+/// count) is theirs.
 fn check_coach_numbers(s: &State) -> Result<(), String> {
     let numbers: BTreeSet<CoachNo> = s.coaches.values().map(|c| c.no).collect();
     if numbers.len() != s.coaches.len() || numbers.contains(&CoachNo::NONE) {
         return Err("coaches' numbers are not distinct".into());
     }
     for task in s.tasks.values() {
+        task.bids
+            .derived_data_holds()
+            .map_err(|e| format!("task {}: {e}", task.spec.task_id))?;
         for bid in task.bids.values() {
             let expect = s
                 .coaches

@@ -193,8 +193,9 @@ impl State {
             }
             BidUpdated { bid } => {
                 let task = self.task_mut(&bid.task_id);
-                let entry = task.bids.get_mut(&bid.bid_id).expect("updated bid exists");
-                entry.view = bid.clone();
+                task.bids
+                    .update(&bid.bid_id, |entry| entry.view = bid.clone())
+                    .expect("updated bid exists");
             }
             BidWithdrawn {
                 task_id, bid_id, ..
@@ -438,13 +439,17 @@ impl State {
     /// Moves a bid out of `pending`.
     fn close_bid(&mut self, task_id: &TaskId, bid_id: &BidId, status: BidStatus) {
         let task = self.tasks.get_mut(task_id).expect("bid's task exists");
-        let bid = task.bids.get_mut(bid_id).expect("bid exists");
-        if bid.view.status == BidStatus::Pending
-            && let Some(coach) = self.coaches.get_mut(&bid.view.coach_id)
-        {
-            coach.live_bids.0.remove(&bid.no);
-        }
-        bid.view.status = status;
+        let coaches = &mut self.coaches;
+        task.bids
+            .update(bid_id, |bid| {
+                if bid.view.status == BidStatus::Pending
+                    && let Some(coach) = coaches.get_mut(&bid.view.coach_id)
+                {
+                    coach.live_bids.0.remove(&bid.no);
+                }
+                bid.view.status = status;
+            })
+            .expect("bid exists");
     }
 
     /// The assigned coach no longer holds the task.

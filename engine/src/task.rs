@@ -58,7 +58,7 @@ impl Task {
 
     /// Pending bids.
     pub fn bid_count(&self) -> u32 {
-        self.bids.pending().count() as u32
+        self.bids.pending_count()
     }
 
     /// Cents the escrow holds right now.

@@ -5,6 +5,11 @@
 //! spells: no hashing, and the first bid costs one small allocation instead of a hash table's
 //! (the two per-task hash maps' first tables were ~600 of a `place_bid`'s ~4,000 instructions).
 //! Serialized as before: the map of bid id → bid.
+//!
+//! Beside the bids, a filter of the coaches that ever bid ([`CoachFilter`]): a new bid asks
+//! whether its coach already has one here, and most often it has not — the filter says so
+//! without reading a bid (the scan read one cache line per bid, cold at 100,000 tasks: a fifth
+//! of a `place_bid`, docs/benchmarks.md).
 
 use std::fmt;
 use std::ops::Index;
@@ -14,40 +19,103 @@ use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::coach::CoachNo;
-use crate::ids::bid_no;
+use crate::ids::{BidNo, bid_no};
 use crate::task::Bid;
 
-/// A task's bids, sorted by bid number (each number once).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TaskBids(Vec<Bid>);
+/// A task's bids, sorted by bid number (each number once), with what a new bid asks of them
+/// kept beside them — the filter of their coaches, how many are pending, the last number — so
+/// that placing one reads no bid.
+#[derive(Debug, Clone, Default)]
+pub struct TaskBids {
+    bids: Vec<Bid>,
+    coaches: CoachFilter,
+    pending: u32,
+    /// The last bid's number (0 while there is none).
+    last_no: BidNo,
+}
+
+/// Bids compare by what they are; the rest is derived from them.
+impl PartialEq for TaskBids {
+    fn eq(&self, other: &Self) -> bool {
+        self.bids == other.bids
+    }
+}
+
+impl Eq for TaskBids {}
+
+/// The coach numbers of a task's bids, as a 128-bit filter: a number's bit is set for every
+/// bid of its coach, so a clear bit means the coach has no bid on the task (with ten coaches
+/// bidding, a coach without a bid finds its bit set 7.5 % of the time, and then scans). Bits are
+/// never cleared: a task keeps every bid placed on it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct CoachFilter([u64; 2]);
+
+impl CoachFilter {
+    /// The coach's word and bit.
+    fn place(coach: CoachNo) -> (usize, u64) {
+        let i = coach.index() % 128;
+        (i / 64, 1 << (i % 64))
+    }
+
+    fn add(&mut self, coach: CoachNo) {
+        if coach != CoachNo::NONE {
+            let (word, bit) = Self::place(coach);
+            self.0[word] |= bit;
+        }
+    }
+
+    /// Whether the coach may have a bid here (`false`: it has none).
+    fn may_hold(self, coach: CoachNo) -> bool {
+        let (word, bit) = Self::place(coach);
+        coach != CoachNo::NONE && self.0[word] & bit != 0
+    }
+}
+
+fn is_pending(bid: &Bid) -> bool {
+    bid.view.status == BidStatus::Pending
+}
 
 impl TaskBids {
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.bids.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.bids.is_empty()
     }
 
     pub fn reserve(&mut self, additional: usize) {
-        self.0.reserve(additional);
+        self.bids.reserve(additional);
+    }
+
+    /// How many bids are pending (kept, not counted: a new bid's `bid.count` reads no bid).
+    pub fn pending_count(&self) -> u32 {
+        self.pending
     }
 
     /// Where the bid with this id is. An id that is not an engine bid id (`b_<n>`) names no
     /// bid: the engine gives every bid such an id.
     fn position(&self, id: &BidId) -> Option<usize> {
         let no = bid_no(id)?;
-        let i = self.0.binary_search_by_key(&no, |b| b.no).ok()?;
-        (self.0[i].view.bid_id == *id).then_some(i)
+        let i = self.bids.binary_search_by_key(&no, |b| b.no).ok()?;
+        (self.bids[i].view.bid_id == *id).then_some(i)
     }
 
     pub fn get(&self, id: &BidId) -> Option<&Bid> {
-        self.position(id).map(|i| &self.0[i])
+        self.position(id).map(|i| &self.bids[i])
     }
 
-    pub fn get_mut(&mut self, id: &BidId) -> Option<&mut Bid> {
-        self.position(id).map(|i| &mut self.0[i])
+    /// Changes the bid with this id through `f` (not its number or id: they place it) and
+    /// returns what `f` does; `None` if there is no such bid.
+    pub fn update<R>(&mut self, id: &BidId, f: impl FnOnce(&mut Bid) -> R) -> Option<R> {
+        let i = self.position(id)?;
+        let bid = &mut self.bids[i];
+        let was_pending = is_pending(bid);
+        let result = f(bid);
+        debug_assert_eq!(bid.view.bid_id, *id, "an update keeps the bid's id");
+        self.coaches.add(bid.coach);
+        self.pending = self.pending + u32::from(is_pending(bid)) - u32::from(was_pending);
+        Some(result)
     }
 
     pub fn contains_key(&self, id: &BidId) -> bool {
@@ -62,20 +130,26 @@ impl TaskBids {
             Some(bid.no),
             "a bid's number is its id's"
         );
-        if self.0.last().is_none_or(|last| last.no < bid.no) {
-            self.0.push(bid);
+        self.coaches.add(bid.coach);
+        self.pending += u32::from(is_pending(&bid));
+        if self.bids.is_empty() || self.last_no < bid.no {
+            self.last_no = bid.no;
+            self.bids.push(bid);
             return;
         }
-        match self.0.binary_search_by_key(&bid.no, |b| b.no) {
-            Ok(i) => self.0[i] = bid,
-            Err(i) => self.0.insert(i, bid),
+        match self.bids.binary_search_by_key(&bid.no, |b| b.no) {
+            Ok(i) => {
+                self.pending -= u32::from(is_pending(&self.bids[i]));
+                self.bids[i] = bid;
+            }
+            Err(i) => self.bids.insert(i, bid),
         }
     }
 
     /// The coach's pending bid, if it has one (a coach has at most one per task). A scan from
     /// the newest: a task's bids are few and contiguous, cheaper to read than a map to keep.
     pub fn pending_of(&self, coach: CoachNo) -> Option<&Bid> {
-        if coach == CoachNo::NONE {
+        if !self.coaches.may_hold(coach) {
             return None;
         }
         self.pending().rev().find(|b| b.coach == coach)
@@ -84,12 +158,12 @@ impl TaskBids {
     /// The coach's pending bid, if it has one, and how many bids it has placed here in all
     /// (withdrawn and rejected ones too): one scan.
     pub fn of_coach(&self, coach: CoachNo) -> (Option<&Bid>, usize) {
-        if coach == CoachNo::NONE {
+        if !self.coaches.may_hold(coach) {
             return (None, 0);
         }
         let mut pending = None;
         let mut placed = 0;
-        for b in self.0.iter().filter(|b| b.coach == coach) {
+        for b in self.bids.iter().filter(|b| b.coach == coach) {
             placed += 1;
             if b.view.status == BidStatus::Pending {
                 pending = Some(b);
@@ -100,28 +174,56 @@ impl TaskBids {
 
     /// The pending bids, oldest first.
     pub fn pending(&self) -> impl DoubleEndedIterator<Item = &Bid> {
-        self.0
-            .iter()
-            .filter(|b| b.view.status == BidStatus::Pending)
+        self.bids.iter().filter(|b| is_pending(b))
     }
 
     /// Every bid, oldest first.
     pub fn values(&self) -> std::slice::Iter<'_, Bid> {
-        self.0.iter()
+        self.bids.iter()
     }
 
-    /// Every bid, oldest first, to change its derived data (its number and id stay: they
-    /// place it).
-    pub(crate) fn values_mut(&mut self) -> std::slice::IterMut<'_, Bid> {
-        self.0.iter_mut()
+    /// Gives every bid, oldest first, to `f` to change its derived data (its number and id
+    /// stay: they place it), then derives the filter and the count afresh.
+    pub(crate) fn update_each(&mut self, mut f: impl FnMut(&mut Bid)) {
+        self.coaches = CoachFilter::default();
+        self.pending = 0;
+        for bid in &mut self.bids {
+            f(bid);
+            self.coaches.add(bid.coach);
+            self.pending += u32::from(is_pending(bid));
+        }
+    }
+
+    /// Whether what is kept beside the bids is theirs: every bid's coach in the filter, the
+    /// pending count theirs (for `check_invariants`).
+    pub(crate) fn derived_data_holds(&self) -> Result<(), String> {
+        if let Some(b) = self
+            .bids
+            .iter()
+            .find(|b| b.coach != CoachNo::NONE && !self.coaches.may_hold(b.coach))
+        {
+            return Err(format!(
+                "the filter of bidding coaches misses {}'s",
+                b.view.bid_id
+            ));
+        }
+        let pending = self.pending().count();
+        if pending != self.pending as usize {
+            return Err(format!("{pending} pending bids, counted {}", self.pending));
+        }
+        let last_no = self.bids.last().map_or(0, |b| b.no);
+        if last_no != self.last_no {
+            return Err(format!("the last bid is {last_no}, kept {}", self.last_no));
+        }
+        Ok(())
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &BidId> {
-        self.0.iter().map(|b| &b.view.bid_id)
+        self.bids.iter().map(|b| &b.view.bid_id)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&BidId, &Bid)> {
-        self.0.iter().map(|b| (&b.view.bid_id, b))
+        self.bids.iter().map(|b| (&b.view.bid_id, b))
     }
 }
 
@@ -220,7 +322,7 @@ mod tests {
         bids.insert(replaced);
         assert_eq!(bids.len(), 6);
         assert_eq!(bids[&bid_id(7)].view.status, BidStatus::Withdrawn);
-        bids.get_mut(&bid_id(9)).unwrap().view.amount = 1;
+        bids.update(&bid_id(9), |b| b.view.amount = 1).unwrap();
         assert_eq!(bids[&bid_id(9)].view.amount, 1);
     }
 
@@ -237,7 +339,8 @@ mod tests {
         }
         assert_eq!(bids.pending_of(coach).map(|b| b.no), Some(4));
         assert_eq!(bids.pending().count(), 2);
-        bids.get_mut(&bid_id(4)).unwrap().view.status = BidStatus::Rejected;
+        bids.update(&bid_id(4), |b| b.view.status = BidStatus::Rejected)
+            .unwrap();
         assert!(bids.pending_of(coach).is_none());
         assert!(bids.pending_of(CoachNo::nth(9)).is_none());
         let mut again = bid(8);
@@ -255,6 +358,40 @@ mod tests {
         bids.insert(orphan);
         assert!(bids.pending_of(CoachNo::NONE).is_none(), "NONE is no coach");
         assert_eq!(bids.of_coach(CoachNo::NONE), (None, 0));
+    }
+
+    #[test]
+    fn coaches_sharing_a_filter_bit_are_told_apart_and_counts_are_kept() {
+        let mut bids = TaskBids::default();
+        let (one, other) = (CoachNo::nth(1), CoachNo::nth(129)); // the same bit
+        let mut first = bid(3);
+        first.coach = one;
+        bids.insert(first);
+        assert_eq!(bids.of_coach(other), (None, 0), "a shared bit, no bid");
+        assert_eq!(bids.of_coach(one).1, 1);
+        assert_eq!(bids.of_coach(CoachNo::nth(2)), (None, 0));
+        let mut second = bid(5);
+        second.coach = other;
+        bids.insert(second);
+        assert_eq!(bids.pending_of(other).map(|b| b.no), Some(5));
+        assert_eq!(bids.pending_count(), 2);
+        bids.update(&bid_id(3), |b| b.view.status = BidStatus::Withdrawn)
+            .unwrap();
+        assert_eq!(bids.pending_count(), 1);
+        assert!(bids.pending_of(one).is_none());
+        let mut replaced = bid(5);
+        replaced.coach = other;
+        replaced.view.status = BidStatus::Rejected;
+        bids.insert(replaced);
+        assert_eq!(
+            bids.pending_count(),
+            0,
+            "a replaced pending bid no longer counts"
+        );
+        bids.insert(bid(1)); // an older number: inserted before the others
+        assert_eq!(bids.pending_count(), 1);
+        assert_eq!(bids.values().map(|b| b.no).collect::<Vec<_>>(), [1, 3, 5]);
+        assert!(bids.derived_data_holds().is_ok());
     }
 
     #[test]
