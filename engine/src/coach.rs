@@ -7,7 +7,7 @@ use gavel_protocol::views::CoachView;
 use gavel_protocol::{BidStatus, TaskId, UserId};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::BidNo;
+use crate::live_bids::LiveBids;
 use crate::state::{IdMap, Task};
 
 /// Strikes after which a coach is suspended.
@@ -53,7 +53,8 @@ pub struct Coach {
     /// The numbers of the coach's pending bids, in placement order. Derived from the tasks'
     /// pending bids (rebuilt by [`rebuild_live_bids`] after loading, never serialized):
     /// integer keys, where the bid ids' strings cost a pointer chase and a `memcmp` per
-    /// comparison (18 % of a `place_bid`, docs/benchmarks.md).
+    /// comparison (18 % of a `place_bid`, docs/benchmarks.md), in a sorted vector that a new
+    /// bid pushes onto ([`LiveBids`]).
     #[serde(skip)]
     pub live_bids: LiveBids,
     /// Where the on-call pool has filed the coach (derived; kept by [`crate::on_call::OnCallPool::update`]).
@@ -72,19 +73,6 @@ impl PartialEq for Coach {
 }
 
 impl Eq for Coach {}
-
-/// A coach's pending bids by number (see [`Coach::live_bids`]).
-#[derive(Debug, Clone, Default)]
-pub struct LiveBids(pub BTreeSet<BidNo>);
-
-/// Derived data takes no part in comparing states (`check_invariants` checks it instead).
-impl PartialEq for LiveBids {
-    fn eq(&self, _other: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for LiveBids {}
 
 impl Coach {
     /// May bid and be assigned: verified and not suspended.
@@ -132,7 +120,7 @@ pub fn rebuild_live_bids<'a>(
     tasks: impl Iterator<Item = &'a mut Task>,
 ) {
     for (n, coach) in coaches.values_mut().enumerate() {
-        coach.live_bids.0.clear();
+        coach.live_bids.clear();
         coach.no = CoachNo::nth(n);
     }
     for task in tasks {
@@ -142,8 +130,11 @@ pub fn rebuild_live_bids<'a>(
             if let Some(coach) = coach
                 && bid.view.status == BidStatus::Pending
             {
-                coach.live_bids.0.insert(bid.no);
+                coach.live_bids.push_unordered(bid.no);
             }
         });
+    }
+    for coach in coaches.values_mut() {
+        coach.live_bids.settle();
     }
 }

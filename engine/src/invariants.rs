@@ -193,10 +193,11 @@ impl Engine {
                 .values()
                 .filter_map(|t| t.bids.pending_of(coach.no).map(|b| b.no))
                 .collect();
-            if live != coach.live_bids.0 {
+            let filed: BTreeSet<_> = coach.live_bids.iter().collect();
+            if live != filed || !coach.live_bids.is_well_formed() {
                 return Err(format!(
                     "coach {cid}'s live bids {:?} disagree with the tasks {live:?}",
-                    coach.live_bids.0
+                    coach.live_bids
                 ));
             }
         }

@@ -45,6 +45,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod invariants;
 pub mod listing;
+pub mod live_bids;
 pub mod market;
 pub mod on_call;
 pub mod ranking;

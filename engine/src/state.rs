@@ -180,7 +180,7 @@ impl State {
                 self.bid_tasks.insert(no, bid.task_id.clone());
                 let mut coach_no = CoachNo::NONE;
                 if let Some(coach) = self.coaches.get_mut(&bid.coach_id) {
-                    coach.live_bids.0.insert(no);
+                    coach.live_bids.insert(no);
                     coach_no = coach.no;
                 }
                 let task = self.task_mut(&bid.task_id);
@@ -445,7 +445,7 @@ impl State {
                 if bid.view.status == BidStatus::Pending
                     && let Some(coach) = coaches.get_mut(&bid.view.coach_id)
                 {
-                    coach.live_bids.0.remove(&bid.no);
+                    coach.live_bids.remove(bid.no);
                 }
                 bid.view.status = status;
             })

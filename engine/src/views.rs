@@ -209,10 +209,9 @@ impl Engine {
         };
         let bids = coach
             .live_bids
-            .0
             .iter()
             .map(|no| {
-                let bid_id = crate::ids::bid_id(*no);
+                let bid_id = crate::ids::bid_id(no);
                 let task_id = self
                     .state
                     .bid_tasks
