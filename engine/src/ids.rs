@@ -8,16 +8,12 @@ pub type BidNo = u64;
 
 /// The id of the `n`th server-chosen task.
 pub fn task_id(n: u64) -> TaskId {
-    numbered(b't', n, |id| {
-        TaskId::new(id).expect("t_<digits> is a valid id")
-    })
+    TaskId::numbered(n)
 }
 
 /// The id of the `n`th bid.
 pub fn bid_id(n: BidNo) -> BidId {
-    numbered(b'b', n, |id| {
-        BidId::new(id).expect("b_<digits> is a valid id")
-    })
+    BidId::numbered(n)
 }
 
 /// The number of an engine bid id, if it is one: exactly what [`bid_id`] writes (`b_`, then
@@ -33,7 +29,7 @@ pub fn task_no(id: &TaskId) -> Option<u64> {
     number_in(id.as_str(), "t_")
 }
 
-/// `n` when `id` is `prefix` then `n` in decimal as [`numbered`] writes it (no sign, no
+/// `n` when `id` is `prefix` then `n` in decimal as `TaskId::numbered` writes it (no sign, no
 /// leading zeros: `str::parse` takes both).
 fn number_in(id: &str, prefix: &str) -> Option<u64> {
     let digits = id.strip_prefix(prefix)?.as_bytes();
@@ -44,27 +40,6 @@ fn number_in(id: &str, prefix: &str) -> Option<u64> {
         let digit = d.checked_sub(b'0').filter(|d| *d <= 9)?;
         n.checked_mul(10)?.checked_add(u64::from(digit))
     })
-}
-
-/// Hands `<letter>_<n>` (decimal) to `make`, written on the stack: `format!` cost ~1,100
-/// instructions per bid (the formatting machinery and a temporary `String`), a fifth of a
-/// whole `place_bid` (docs/benchmarks.md, "Engine").
-fn numbered<R>(letter: u8, mut n: u64, make: impl FnOnce(&str) -> R) -> R {
-    // Two bytes of prefix and the 20 digits of u64::MAX.
-    let mut buf = [0u8; 22];
-    let mut start = buf.len();
-    loop {
-        start -= 1;
-        buf[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    start -= 2;
-    buf[start] = letter;
-    buf[start + 1] = b'_';
-    make(std::str::from_utf8(&buf[start..]).expect("ASCII digits and a prefix"))
 }
 
 #[cfg(test)]
