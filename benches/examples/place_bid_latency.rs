@@ -13,6 +13,12 @@
 
 #![allow(clippy::print_stdout)]
 
+/// With `--features jemalloc`, the gavel binary's allocator, to measure the engine as it runs
+/// there; without, glibc's malloc (the series in docs/benchmarks.md, with `PREFAULT_MB`).
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::time::Instant;
 
 use gavel_benches::{BidCycle, deadline_market, market};

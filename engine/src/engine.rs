@@ -233,6 +233,8 @@ impl Engine {
             }
         };
         let count = decision.events.len();
+        // One allocation of the size needed, not a growth from nothing.
+        events.reserve_exact(count);
         debug_assert_eq!(decision.owner, self.owner_of(&decision.events));
         let owner = decision.owner;
         for (i, kind) in decision.events.into_iter().enumerate() {
