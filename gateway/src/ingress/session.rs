@@ -21,6 +21,7 @@ use crate::cluster::forward::{Charge, Forward};
 use crate::durability::replies::{error_frame, ok_empty_frame, ok_value_frame};
 use crate::fanout::outbox::{ConnHandle, Outbox, connection};
 use crate::ingress::rate_limit::UserRateLimiter;
+use crate::ingress::read_wake::ReadWake;
 use crate::sequencer::handle::unavailable;
 use crate::sequencer::messages::{EngineMsg, ReplyTo, SubscribeRequest};
 
@@ -86,7 +87,8 @@ impl Session {
     /// The connection's loop; returns the close code sent, if any.
     ///
     /// Kept small and cheap per wake-up, since an idle connection is mostly this future and
-    /// every delivered frame wakes it once: one timer for both the ping and the token's expiry
+    /// every delivered frame wakes it once: the socket read only when its read side woke
+    /// ([`ReadWake`]), one timer for both the ping and the token's expiry
     /// ([`Heartbeat`]), a write timer only when a write cannot complete at once, writes polled
     /// by hand ([`write_within`]), the socket and outbox borrowed (an `async fn` keeps its
     /// arguments apart from its body's state: moved in, the 368-byte socket would be held
@@ -105,6 +107,7 @@ impl Session {
         let max_frame_bytes = limits.max_frame_bytes;
         let mut heartbeat = Heartbeat::new(Duration::from_secs(limits.ping_interval_secs), exp);
         let mut last_heard = Instant::now();
+        let read_wake = ReadWake::new();
         let close_code = loop {
             tokio::select! {
                 biased;
@@ -121,7 +124,7 @@ impl Session {
                     }
                     None => break outbox.close_code(),
                 },
-                incoming = socket.recv() => {
+                incoming = read_wake.next(socket) => {
                     last_heard = Instant::now();
                     match incoming {
                         Some(Ok(Message::Text(text))) => {
