@@ -274,7 +274,7 @@ impl Engine {
 
 /// Coaches have distinct numbers, every bid carries its coach's (none for a coach not
 /// registered), and what each task keeps beside its bids (their coaches' filter, the pending
-/// count) is theirs.
+/// count, the last number) is theirs.
 fn check_coach_numbers(s: &State) -> Result<(), String> {
     let numbers: BTreeSet<CoachNo> = s.coaches.values().map(|c| c.no).collect();
     if numbers.len() != s.coaches.len() || numbers.contains(&CoachNo::NONE) {

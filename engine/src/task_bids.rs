@@ -195,7 +195,7 @@ impl TaskBids {
     }
 
     /// Whether what is kept beside the bids is theirs: every bid's coach in the filter, the
-    /// pending count theirs (for `check_invariants`).
+    /// pending count and the last number theirs (for `check_invariants`).
     pub(crate) fn derived_data_holds(&self) -> Result<(), String> {
         if let Some(b) = self
             .bids
