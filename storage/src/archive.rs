@@ -11,9 +11,11 @@ use gavel_engine::listing::{ListKey, ListQuery, Scope, hide_successor};
 use gavel_engine::{ArchivedTask, Engine, EngineConfig, Event, EventKind};
 use gavel_protocol::views::{BidView, TaskView};
 use gavel_protocol::{Seq, TaskId, UserId};
+use sqlx::{QueryBuilder, Sqlite};
 
 use crate::error::StorageError;
-use crate::store::{Store, StoredEvent};
+use crate::sqlite_batch::SqliteBatch;
+use crate::store::{Store, StoredEvent, sqlite_insert_chunks};
 
 /// The `kind` column of the events that carry archive rows.
 const ARCHIVED_KIND: &str = "tasks_archived";
@@ -146,39 +148,37 @@ pub(crate) fn bind_archive<'q>(
         )
 }
 
-/// SQLite: inserts archive rows inside the append's transaction.
-pub(crate) async fn sqlite_insert(
-    tx: &mut sqlx::SqliteConnection,
-    rows: &[ArchiveRow],
-) -> Result<(), StorageError> {
+/// SQLite: the `INSERT`s of archive rows, for the append's transaction ([`SqliteBatch`]).
+pub(crate) fn push_sqlite_rows(statements: &mut QueryBuilder<Sqlite>, rows: &[ArchiveRow]) {
     for r in rows {
-        sqlx::query(
+        statements.push(
             "INSERT OR REPLACE INTO archive \
-             (task_id, owner, created_at, status, archived_seq, view) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&r.task_id)
-        .bind(&r.owner)
-        .bind(r.created_at)
-        .bind(&r.status)
-        .bind(r.archived_seq)
-        .bind(&r.view)
-        .execute(&mut *tx)
-        .await?;
-        for c in &r.coaches {
-            sqlx::query(
+             (task_id, owner, created_at, status, archived_seq, view) ",
+        );
+        statements.push_values([r], |mut row, r| {
+            row.push_bind(r.task_id.as_str())
+                .push_bind(r.owner.as_str())
+                .push_bind(r.created_at)
+                .push_bind(r.status.as_str())
+                .push_bind(r.archived_seq)
+                .push_bind(r.view.as_str());
+        });
+        statements.push("; ");
+        for run in sqlite_insert_chunks(&r.coaches) {
+            statements.push(
                 "INSERT OR REPLACE INTO archive_coaches \
-                 (coach_id, created_at, task_id, position, bid) VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(&c.coach_id)
-            .bind(r.created_at)
-            .bind(&r.task_id)
-            .bind(c.position)
-            .bind(&c.bid)
-            .execute(&mut *tx)
-            .await?;
+                 (coach_id, created_at, task_id, position, bid) ",
+            );
+            statements.push_values(run, |mut row, c| {
+                row.push_bind(c.coach_id.as_str())
+                    .push_bind(r.created_at)
+                    .push_bind(r.task_id.as_str())
+                    .push_bind(c.position)
+                    .push_bind(c.bid.as_deref());
+            });
+            statements.push("; ");
         }
     }
-    Ok(())
 }
 
 /// A value bound into a listing query.
@@ -442,9 +442,9 @@ impl Store {
         }
         match self {
             Store::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                sqlite_insert(&mut tx, rows).await?;
-                tx.commit().await?;
+                let mut batch = SqliteBatch::new();
+                push_sqlite_rows(batch.statements(), rows);
+                batch.commit(pool).await?;
             }
             Store::Postgres(pool) => {
                 // `$1`–`$4` are the journal's arrays in an append: bound empty here.

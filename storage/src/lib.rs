@@ -25,6 +25,7 @@ pub mod cluster;
 pub mod error;
 pub mod recovery;
 pub mod snapshot_codec;
+mod sqlite_batch;
 pub mod store;
 pub mod task_events;
 pub mod webhooks;

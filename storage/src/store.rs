@@ -12,15 +12,16 @@ use gavel_engine::Event;
 use gavel_engine::routing::task_topic;
 use gavel_protocol::{Seq, TaskId};
 use rand::RngCore;
-use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::{QueryBuilder, Row, Sqlite};
 
 use crate::append::postgres_append;
 use crate::archive::archive_rows;
 use crate::error::StorageError;
+use crate::sqlite_batch::SqliteBatch;
 use crate::task_events::BatchIndex;
 
 /// Postgres `statement_timeout` on every connection of the pool: a journal append (or any
@@ -146,9 +147,11 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5));
         // One writer at a time is SQLite's model; a few connections let readers (resumes,
-        // recovery) run beside it under WAL.
+        // recovery) run beside it under WAL. No ping before each use: a connection to a file
+        // does not go stale, and the ping is a round trip to its worker thread.
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         SQLITE_MIGRATIONS.run(&pool).await?;
@@ -255,22 +258,11 @@ impl Store {
         let index = BatchIndex::of(events);
         match self {
             Store::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                for rows in sqlite_insert_chunks(events) {
-                    let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                        "INSERT INTO journal (seq, at, kind, payload) ",
-                    );
-                    insert.push_values(rows, |mut row, e| {
-                        row.push_bind(e.seq as i64)
-                            .push_bind(e.at as i64)
-                            .push_bind(e.kind.as_str())
-                            .push_bind(e.payload.as_str());
-                    });
-                    insert.build().execute(&mut *tx).await?;
-                }
-                crate::archive::sqlite_insert(&mut tx, &archive).await?;
-                crate::task_events::sqlite_index(&mut tx, &index).await?;
-                tx.commit().await?;
+                let mut batch = SqliteBatch::new();
+                push_sqlite_journal_rows(batch.statements(), events);
+                crate::archive::push_sqlite_rows(batch.statements(), &archive);
+                crate::task_events::push_sqlite_index(batch.statements(), &index);
+                batch.commit(pool).await?;
             }
             Store::Postgres(pool) => {
                 // One autocommit statement: it either landed or not, and a lost answer is
@@ -424,10 +416,24 @@ where
 /// in per-statement overhead (18 µs a row against 2 µs, `journal_bench`'s insert-path table).
 const SQLITE_ROWS_PER_INSERT: usize = 64;
 
+/// SQLite: the journal's `INSERT`s of `events`, [`SQLITE_ROWS_PER_INSERT`] rows at most each.
+fn push_sqlite_journal_rows(statements: &mut QueryBuilder<Sqlite>, events: &[StoredEvent]) {
+    for rows in sqlite_insert_chunks(events) {
+        statements.push("INSERT INTO journal (seq, at, kind, payload) ");
+        statements.push_values(rows, |mut row, e| {
+            row.push_bind(e.seq as i64)
+                .push_bind(e.at as i64)
+                .push_bind(e.kind.as_str())
+                .push_bind(e.payload.as_str());
+        });
+        statements.push("; ");
+    }
+}
+
 /// Splits a batch into statement-sized runs: full runs of [`SQLITE_ROWS_PER_INSERT`] rows, then
 /// the rest in power-of-two runs (32, 16, …, 1). Every run length is one of seven, so each
-/// statement text is prepared once per connection and stays in sqlx's statement cache,
-/// whatever the batch sizes.
+/// statement stays far under SQLite's limit of bound values, and a batch's statement list (a
+/// [`SqliteBatch`], cached by its text) takes few shapes: the common ones stay prepared.
 pub(crate) fn sqlite_insert_chunks<T>(events: &[T]) -> impl Iterator<Item = &[T]> {
     let mut rest = events;
     std::iter::from_fn(move || {

@@ -20,8 +20,10 @@
 use gavel_protocol::{Seq, TaskId};
 use sqlx::postgres::{PgArguments, Postgres};
 use sqlx::query::Query;
+use sqlx::{QueryBuilder, Sqlite};
 
 use crate::error::StorageError;
+use crate::sqlite_batch::SqliteBatch;
 use crate::store::{Store, StoredEvent, sqlite_insert_chunks};
 
 /// A batch's task-index rows and the position move it makes.
@@ -71,43 +73,33 @@ impl BatchIndex {
     }
 }
 
-/// SQLite: inserts `(task_id, seq)` rows, skipping rows already there, many per statement.
-async fn sqlite_insert_rows(
-    tx: &mut sqlx::SqliteConnection,
-    rows: &[(&str, i64)],
-) -> Result<(), StorageError> {
+/// SQLite: the `INSERT`s of `(task_id, seq)` rows, skipping rows already there, many per
+/// statement.
+fn push_sqlite_rows(statements: &mut QueryBuilder<Sqlite>, rows: &[(&str, i64)]) {
     for run in sqlite_insert_chunks(rows) {
-        let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT OR IGNORE INTO task_events (task_id, seq) ",
-        );
-        query.push_values(run, |mut row, (key, seq)| {
+        statements.push("INSERT OR IGNORE INTO task_events (task_id, seq) ");
+        statements.push_values(run, |mut row, (key, seq)| {
             row.push_bind(*key).push_bind(*seq);
         });
-        query.build().execute(&mut *tx).await?;
+        statements.push("; ");
     }
-    Ok(())
 }
 
-/// SQLite: the upsert that moves the position from `prev` to `last` (binds: prev, last,
-/// prev, last); a position elsewhere stays where it is.
-const SQLITE_ADVANCE: &str = "INSERT INTO task_index (id, indexed_seq) \
-     VALUES (1, CASE WHEN ? = 0 THEN ? ELSE 0 END) ON CONFLICT (id) DO UPDATE SET \
-     indexed_seq = CASE WHEN task_index.indexed_seq = ? THEN ? ELSE task_index.indexed_seq END";
-
-/// SQLite: a batch's index rows and position, inside the append's transaction.
-pub(crate) async fn sqlite_index(
-    tx: &mut sqlx::SqliteConnection,
-    index: &BatchIndex,
-) -> Result<(), StorageError> {
-    sqlite_insert_rows(tx, &index.task_rows()).await?;
-    sqlx::query(SQLITE_ADVANCE)
-        .bind(index.prev)
-        .bind(index.last)
-        .bind(index.prev)
-        .bind(index.last)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
+/// SQLite: a batch's index rows and the upsert that moves the position from the batch's
+/// `prev` to its `last` (a position elsewhere stays where it is), for the append's
+/// transaction ([`SqliteBatch`]).
+pub(crate) fn push_sqlite_index(statements: &mut QueryBuilder<Sqlite>, index: &BatchIndex) {
+    push_sqlite_rows(statements, &index.task_rows());
+    statements.push("INSERT INTO task_index (id, indexed_seq) VALUES (1, CASE WHEN ");
+    statements.push_bind(index.prev).push(" = 0 THEN ");
+    statements.push_bind(index.last).push(
+        " ELSE 0 END) ON CONFLICT (id) DO UPDATE SET indexed_seq = \
+         CASE WHEN task_index.indexed_seq = ",
+    );
+    statements.push_bind(index.prev).push(" THEN ");
+    statements
+        .push_bind(index.last)
+        .push(" ELSE task_index.indexed_seq END; ");
 }
 
 /// Postgres: the index's parts of a batch's append statement ([`crate::append`]), each under
@@ -204,16 +196,17 @@ impl Store {
         let index = BatchIndex::of(rows);
         match self {
             Store::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                sqlite_insert_rows(&mut tx, &index.task_rows()).await?;
-                sqlx::query(
-                    "INSERT INTO task_index (id, indexed_seq) VALUES (1, ?) ON CONFLICT (id) \
-                     DO UPDATE SET indexed_seq = MAX(task_index.indexed_seq, excluded.indexed_seq)",
-                )
-                .bind(upto as i64)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
+                let mut batch = SqliteBatch::new();
+                push_sqlite_rows(batch.statements(), &index.task_rows());
+                batch
+                    .statements()
+                    .push("INSERT INTO task_index (id, indexed_seq) VALUES (1, ")
+                    .push_bind(upto as i64)
+                    .push(
+                        ") ON CONFLICT (id) DO UPDATE SET \
+                         indexed_seq = MAX(task_index.indexed_seq, excluded.indexed_seq); ",
+                    );
+                batch.commit(pool).await?;
             }
             Store::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
