@@ -11,7 +11,6 @@ use gavel_engine::listing::{ListKey, ListQuery, Scope, hide_successor};
 use gavel_engine::{ArchivedTask, Engine, EngineConfig, Event, EventKind};
 use gavel_protocol::views::{BidView, TaskView};
 use gavel_protocol::{Seq, TaskId, UserId};
-use sqlx::{QueryBuilder, Sqlite};
 
 use crate::error::StorageError;
 use crate::sqlite_batch::SqliteBatch;
@@ -148,14 +147,15 @@ pub(crate) fn bind_archive<'q>(
         )
 }
 
-/// SQLite: the `INSERT`s of archive rows, for the append's transaction ([`SqliteBatch`]).
-pub(crate) fn push_sqlite_rows(statements: &mut QueryBuilder<Sqlite>, rows: &[ArchiveRow]) {
+/// SQLite: the `INSERT`s of archive rows, for the append's transaction.
+pub(crate) fn push_sqlite_rows(batch: &mut SqliteBatch, rows: &[ArchiveRow]) {
     for r in rows {
-        statements.push(
+        let statement = batch.statement();
+        statement.push(
             "INSERT OR REPLACE INTO archive \
              (task_id, owner, created_at, status, archived_seq, view) ",
         );
-        statements.push_values([r], |mut row, r| {
+        statement.push_values([r], |mut row, r| {
             row.push_bind(r.task_id.as_str())
                 .push_bind(r.owner.as_str())
                 .push_bind(r.created_at)
@@ -163,20 +163,19 @@ pub(crate) fn push_sqlite_rows(statements: &mut QueryBuilder<Sqlite>, rows: &[Ar
                 .push_bind(r.archived_seq)
                 .push_bind(r.view.as_str());
         });
-        statements.push("; ");
         for run in sqlite_insert_chunks(&r.coaches) {
-            statements.push(
+            let statement = batch.statement();
+            statement.push(
                 "INSERT OR REPLACE INTO archive_coaches \
                  (coach_id, created_at, task_id, position, bid) ",
             );
-            statements.push_values(run, |mut row, c| {
+            statement.push_values(run, |mut row, c| {
                 row.push_bind(c.coach_id.as_str())
                     .push_bind(r.created_at)
                     .push_bind(r.task_id.as_str())
                     .push_bind(c.position)
                     .push_bind(c.bid.as_deref());
             });
-            statements.push("; ");
         }
     }
 }
@@ -442,8 +441,8 @@ impl Store {
         }
         match self {
             Store::Sqlite(pool) => {
-                let mut batch = SqliteBatch::new();
-                push_sqlite_rows(batch.statements(), rows);
+                let mut batch = SqliteBatch::split();
+                push_sqlite_rows(&mut batch, rows);
                 batch.commit(pool).await?;
             }
             Store::Postgres(pool) => {

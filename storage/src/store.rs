@@ -12,11 +12,11 @@ use gavel_engine::Event;
 use gavel_engine::routing::task_topic;
 use gavel_protocol::{Seq, TaskId};
 use rand::RngCore;
+use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite};
 
 use crate::append::postgres_append;
 use crate::archive::archive_rows;
@@ -258,10 +258,14 @@ impl Store {
         let index = BatchIndex::of(events);
         match self {
             Store::Sqlite(pool) => {
-                let mut batch = SqliteBatch::new();
-                push_sqlite_journal_rows(batch.statements(), events);
-                crate::archive::push_sqlite_rows(batch.statements(), &archive);
-                crate::task_events::push_sqlite_index(batch.statements(), &index);
+                let mut batch = if events.len() <= SQLITE_ONE_MESSAGE_EVENTS {
+                    SqliteBatch::one_message()
+                } else {
+                    SqliteBatch::split()
+                };
+                push_sqlite_journal_rows(&mut batch, events);
+                crate::archive::push_sqlite_rows(&mut batch, &archive);
+                crate::task_events::push_sqlite_index(&mut batch, &index);
                 batch.commit(pool).await?;
             }
             Store::Postgres(pool) => {
@@ -417,23 +421,28 @@ where
 const SQLITE_ROWS_PER_INSERT: usize = 64;
 
 /// SQLite: the journal's `INSERT`s of `events`, [`SQLITE_ROWS_PER_INSERT`] rows at most each.
-fn push_sqlite_journal_rows(statements: &mut QueryBuilder<Sqlite>, events: &[StoredEvent]) {
+fn push_sqlite_journal_rows(batch: &mut SqliteBatch, events: &[StoredEvent]) {
     for rows in sqlite_insert_chunks(events) {
-        statements.push("INSERT INTO journal (seq, at, kind, payload) ");
-        statements.push_values(rows, |mut row, e| {
+        let statement = batch.statement();
+        statement.push("INSERT INTO journal (seq, at, kind, payload) ");
+        statement.push_values(rows, |mut row, e| {
             row.push_bind(e.seq as i64)
                 .push_bind(e.at as i64)
                 .push_bind(e.kind.as_str())
                 .push_bind(e.payload.as_str());
         });
-        statements.push("; ");
     }
 }
 
+/// The largest journal batch a SQLite append sends as one message ([`SqliteBatch`]): its
+/// statement lists take few shapes (at most this many journal rows and index rows), so they
+/// stay prepared; a larger batch goes a statement at a time.
+const SQLITE_ONE_MESSAGE_EVENTS: usize = 16;
+
 /// Splits a batch into statement-sized runs: full runs of [`SQLITE_ROWS_PER_INSERT`] rows, then
 /// the rest in power-of-two runs (32, 16, …, 1). Every run length is one of seven, so each
-/// statement stays far under SQLite's limit of bound values, and a batch's statement list (a
-/// [`SqliteBatch`], cached by its text) takes few shapes: the common ones stay prepared.
+/// statement text is prepared once per connection and stays in sqlx's statement cache,
+/// whatever the batch sizes (sent a statement at a time: [`SqliteBatch::split`]).
 pub(crate) fn sqlite_insert_chunks<T>(events: &[T]) -> impl Iterator<Item = &[T]> {
     let mut rest = events;
     std::iter::from_fn(move || {

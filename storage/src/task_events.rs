@@ -20,7 +20,6 @@
 use gavel_protocol::{Seq, TaskId};
 use sqlx::postgres::{PgArguments, Postgres};
 use sqlx::query::Query;
-use sqlx::{QueryBuilder, Sqlite};
 
 use crate::error::StorageError;
 use crate::sqlite_batch::SqliteBatch;
@@ -75,31 +74,32 @@ impl BatchIndex {
 
 /// SQLite: the `INSERT`s of `(task_id, seq)` rows, skipping rows already there, many per
 /// statement.
-fn push_sqlite_rows(statements: &mut QueryBuilder<Sqlite>, rows: &[(&str, i64)]) {
+fn push_sqlite_rows(batch: &mut SqliteBatch, rows: &[(&str, i64)]) {
     for run in sqlite_insert_chunks(rows) {
-        statements.push("INSERT OR IGNORE INTO task_events (task_id, seq) ");
-        statements.push_values(run, |mut row, (key, seq)| {
+        let statement = batch.statement();
+        statement.push("INSERT OR IGNORE INTO task_events (task_id, seq) ");
+        statement.push_values(run, |mut row, (key, seq)| {
             row.push_bind(*key).push_bind(*seq);
         });
-        statements.push("; ");
     }
 }
 
 /// SQLite: a batch's index rows and the upsert that moves the position from the batch's
 /// `prev` to its `last` (a position elsewhere stays where it is), for the append's
-/// transaction ([`SqliteBatch`]).
-pub(crate) fn push_sqlite_index(statements: &mut QueryBuilder<Sqlite>, index: &BatchIndex) {
-    push_sqlite_rows(statements, &index.task_rows());
-    statements.push("INSERT INTO task_index (id, indexed_seq) VALUES (1, CASE WHEN ");
-    statements.push_bind(index.prev).push(" = 0 THEN ");
-    statements.push_bind(index.last).push(
+/// transaction.
+pub(crate) fn push_sqlite_index(batch: &mut SqliteBatch, index: &BatchIndex) {
+    push_sqlite_rows(batch, &index.task_rows());
+    let advance = batch.statement();
+    advance.push("INSERT INTO task_index (id, indexed_seq) VALUES (1, CASE WHEN ");
+    advance.push_bind(index.prev).push(" = 0 THEN ");
+    advance.push_bind(index.last).push(
         " ELSE 0 END) ON CONFLICT (id) DO UPDATE SET indexed_seq = \
          CASE WHEN task_index.indexed_seq = ",
     );
-    statements.push_bind(index.prev).push(" THEN ");
-    statements
+    advance.push_bind(index.prev).push(" THEN ");
+    advance
         .push_bind(index.last)
-        .push(" ELSE task_index.indexed_seq END; ");
+        .push(" ELSE task_index.indexed_seq END");
 }
 
 /// Postgres: the index's parts of a batch's append statement ([`crate::append`]), each under
@@ -196,15 +196,15 @@ impl Store {
         let index = BatchIndex::of(rows);
         match self {
             Store::Sqlite(pool) => {
-                let mut batch = SqliteBatch::new();
-                push_sqlite_rows(batch.statements(), &index.task_rows());
+                let mut batch = SqliteBatch::split();
+                push_sqlite_rows(&mut batch, &index.task_rows());
                 batch
-                    .statements()
+                    .statement()
                     .push("INSERT INTO task_index (id, indexed_seq) VALUES (1, ")
                     .push_bind(upto as i64)
                     .push(
                         ") ON CONFLICT (id) DO UPDATE SET \
-                         indexed_seq = MAX(task_index.indexed_seq, excluded.indexed_seq); ",
+                         indexed_seq = MAX(task_index.indexed_seq, excluded.indexed_seq)",
                     );
                 batch.commit(pool).await?;
             }

@@ -76,10 +76,10 @@ async fn a_position_is_written_once() {
     }
 }
 
-/// A batch that fails after some of its statements ran (SQLite runs the batch's statements
-/// one after another in one transaction; here its second journal `INSERT` repeats a `seq`)
-/// leaves nothing behind — no journal row, no index row, no index position — holds no lock,
-/// and the next batch commits.
+/// A batch that fails after some of its statements ran (SQLite runs a batch's statements one
+/// after another in one transaction — a small batch as one message, a large one a statement
+/// at a time; here its last journal `INSERT` repeats a `seq`) leaves nothing behind — no
+/// journal row, no index row, no index position — holds no lock, and the next batch commits.
 #[tokio::test]
 async fn a_batch_failing_in_a_later_statement_leaves_nothing_and_the_next_commits() {
     let (_, events) = market_events(30);
@@ -88,41 +88,47 @@ async fn a_batch_failing_in_a_later_statement_leaves_nothing_and_the_next_commit
         .map(|(seq, e)| StoredEvent::encode(*seq, e))
         .collect();
     assert!(rows.len() > 70, "enough events for two journal statements");
-    for backend in BACKENDS {
-        let store = fresh_store(backend, "later").await;
-        store.append(&rows[..3]).await.unwrap();
-        let indexed = store.task_index_seq().await.unwrap();
-        // 64 new rows (one full statement), then a row already there.
-        let mut failing = rows[3..67].to_vec();
-        failing.push(rows[2].clone());
-        let refused = store.append(&failing).await;
-        assert!(
-            matches!(refused, Err(StorageError::Database(_))),
-            "{backend}: duplicate seq refused: {refused:?}"
-        );
-        assert_eq!(store.latest_seq().await.unwrap(), 3, "{backend}: no row");
-        assert_eq!(
-            store.task_index_seq().await.unwrap(),
-            indexed,
-            "{backend}: the index position did not move"
-        );
-        let task = rows[3..67].iter().find_map(|r| r.task_id().unwrap());
-        let task = task.expect("the batch carried task events");
-        let listed = store
-            .indexed_task_events(task.as_str(), 0, 1_000, 1_000)
-            .await
-            .unwrap();
-        assert!(
-            listed.iter().all(|r| r.seq <= 3),
-            "{backend}: no index row of the failed batch: {listed:?}"
-        );
-        store.append(&rows[3..]).await.unwrap();
-        assert_eq!(store.latest_seq().await.unwrap(), rows.len() as u64);
-        assert_eq!(
-            store.task_index_seq().await.unwrap(),
-            rows.len() as u64,
-            "{backend}: the next batch moved the index position"
-        );
+    // 4 new rows then a repeated one (one message: statements of 4 rows and 1), and 64 new
+    // rows then a repeated one (a statement at a time: 64 rows and 1).
+    for new_rows in [4, 64] {
+        for backend in BACKENDS {
+            let label = format!("{backend}, {new_rows} new rows");
+            let store = fresh_store(backend, "later").await;
+            store.append(&rows[..3]).await.unwrap();
+            let indexed = store.task_index_seq().await.unwrap();
+            let mut failing = rows[3..3 + new_rows].to_vec();
+            failing.push(rows[2].clone());
+            let refused = store.append(&failing).await;
+            assert!(
+                matches!(refused, Err(StorageError::Database(_))),
+                "{label}: duplicate seq refused: {refused:?}"
+            );
+            assert_eq!(store.latest_seq().await.unwrap(), 3, "{label}: no row");
+            assert_eq!(
+                store.task_index_seq().await.unwrap(),
+                indexed,
+                "{label}: the index position did not move"
+            );
+            let task = rows[3..3 + new_rows]
+                .iter()
+                .find_map(|r| r.task_id().unwrap());
+            let task = task.expect("the batch carried task events");
+            let listed = store
+                .indexed_task_events(task.as_str(), 0, 1_000, 1_000)
+                .await
+                .unwrap();
+            assert!(
+                listed.iter().all(|r| r.seq <= 3),
+                "{label}: no index row of the failed batch: {listed:?}"
+            );
+            store.append(&rows[3..]).await.unwrap();
+            assert_eq!(store.latest_seq().await.unwrap(), rows.len() as u64);
+            assert_eq!(
+                store.task_index_seq().await.unwrap(),
+                rows.len() as u64,
+                "{label}: the next batch moved the index position"
+            );
+        }
     }
 }
 
