@@ -6,6 +6,8 @@
 //!   task-index rows, one commit), read from a `seq`, snapshots (write, latest, prune), the
 //!   epoch.
 //! - [`writer`] — [`JournalHandle`]: the one task that appends, with group commit.
+//! - `sqlite_batch` — a SQLite transaction sent to its connection in one message (small
+//!   batches) or a statement at a time (large ones).
 //! - [`archive`] — the archive of tasks that left memory: written with the journal rows that
 //!   carry it, listed newest first, rebuilt from the journal.
 //! - [`recovery`] — [`recover`]: latest snapshot + journal tail → an [`gavel_engine::Engine`].
